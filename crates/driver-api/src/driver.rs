@@ -1,0 +1,215 @@
+//! The raw driver contract: [`StorageDriver`], [`FileWriter`] and their value types.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::error::Result;
+use crate::path::StoragePath;
+
+/// A stream of an object's bytes, as returned by [`StorageDriver::reader`].
+///
+/// Chunk sizes are the driver's choice; memory held by the stream is bounded by about one
+/// chunk whatever the object's size.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+/// Metadata of a file or (implicit) directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The path stat'ed.
+    pub path: StoragePath,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Last modification time (for directories, the backend's best notion of one).
+    pub mod_time: SystemTime,
+    /// True for a directory.
+    pub is_dir: bool,
+}
+
+/// What a [`walk`](StorageDriver::walk) callback wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalkControl {
+    /// Go on (and descend into this entry if it is a directory).
+    Continue,
+    /// On a directory: do not descend into it. On a file: skip the file's remaining
+    /// siblings (as Go's `filepath.SkipDir`).
+    SkipDir,
+    /// End the walk now; `walk` returns `Ok(())`.
+    Stop,
+}
+
+/// Options for [`StorageDriver::walk`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WalkOptions {
+    /// Start strictly after this path in walk order: the hint itself and everything before
+    /// it is not reported. Directories that contain the hint are entered, not reported.
+    pub start_after_hint: Option<StoragePath>,
+}
+
+impl WalkOptions {
+    /// Options that start after `hint`.
+    pub fn start_after(hint: StoragePath) -> Self {
+        Self {
+            start_after_hint: Some(hint),
+        }
+    }
+}
+
+/// The callback type of [`StorageDriver::walk`].
+pub type WalkFn<'a> = dyn FnMut(&FileInfo) -> WalkControl + Send + 'a;
+
+/// The HTTP method a redirect URL will be used with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedirectMethod {
+    /// `GET`: download the content.
+    #[default]
+    Get,
+    /// `HEAD`: check existence and size.
+    Head,
+}
+
+/// What a client wants a redirect URL for (Distribution's `URLFor` options).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedirectRequest {
+    /// The method the URL must accept.
+    pub method: RedirectMethod,
+    /// How long the URL should stay valid (driver default when `None`).
+    pub expires_in: Option<Duration>,
+}
+
+impl RedirectRequest {
+    /// A request for a `GET` URL with the driver's default expiry.
+    pub fn get() -> Self {
+        Self::default()
+    }
+    /// A request for a `HEAD` URL with the driver's default expiry.
+    pub fn head() -> Self {
+        Self {
+            method: RedirectMethod::Head,
+            expires_in: None,
+        }
+    }
+}
+
+/// What a driver can and cannot do; the conformance suite skips (and says why) the cases
+/// a driver opts out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// State is shared by every instance created with the same parameters (false for
+    /// `inmemory`, whose state lives and dies with one instance).
+    pub shared_state: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self { shared_state: true }
+    }
+}
+
+impl Capabilities {
+    /// Builder: sets [`Capabilities::shared_state`].
+    pub fn with_shared_state(mut self, v: bool) -> Self {
+        self.shared_state = v;
+        self
+    }
+}
+
+/// A storage backend, modelled as a filesystem-like tree of immutable-once-committed files.
+///
+/// This is the raw trait drivers implement; applications use the [`Driver`](crate::Driver)
+/// handle, which validates paths, rejects the root where a file is needed, enforces the
+/// writer protocol and opens a tracing span per call. Implementations may therefore assume:
+/// every path they receive is a valid [`StoragePath`], only `list` and `walk` ever receive
+/// the root, and each [`FileWriter`] sees `write* (close | commit [close] | cancel [close])`.
+///
+/// Semantics follow Distribution's storage driver API version 0.1 (see
+/// `docs/architecture.md` for the full contract).
+#[async_trait]
+pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
+    /// The driver's registered name (`"filesystem"`, `"s3"`, ...), used in every error.
+    fn name(&self) -> &str;
+
+    /// What the driver supports; defaults to everything.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// The whole content of the file at `path`.
+    async fn get_content(&self, path: &StoragePath) -> Result<Bytes>;
+
+    /// Atomically replaces the file at `path` with `content`: concurrent readers see the
+    /// old or the new content, never a mix.
+    async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()>;
+
+    /// A stream of the file's bytes from `offset`. `offset == size` yields an empty
+    /// stream; `offset > size` is `InvalidOffset`; a missing file is `PathNotFound`.
+    async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream>;
+
+    /// A writer for `path`. `append == false` starts a new upload (discarding any
+    /// uncommitted one); `append == true` resumes the uncommitted upload at `path`, or
+    /// appends to committed content that is empty. Nothing is readable at `path` until
+    /// [`FileWriter::commit`].
+    async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>>;
+
+    /// Metadata of the file or directory at `path`.
+    async fn stat(&self, path: &StoragePath) -> Result<FileInfo>;
+
+    /// The direct children of the directory `path`, as full paths, sorted.
+    async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>>;
+
+    /// Moves the file `src` to `dst`, replacing `dst` if it exists (Distribution's `Move`).
+    async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()>;
+
+    /// Deletes `path` and everything below it.
+    async fn delete(&self, path: &StoragePath) -> Result<()>;
+
+    /// A URL from which a client may fetch `path` directly, or `None` when the driver does
+    /// not redirect (the default).
+    async fn redirect_url(
+        &self,
+        _request: &RedirectRequest,
+        _path: &StoragePath,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Visits everything below `path` in depth-first, lexical order (see [`WalkControl`]).
+    ///
+    /// The default is [`walk_fallback`](crate::walk::walk_fallback) over `list` + `stat`;
+    /// drivers override it with a single efficient listing where the backend allows.
+    async fn walk(
+        &self,
+        path: &StoragePath,
+        options: &WalkOptions,
+        f: &mut WalkFn<'_>,
+    ) -> Result<()> {
+        crate::walk::walk_fallback(self, path, options, f).await
+    }
+}
+
+/// An in-progress upload returned by [`StorageDriver::writer`].
+///
+/// Protocol: any number of `write`s, then one of `close` (keep the upload so a later
+/// `writer(path, true)` resumes it, possibly from another process), `commit` (make the
+/// content readable at the path, atomically) or `cancel` (discard the upload). The
+/// [`Writer`](crate::Writer) handle turns misuse into
+/// [`StorageError::WriterFinished`](crate::StorageError::WriterFinished).
+#[async_trait]
+pub trait FileWriter: Send + Sync {
+    /// Appends `data`.
+    async fn write(&mut self, data: Bytes) -> Result<()>;
+    /// Bytes in the upload so far, including those of a resumed upload.
+    fn size(&self) -> u64;
+    /// Flushes and keeps the upload for a later resume.
+    async fn close(&mut self) -> Result<()>;
+    /// Discards the upload.
+    async fn cancel(&mut self) -> Result<()>;
+    /// Makes the upload's content the file at the writer's path.
+    async fn commit(&mut self) -> Result<()>;
+}

@@ -1,0 +1,274 @@
+//! The one error type every driver returns.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::path::{InvalidPathError, StoragePath};
+
+/// A driver's name as carried by errors: static for built-in drivers, owned for drivers
+/// discovered at run time (out-of-process ones).
+pub type DriverName = Cow<'static, str>;
+
+/// A boxed source error from a backend client.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Shorthand for `Result<T, StorageError>`.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// What a [`FileWriter`](crate::FileWriter) was already done with when it was misused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterStatus {
+    /// `close` was called.
+    Closed,
+    /// `commit` was called.
+    Committed,
+    /// `cancel` was called.
+    Cancelled,
+}
+
+impl fmt::Display for WriterStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WriterStatus::Closed => "closed",
+            WriterStatus::Committed => "committed",
+            WriterStatus::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// Every failure a storage driver reports.
+///
+/// Each variant names the driver, and `Display` prints it first, so a log line always says
+/// which backend failed. Match on the variant to react (`PathNotFound` is routine for a
+/// registry); use [`StorageError::is_retryable`] to decide whether to try again.
+///
+/// ```
+/// use driver_api::{StorageError, StoragePath};
+/// let e = StorageError::not_found("inmemory", &StoragePath::new("/a/b").unwrap());
+/// assert_eq!(e.to_string(), "inmemory: path not found: /a/b");
+/// assert!(matches!(e, StorageError::PathNotFound { .. }));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// Nothing exists at `path` (no file, or no directory for `list`/`walk`).
+    #[error("{driver}: path not found: {path}")]
+    PathNotFound {
+        /// Driver name.
+        driver: DriverName,
+        /// The missing path.
+        path: String,
+    },
+
+    /// `path` is not a valid storage path (see [`StoragePath`]), or is the root where a
+    /// file is needed.
+    #[error("{driver}: invalid path {path:?}: {reason}")]
+    InvalidPath {
+        /// Driver name.
+        driver: DriverName,
+        /// The rejected input, verbatim.
+        path: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A read started past the end of the object.
+    #[error("{driver}: invalid offset {offset} for {path} (size {size})")]
+    InvalidOffset {
+        /// Driver name.
+        driver: DriverName,
+        /// The object read.
+        path: String,
+        /// The requested offset.
+        offset: u64,
+        /// The object's size.
+        size: u64,
+    },
+
+    /// The driver does not implement `operation` (for this path or at all).
+    #[error("{driver}: unsupported: {operation}{}", fmt_path(path))]
+    Unsupported {
+        /// Driver name.
+        driver: DriverName,
+        /// What was asked for.
+        operation: Cow<'static, str>,
+        /// The path involved, if any.
+        path: Option<String>,
+    },
+
+    /// A [`FileWriter`](crate::FileWriter) was used after `close`, `commit` or `cancel`.
+    #[error("{driver}: writer for {path} already {status}")]
+    WriterFinished {
+        /// Driver name.
+        driver: DriverName,
+        /// The writer's path.
+        path: String,
+        /// What had been done with it.
+        status: WriterStatus,
+    },
+
+    /// A factory parameter is missing, malformed, out of range or unknown.
+    #[error("{driver}: invalid parameter {key:?}: {expected}")]
+    InvalidParameter {
+        /// Driver name.
+        driver: DriverName,
+        /// The parameter's key.
+        key: String,
+        /// What was expected (never the value itself, which may be a secret).
+        expected: String,
+    },
+
+    /// The parameters are individually valid but do not make a working configuration.
+    #[error("{driver}: configuration error: {message}")]
+    Config {
+        /// Driver name.
+        driver: DriverName,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// No driver is registered under `name`.
+    #[error("{name}: no storage driver registered under this name (registered: {})", registered.join(", "))]
+    InvalidStorageDriver {
+        /// The name asked for.
+        name: String,
+        /// Every registered name, sorted.
+        registered: Vec<String>,
+    },
+
+    /// Any other failure of the backend (I/O, network, permission, service errors).
+    #[error("{driver}: {operation} {path}: {source}")]
+    Backend {
+        /// Driver name.
+        driver: DriverName,
+        /// The operation that failed (`put_content`, `list`, ...).
+        operation: &'static str,
+        /// The path involved (empty if none).
+        path: String,
+        /// Whether trying again may succeed (timeouts, throttling, 5xx).
+        retryable: bool,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+fn fmt_path(p: &Option<String>) -> String {
+    p.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()
+}
+
+impl StorageError {
+    /// `PathNotFound` for `path`.
+    pub fn not_found(driver: impl Into<DriverName>, path: &StoragePath) -> Self {
+        StorageError::PathNotFound {
+            driver: driver.into(),
+            path: path.as_str().to_owned(),
+        }
+    }
+
+    /// `InvalidPath` from a parse failure.
+    pub fn invalid_path(driver: impl Into<DriverName>, e: InvalidPathError) -> Self {
+        StorageError::InvalidPath {
+            driver: driver.into(),
+            path: e.path,
+            reason: e.reason,
+        }
+    }
+
+    /// `InvalidOffset` for a read at `offset` of an object of `size` bytes.
+    pub fn invalid_offset(
+        driver: impl Into<DriverName>,
+        path: &StoragePath,
+        offset: u64,
+        size: u64,
+    ) -> Self {
+        StorageError::InvalidOffset {
+            driver: driver.into(),
+            path: path.as_str().to_owned(),
+            offset,
+            size,
+        }
+    }
+
+    /// A non-retryable `Backend` error.
+    pub fn backend(
+        driver: impl Into<DriverName>,
+        operation: &'static str,
+        path: &StoragePath,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        StorageError::Backend {
+            driver: driver.into(),
+            operation,
+            path: path.as_str().to_owned(),
+            retryable: false,
+            source: source.into(),
+        }
+    }
+
+    /// Marks a `Backend` error as retryable (other variants are unchanged).
+    pub fn with_retryable(mut self, value: bool) -> Self {
+        if let StorageError::Backend { retryable, .. } = &mut self {
+            *retryable = value;
+        }
+        self
+    }
+
+    /// The driver the error came from (the requested name for `InvalidStorageDriver`).
+    pub fn driver(&self) -> &str {
+        match self {
+            StorageError::PathNotFound { driver, .. }
+            | StorageError::InvalidPath { driver, .. }
+            | StorageError::InvalidOffset { driver, .. }
+            | StorageError::Unsupported { driver, .. }
+            | StorageError::WriterFinished { driver, .. }
+            | StorageError::InvalidParameter { driver, .. }
+            | StorageError::Config { driver, .. }
+            | StorageError::Backend { driver, .. } => driver,
+            StorageError::InvalidStorageDriver { name, .. } => name,
+        }
+    }
+
+    /// The path the error is about, when there is one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            StorageError::PathNotFound { path, .. }
+            | StorageError::InvalidPath { path, .. }
+            | StorageError::InvalidOffset { path, .. }
+            | StorageError::WriterFinished { path, .. } => Some(path),
+            StorageError::Backend { path, .. } if !path.is_empty() => Some(path),
+            StorageError::Unsupported { path, .. } => path.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// True for `PathNotFound`.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::PathNotFound { .. })
+    }
+
+    /// True when retrying the same operation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Backend {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+impl From<StorageError> for std::io::Error {
+    fn from(e: StorageError) -> Self {
+        let kind = match &e {
+            StorageError::PathNotFound { .. } => std::io::ErrorKind::NotFound,
+            StorageError::InvalidPath { .. }
+            | StorageError::InvalidOffset { .. }
+            | StorageError::InvalidParameter { .. } => std::io::ErrorKind::InvalidInput,
+            StorageError::Unsupported { .. } => std::io::ErrorKind::Unsupported,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
