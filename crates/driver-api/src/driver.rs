@@ -34,8 +34,8 @@ pub struct FileInfo {
 pub enum WalkControl {
     /// Go on (and descend into this entry if it is a directory).
     Continue,
-    /// On a directory: do not descend into it. On a file: skip the file's remaining
-    /// siblings (as Go's `filepath.SkipDir`).
+    /// On a directory: do not descend into it. On a file: the same as `Continue`
+    /// (Distribution's semantics, unlike Go's `filepath.SkipDir`).
     SkipDir,
     /// End the walk now; `walk` returns `Ok(())`.
     Stop,

@@ -111,7 +111,7 @@ pub type CreateFn = fn(Parameters) -> BoxFuture<'static, Result<Arc<dyn StorageD
 
 /// One driver's registration, submitted with `inventory::submit!`.
 ///
-/// ```ignore
+/// ```text
 /// inventory::submit! {
 ///     driver_api::DriverFactory {
 ///         name: "mydriver",

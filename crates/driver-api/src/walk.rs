@@ -72,20 +72,12 @@ where
     Ok(())
 }
 
-/// Calls `f` for `info` and applies its answer to the walk state. Returns whether to
-/// descend; empties `stack` on `Stop`.
+/// Calls `f` for `info`. Returns whether to descend; empties `stack` on `Stop`.
 fn report(f: &mut WalkFn<'_>, info: &FileInfo, stack: &mut Vec<Vec<FileInfo>>) -> bool {
     match f(info) {
         WalkControl::Continue => true,
-        WalkControl::SkipDir => {
-            if !info.is_dir {
-                // On a file: skip its remaining siblings.
-                if let Some(siblings) = stack.last_mut() {
-                    siblings.clear();
-                }
-            }
-            false
-        }
+        // On a file, SkipDir is the same as Continue (Distribution's WalkFallback).
+        WalkControl::SkipDir => false,
         WalkControl::Stop => {
             stack.clear();
             false

@@ -1,1 +1,628 @@
-//! stub
+//! `filesystem`: a storage driver on a local directory tree, with crash-safe writes.
+//!
+//! Path `/a/b` is the file `<rootdirectory>/a/b`. What this driver adds to Distribution's:
+//!
+//! * **Crash-safe, atomic writes.** `put_content` and `commit` write a temporary file in the
+//!   target's directory, `fdatasync` it, `rename` it over the target and `fsync` the
+//!   directory: a reader or a crash sees the old or the new content, never a torn file.
+//! * **Resumable uploads across processes.** An upload for `/a/b` lives in `a/b#upload`
+//!   until committed; `writer(path, true)` in any process resumes it.
+//! * **Nothing outside the root, nothing visible that isn't committed.** Paths are
+//!   validated [`StoragePath`]s; temporary and upload files carry a `#`, which the path
+//!   grammar rejects, so they can never collide with, or be listed as, a user path.
+//! * **Implicit directories.** Empty directories left by `delete`, `rename` or `cancel`
+//!   are removed, so a directory exists exactly while something lives below it.
+//! * **Off the async workers.** Every syscall runs on tokio's blocking pool, at most
+//!   `maxthreads` at once, one hop per operation (one per chunk for streams).
+//!
+//! ```no_run
+//! # async fn demo() -> driver_api::Result<()> {
+//! use driver_api::{factory, Parameters};
+//! use driver_filesystem as _; // link the driver so the factory finds it
+//! let driver = factory::create(
+//!     "filesystem",
+//!     Parameters::new().with("rootdirectory", "/var/lib/registry"),
+//! )
+//! .await?;
+//! driver.put_content("/docker/registry/v2/hello", "world").await?;
+//! # Ok(()) }
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use driver_api::blocking::BlockingPool;
+use driver_api::{
+    walk, ByteStream, DriverFactory, FileInfo, FileWriter, ParamKind, ParamSpec, Parameters,
+    Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
+};
+
+/// The registered name.
+pub const NAME: &str = "filesystem";
+
+/// Distribution's default root.
+pub const DEFAULT_ROOT: &str = "/var/lib/registry";
+/// Default cap on concurrent blocking calls.
+pub const DEFAULT_MAX_THREADS: usize = 100;
+/// Smallest accepted `maxthreads` (smaller values are raised to it, as Distribution does).
+pub const MIN_MAX_THREADS: usize = 25;
+
+/// Bytes per reader chunk.
+const READ_CHUNK: usize = 1 << 20;
+/// Writers gather small writes up to this many bytes before one blocking write.
+const WRITE_BUFFER: usize = 1 << 20;
+/// Suffix of an uncommitted upload's file (`#` cannot appear in a storage path).
+const UPLOAD_SUFFIX: &str = "#upload";
+
+static PARAMS: [ParamSpec; 2] = [
+    ParamSpec::new(
+        "rootdirectory",
+        ParamKind::String,
+        "directory under which all files are stored",
+    )
+    .default_value(DEFAULT_ROOT),
+    ParamSpec::new(
+        "maxthreads",
+        ParamKind::Integer {
+            min: None,
+            max: None,
+        },
+        "most blocking filesystem calls at once (values below 25 are raised to 25)",
+    )
+    .default_value("100"),
+];
+
+inventory::submit! {
+    DriverFactory {
+        name: NAME,
+        description: "a local directory tree, crash-safe writes",
+        parameters: &PARAMS,
+        create: |params| Box::pin(async move {
+            FilesystemDriver::from_parameters(params)
+                .map(|d| Arc::new(d) as Arc<dyn StorageDriver>)
+        }),
+    }
+}
+
+/// The filesystem driver.
+#[derive(Debug, Clone)]
+pub struct FilesystemDriver {
+    root: Arc<PathBuf>,
+    pool: BlockingPool,
+}
+
+impl FilesystemDriver {
+    /// A driver rooted at `root` with at most `max_threads` blocking calls at once.
+    pub fn new(root: impl Into<PathBuf>, max_threads: usize) -> Self {
+        Self {
+            root: Arc::new(root.into()),
+            pool: BlockingPool::new(max_threads.max(MIN_MAX_THREADS)),
+        }
+    }
+
+    /// The factory entry point (`rootdirectory`, `maxthreads`).
+    pub fn from_parameters(params: Parameters) -> Result<Self> {
+        let mut r = params.reader(NAME, &PARAMS);
+        let root = r
+            .string("rootdirectory")?
+            .unwrap_or_else(|| DEFAULT_ROOT.into());
+        let max = r.u64("maxthreads")?.unwrap_or(DEFAULT_MAX_THREADS as u64);
+        r.finish()?;
+        if root.is_empty() {
+            return Err(StorageError::InvalidParameter {
+                driver: NAME.into(),
+                key: "rootdirectory".into(),
+                expected: "a non-empty directory path".into(),
+            });
+        }
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        if max < MIN_MAX_THREADS {
+            tracing::warn!(
+                maxthreads = max,
+                "maxthreads below {MIN_MAX_THREADS}, using {MIN_MAX_THREADS}"
+            );
+        }
+        Ok(Self::new(root, max))
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, path: &StoragePath) -> PathBuf {
+        self.root.join(path.relative())
+    }
+
+    /// Runs blocking `f` on the pool, mapping io errors for `op` on `path`.
+    async fn run<T, F>(&self, op: &'static str, path: &StoragePath, f: F) -> Result<T>
+    where
+        F: FnOnce() -> io::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.pool.run(f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(io_error(op, path, e)),
+            Err(e) => Err(StorageError::backend(NAME, op, path, e)),
+        }
+    }
+}
+
+/// Maps an io error: a missing file or a file where a directory was expected is
+/// `PathNotFound`; everything else is a backend error.
+fn io_error(op: &'static str, path: &StoragePath, e: io::Error) -> StorageError {
+    if is_missing(&e) {
+        StorageError::not_found(NAME, path)
+    } else {
+        let retryable = matches!(
+            e.kind(),
+            io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+        );
+        StorageError::backend(NAME, op, path, e).with_retryable(retryable)
+    }
+}
+
+fn is_missing(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
+}
+
+fn upload_path(full: &Path) -> PathBuf {
+    let mut s = full.as_os_str().to_owned();
+    s.push(UPLOAD_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// A fresh temporary name beside `full` (`name#tmp.<pid>.<n>`).
+fn temp_path(full: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut s = full.as_os_str().to_owned();
+    s.push(format!("#tmp.{}.{n}", std::process::id()));
+    PathBuf::from(s)
+}
+
+/// `fsync`s a directory so that entries created, renamed or removed in it are durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and missing ancestors up to `root`, making each new entry durable.
+fn ensure_dir(root: &Path, dir: &Path) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && dir != root => {
+            if let Some(parent) = dir.parent() {
+                ensure_dir(root, parent)?;
+            }
+            match fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    match dir.parent() {
+        Some(parent) if dir != root => sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
+/// Creates a new file with `open`, creating missing directories on the way. Retries when a
+/// concurrent delete prunes a directory between the two steps.
+fn create_in_dir(
+    root: &Path,
+    file: &Path,
+    open: impl Fn(&Path) -> io::Result<File>,
+) -> io::Result<File> {
+    let mut attempts = 0;
+    loop {
+        match open(file) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 8 => {
+                attempts += 1;
+                if let Some(dir) = file.parent() {
+                    ensure_dir(root, dir)?;
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+/// Removes empty directories from `dir` upwards, stopping below `root` or at the first
+/// directory that is not empty.
+fn prune_empty_dirs(root: &Path, dir: Option<&Path>) {
+    let mut cur = dir;
+    while let Some(d) = cur {
+        if d == root || !d.starts_with(root) || fs::remove_dir(d).is_err() {
+            return;
+        }
+        cur = d.parent();
+    }
+}
+
+/// Writes `data` to `full` atomically and durably: temp file, fdatasync, rename, fsync dir.
+fn write_atomic(root: &Path, full: &Path, data: &[u8]) -> io::Result<()> {
+    let (tmp, mut file) = loop {
+        let tmp = temp_path(full);
+        match create_in_dir(root, &tmp, create_new) {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    let res = file
+        .write_all(data)
+        .and_then(|_| file.sync_data())
+        .and_then(|_| fs::rename(&tmp, full));
+    drop(file);
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(full.parent().unwrap_or(root))
+}
+
+fn file_info(path: StoragePath, md: &fs::Metadata) -> FileInfo {
+    let is_dir = md.is_dir();
+    FileInfo {
+        path,
+        size: if is_dir { 0 } else { md.len() },
+        mod_time: md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        is_dir,
+    }
+}
+
+/// Directory entries whose names are valid path components, as child paths, sorted.
+fn read_children(dir: &Path, parent: &StoragePath) -> io::Result<Vec<(StoragePath, fs::DirEntry)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(child) = entry.file_name().to_str().and_then(|n| parent.child(n)) {
+            out.push((child, entry));
+        }
+    }
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+#[async_trait]
+impl StorageDriver for FilesystemDriver {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn get_content(&self, path: &StoragePath) -> Result<Bytes> {
+        let full = self.full(path);
+        self.run("get_content", path, move || {
+            let mut f = File::open(&full)?;
+            let md = f.metadata()?;
+            if md.is_dir() {
+                return Err(io::ErrorKind::NotFound.into());
+            }
+            let mut buf = Vec::with_capacity(md.len() as usize);
+            f.read_to_end(&mut buf)?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
+        let (root, full) = (self.root.clone(), self.full(path));
+        self.run("put_content", path, move || {
+            write_atomic(&root, &full, &content)
+        })
+        .await
+    }
+
+    async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
+        let full = self.full(path);
+        let (file, size) = self
+            .run("reader", path, move || {
+                let mut f = File::open(&full)?;
+                let md = f.metadata()?;
+                if md.is_dir() {
+                    return Err(io::ErrorKind::NotFound.into());
+                }
+                if offset <= md.len() {
+                    f.seek(SeekFrom::Start(offset))?;
+                }
+                Ok((f, md.len()))
+            })
+            .await?;
+        if offset > size {
+            return Err(StorageError::invalid_offset(NAME, path, offset, size));
+        }
+        let state = ReadState {
+            driver: self.clone(),
+            path: path.clone(),
+            file: Some(file),
+            remaining: size - offset,
+        };
+        Ok(Box::pin(futures::stream::unfold(state, ReadState::next)))
+    }
+
+    async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>> {
+        let (root, full) = (self.root.clone(), self.full(path));
+        let p = path.clone();
+        let opened = self
+            .run("writer", path, move || {
+                let up = upload_path(&full);
+                if !append {
+                    let f = create_in_dir(&root, &up, |p| File::create(p))?;
+                    return Ok(Ok((f, 0)));
+                }
+                match OpenOptions::new().append(true).open(&up) {
+                    Ok(f) => {
+                        let size = f.metadata()?.len();
+                        Ok(Ok((f, size)))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        // No upload: resuming is allowed on committed, empty content only.
+                        let md = fs::metadata(&full)?;
+                        if md.is_dir() || md.len() > 0 {
+                            return Ok(Err(StorageError::Unsupported {
+                                driver: NAME.into(),
+                                operation: "appending to committed, non-empty content".into(),
+                                path: Some(p.to_string()),
+                            }));
+                        }
+                        let f = create_in_dir(&root, &up, |p| File::create(p))?;
+                        Ok(Ok((f, 0)))
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await??;
+        let (file, size) = opened;
+        Ok(Box::new(FsWriter {
+            driver: self.clone(),
+            path: path.clone(),
+            file: Some(file),
+            buf: BytesMut::new(),
+            size,
+        }))
+    }
+
+    async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
+        let full = self.full(path);
+        let p = path.clone();
+        self.run("stat", path, move || {
+            Ok(file_info(p, &fs::metadata(&full)?))
+        })
+        .await
+    }
+
+    async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
+        let full = self.full(path);
+        let p = path.clone();
+        self.run("list", path, move || match read_children(&full, &p) {
+            Ok(children) => Ok(children.into_iter().map(|(c, _)| c).collect()),
+            Err(e) if p.is_root() && is_missing(&e) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {
+        let (root, from, to) = (self.root.clone(), self.full(src), self.full(dst));
+        // Check the source first so a missing source reports the source path.
+        let from2 = from.clone();
+        self.run("rename", src, move || {
+            fs::symlink_metadata(&from2).map(|_| ())
+        })
+        .await?;
+        self.run("rename", dst, move || {
+            if let Some(dir) = to.parent() {
+                ensure_dir(&root, dir)?;
+            }
+            fs::rename(&from, &to)?;
+            sync_dir(to.parent().unwrap_or(&root))?;
+            prune_empty_dirs(&root, from.parent());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, path: &StoragePath) -> Result<()> {
+        let (root, full) = (self.root.clone(), self.full(path));
+        self.run("delete", path, move || {
+            let removed_upload = fs::remove_file(upload_path(&full)).is_ok();
+            let res = match fs::symlink_metadata(&full) {
+                Ok(md) if md.is_dir() => fs::remove_dir_all(&full),
+                Ok(_) => fs::remove_file(&full),
+                Err(e) if removed_upload && is_missing(&e) => Ok(()),
+                Err(e) => Err(e),
+            };
+            prune_empty_dirs(&root, full.parent());
+            res
+        })
+        .await
+    }
+
+    async fn walk(
+        &self,
+        path: &StoragePath,
+        options: &WalkOptions,
+        f: &mut WalkFn<'_>,
+    ) -> Result<()> {
+        walk::walk_with(path, options, f, |dir| {
+            let full = self.full(&dir);
+            let d = dir.clone();
+            async move {
+                self.run("walk", &dir, move || {
+                    let children = match read_children(&full, &d) {
+                        Err(e) if d.is_root() && is_missing(&e) => return Ok(Vec::new()),
+                        other => other?,
+                    };
+                    let mut out = Vec::with_capacity(children.len());
+                    for (child, entry) in children {
+                        match entry.metadata() {
+                            Ok(md) => out.push(file_info(child, &md)),
+                            // Removed since readdir: skip.
+                            Err(e) if is_missing(&e) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+            }
+        })
+        .await
+    }
+}
+
+/// State of a reader stream: the open file, read one chunk per blocking call.
+struct ReadState {
+    driver: FilesystemDriver,
+    path: StoragePath,
+    file: Option<File>,
+    remaining: u64,
+}
+
+impl ReadState {
+    async fn next(mut self) -> Option<(Result<Bytes>, ReadState)> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let file = self.file.take()?;
+        let want = (self.remaining as usize).min(READ_CHUNK);
+        let res = self
+            .driver
+            .run("reader", &self.path, move || {
+                let mut buf = Vec::with_capacity(want);
+                let n = (&file).take(want as u64).read_to_end(&mut buf)?;
+                Ok((file, buf, n))
+            })
+            .await;
+        match res {
+            Ok((file, buf, n)) => {
+                if n == 0 {
+                    // The file shrank under us (it cannot with this driver's writes).
+                    self.remaining = 0;
+                    return Some((
+                        Err(StorageError::backend(
+                            NAME,
+                            "reader",
+                            &self.path,
+                            "unexpected end of file",
+                        )),
+                        self,
+                    ));
+                }
+                self.remaining -= n as u64;
+                self.file = Some(file);
+                Some((Ok(Bytes::from(buf)), self))
+            }
+            Err(e) => {
+                self.remaining = 0;
+                Some((Err(e), self))
+            }
+        }
+    }
+}
+
+/// Writer of the filesystem driver: appends to `name#upload`, gathering small writes.
+struct FsWriter {
+    driver: FilesystemDriver,
+    path: StoragePath,
+    /// `None` while a blocking call has it, and after commit/cancel.
+    file: Option<File>,
+    buf: BytesMut,
+    size: u64,
+}
+
+impl FsWriter {
+    fn gone(&self) -> StorageError {
+        StorageError::backend(NAME, "writer", &self.path, "upload file is no longer open")
+    }
+
+    /// Writes the gathered bytes plus `extra` in one blocking call.
+    async fn flush(&mut self, extra: Option<Bytes>) -> Result<()> {
+        if self.buf.is_empty() && extra.as_ref().is_none_or(|b| b.is_empty()) {
+            return Ok(());
+        }
+        let mut file = self.file.take().ok_or_else(|| self.gone())?;
+        let gathered = self.buf.split().freeze();
+        let (file, res) = self
+            .driver
+            .pool
+            .run(move || {
+                let res = file
+                    .write_all(&gathered)
+                    .and_then(|_| extra.map_or(Ok(()), |b| file.write_all(&b)));
+                (file, res)
+            })
+            .await
+            .map_err(|e| StorageError::backend(NAME, "write", &self.path, e))?;
+        self.file = Some(file);
+        res.map_err(|e| io_error("write", &self.path, e))
+    }
+}
+
+#[async_trait]
+impl FileWriter for FsWriter {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        self.size += data.len() as u64;
+        if self.buf.len() + data.len() <= WRITE_BUFFER {
+            self.buf.extend_from_slice(&data);
+            Ok(())
+        } else {
+            self.flush(Some(data)).await
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        self.flush(None).await?;
+        self.file = None;
+        Ok(())
+    }
+
+    async fn cancel(&mut self) -> Result<()> {
+        self.buf.clear();
+        self.file = None;
+        let (root, full) = (self.driver.root.clone(), self.driver.full(&self.path));
+        self.driver
+            .run("cancel", &self.path, move || {
+                let up = upload_path(&full);
+                match fs::remove_file(&up) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+                prune_empty_dirs(&root, up.parent());
+                Ok(())
+            })
+            .await
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        self.flush(None).await?;
+        let file = self.file.take().ok_or_else(|| self.gone())?;
+        let (root, full) = (self.driver.root.clone(), self.driver.full(&self.path));
+        self.driver
+            .run("commit", &self.path, move || {
+                file.sync_data()?;
+                drop(file);
+                fs::rename(upload_path(&full), &full)?;
+                sync_dir(full.parent().unwrap_or(&root))
+            })
+            .await
+    }
+}
