@@ -1,4 +1,5 @@
 //! The whole conformance suite against the filesystem driver, each case rooted in its own
+#![allow(clippy::expect_used)]
 //! directory under one temporary directory per test process.
 
 use std::sync::OnceLock;

@@ -603,7 +603,7 @@ pub async fn concurrent_stream_reads(ctx: Ctx) -> CaseResult {
         let offset = match i {
             0 => 0,
             9 => size as u64,
-            _ => (rand::random::<u64>() % size as u64).max(1),
+            _ => (crate::data::random_u64() % size as u64).max(1),
         };
         tasks.push(tokio::spawn(async move {
             let got = read_stream(&driver, &path, offset).await?;

@@ -1,7 +1,18 @@
 //! Test data: fast deterministic pseudo-random bytes and random names.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
-use rand::Rng;
+
+/// A random `u64`: std's per-process random SipHash keys, fed a counter.
+pub fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
 
 /// xorshift64* generator: cheap enough to produce GiBs of test data.
 #[derive(Debug, Clone)]
@@ -15,7 +26,7 @@ impl DataGen {
 
     /// A generator seeded from the OS.
     pub fn random() -> Self {
-        Self::new(rand::thread_rng().gen())
+        Self::new(random_u64())
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -54,9 +65,9 @@ pub fn random_bytes(n: usize) -> Bytes {
 /// A random lower-case alphanumeric name of `n` characters.
 pub fn random_name(n: usize) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
+    let mut gen = DataGen::random();
     (0..n)
-        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .map(|_| CHARS[(gen.next_u64() % CHARS.len() as u64) as usize] as char)
         .collect()
 }
 

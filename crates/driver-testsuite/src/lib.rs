@@ -2,7 +2,7 @@
 //!
 //! A driver crate adds this crate as a dev-dependency and writes one line in a test file:
 //!
-//! ```ignore
+//! ```text
 //! // tests/conformance.rs
 //! driver_testsuite::conformance_tests!(|root: String| async move {
 //!     // Build a driver whose whole namespace lives under `root` (a fresh, unique name per

@@ -1,0 +1,36 @@
+//! The drivers `test-all` knows, and what each needs to run its suite.
+
+use std::collections::BTreeMap;
+
+/// A running emulator: the environment its suite needs; stopped when dropped.
+pub struct Emulator {
+    /// Variables for the test processes (endpoints, credentials for the emulator).
+    pub env: BTreeMap<String, String>,
+}
+
+/// Starts (installing first if needed) an emulator on 127.0.0.1.
+pub type StartEmulator = fn() -> Result<Emulator, Box<dyn std::error::Error>>;
+
+/// One driver crate and its test needs.
+pub struct DriverSuite {
+    /// Registered driver name (and bench target name).
+    pub name: &'static str,
+    /// Cargo package.
+    pub package: &'static str,
+    /// The backend to start before its tests, if any.
+    pub emulator: Option<StartEmulator>,
+}
+
+/// Every driver crate in the workspace.
+pub const DRIVERS: &[DriverSuite] = &[
+    DriverSuite {
+        name: "inmemory",
+        package: "driver-inmemory",
+        emulator: None,
+    },
+    DriverSuite {
+        name: "filesystem",
+        package: "driver-filesystem",
+        emulator: None,
+    },
+];
