@@ -19,6 +19,8 @@ pub struct DriverSuite {
     pub package: &'static str,
     /// The backend to start before its tests, if any.
     pub emulator: Option<StartEmulator>,
+    /// `bench-baselines` has a bench of this name comparing the driver with references.
+    pub compare: bool,
 }
 
 /// Every driver crate in the workspace.
@@ -27,10 +29,12 @@ pub const DRIVERS: &[DriverSuite] = &[
         name: "inmemory",
         package: "driver-inmemory",
         emulator: None,
+        compare: true,
     },
     DriverSuite {
         name: "filesystem",
         package: "driver-filesystem",
         emulator: None,
+        compare: true,
     },
 ];
