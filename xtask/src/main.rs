@@ -360,7 +360,11 @@ fn bench(args: &[String]) -> Result<bool, Error> {
         let emulator = suite.emulator.map(|f| f()).transpose()?;
         // Drivers with a side-by-side comparison (raw floors, peers) run that; it includes
         // the driver's own benchmarks.
-        let package = if suite.compare { "bench-baselines" } else { suite.package };
+        let package = if suite.compare {
+            "bench-baselines"
+        } else {
+            suite.package
+        };
         let mut cmd = cargo();
         cmd.args(["bench", "-p", package, "--bench", suite.name]);
         cmd.args(extra);

@@ -10,7 +10,8 @@ fn benches(c: &mut Criterion) {
     let rt = bench::runtime();
     let ours = driver_inmemory::InMemoryDriver::new().into_driver();
     let peer = Peer::memory();
-    let stores: [(&str, &dyn BenchStore); 2] = [("inmemory", &ours), ("object_store-memory", &peer)];
+    let stores: [(&str, &dyn BenchStore); 2] =
+        [("inmemory", &ours), ("object_store-memory", &peer)];
     for (label, store) in stores {
         bench::put_get(c, &rt, label, store);
     }

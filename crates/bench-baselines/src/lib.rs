@@ -83,7 +83,11 @@ fn raw_write(path: &Path, data: &[u8], mode: RawMode) -> io::Result<()> {
             f.sync_data()
         }
         RawMode::CrashSafe => {
-            let tmp = PathBuf::from(format!("{}.tmp{}", path.display(), N.fetch_add(1, Ordering::Relaxed)));
+            let tmp = PathBuf::from(format!(
+                "{}.tmp{}",
+                path.display(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
             let mut f = open_creating_dirs(&tmp, |p| {
                 OpenOptions::new().write(true).create_new(true).open(p)
             })?;
@@ -178,7 +182,9 @@ impl Peer {
 #[async_trait]
 impl BenchStore for Peer {
     async fn put(&self, path: &str, data: Bytes) -> BenchResult<()> {
-        self.store.put(&Self::key(path), PutPayload::from(data)).await?;
+        self.store
+            .put(&Self::key(path), PutPayload::from(data))
+            .await?;
         Ok(())
     }
     async fn get(&self, path: &str) -> BenchResult<Bytes> {
@@ -193,7 +199,10 @@ impl BenchStore for Peer {
         Ok(())
     }
     async fn list(&self, dir: &str) -> BenchResult<usize> {
-        let r = self.store.list_with_delimiter(Some(&Self::key(dir))).await?;
+        let r = self
+            .store
+            .list_with_delimiter(Some(&Self::key(dir)))
+            .await?;
         Ok(r.objects.len() + r.common_prefixes.len())
     }
     async fn delete(&self, path: &str) -> BenchResult<()> {
@@ -213,6 +222,11 @@ impl BenchStore for Peer {
         Ok(())
     }
     async fn walk(&self, dir: &str) -> BenchResult<usize> {
-        Ok(self.store.list(Some(&Self::key(dir))).try_collect::<Vec<_>>().await?.len())
+        Ok(self
+            .store
+            .list(Some(&Self::key(dir)))
+            .try_collect::<Vec<_>>()
+            .await?
+            .len())
     }
 }

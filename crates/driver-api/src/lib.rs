@@ -54,7 +54,7 @@ pub use driver::{
 pub use error::{BoxError, DriverName, Result, StorageError, WriterStatus};
 pub use factory::{DriverFactory, ParamKind, ParamReader, ParamSpec, Parameters};
 pub use handle::{AsyncWriter, Driver, Writer};
-pub use path::{cmp_paths, sort_bytes, validate_component, InvalidPathError, StoragePath};
+pub use path::{cmp_paths, validate_component, InvalidPathError, StoragePath};
 pub use version::{Version, CURRENT_VERSION};
 
 /// Re-exported for driver implementations.

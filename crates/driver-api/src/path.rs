@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
 
 /// Why a string is not a valid [`StoragePath`].
 ///
@@ -35,8 +36,10 @@ pub struct InvalidPathError {
 /// assert!(StoragePath::new("/a/../etc").is_err());
 /// assert!(StoragePath::new("/a//b").is_err());
 /// ```
+///
+/// Cloning is a reference-count increment: listings and walks hand out paths cheaply.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct StoragePath(Box<str>);
+pub struct StoragePath(Arc<str>);
 
 /// True for a byte allowed inside a path component.
 #[inline]
@@ -190,10 +193,10 @@ pub fn cmp_paths(a: &str, b: &str) -> Ordering {
     sort_bytes(a).cmp(sort_bytes(b))
 }
 
-/// The bytes of a path string as the component-wise order sees them (`/` mapped to 0,
+/// The bytes of a path string as the component-wise order sees them.
 /// every other byte unchanged and at least 0x2d). Lets drivers build sort keys, e.g.
 /// a bound just past a directory's subtree by appending the byte 1.
-pub fn sort_bytes(path: &str) -> impl Iterator<Item = u8> + '_ {
+fn sort_bytes(path: &str) -> impl Iterator<Item = u8> + '_ {
     path.bytes().map(sort_byte)
 }
 

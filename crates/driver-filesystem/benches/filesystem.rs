@@ -7,7 +7,9 @@ fn benches(c: &mut criterion::Criterion) {
     let rt = driver_testsuite::bench::runtime();
     let dir = tempfile::Builder::new()
         .prefix("fs-bench-")
-        .tempdir_in(std::env::var_os("DRIVER_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()))
+        .tempdir_in(
+            std::env::var_os("DRIVER_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
+        )
         .expect("bench directory");
     let driver = driver_api::Driver::new(driver_filesystem::FilesystemDriver::new(dir.path(), 100));
     driver_testsuite::bench::run_all(c, &rt, "filesystem", &driver);

@@ -15,16 +15,16 @@
 //!
 //! Registered with the factory as `"inmemory"`; it takes no parameters.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use driver_api::{
-    sort_bytes, walk, ByteStream, Capabilities, Driver, DriverFactory, FileInfo, FileWriter,
-    ParamSpec, Parameters, Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
+    walk, ByteStream, Capabilities, Driver, DriverFactory, FileInfo, FileWriter, ParamSpec,
+    Parameters, Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
 };
 
 /// The registered name.
@@ -84,149 +84,232 @@ impl Upload {
     }
 }
 
-/// A map key ordered component-wise; `subtree_end` makes a bound that sorts after every
-/// path below `path` and before `path`'s next sibling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Key {
-    path: StoragePath,
-    subtree_end: bool,
-}
+/// A directory entry's key: the entry's full path, ordered and looked up by its last
+/// component, so listing a directory clones paths (reference counts) instead of building
+/// them.
+#[derive(Debug, Clone)]
+struct ChildKey(StoragePath);
 
-impl Key {
-    fn at(path: &StoragePath) -> Self {
-        Key {
-            path: path.clone(),
-            subtree_end: false,
-        }
-    }
-    fn end_of(path: &StoragePath) -> Self {
-        Key {
-            path: path.clone(),
-            subtree_end: true,
-        }
+impl ChildKey {
+    fn name(&self) -> &str {
+        self.0.file_name().unwrap_or("")
     }
 }
 
-impl Ord for Key {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let a = sort_bytes(self.path.as_str()).chain(self.subtree_end.then_some(1));
-        let b = sort_bytes(other.path.as_str()).chain(other.subtree_end.then_some(1));
-        a.cmp(b)
+impl Borrow<str> for ChildKey {
+    fn borrow(&self) -> &str {
+        self.name()
     }
 }
 
-impl PartialOrd for Key {
+impl PartialEq for ChildKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+impl Eq for ChildKey {}
+impl PartialOrd for ChildKey {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
+impl Ord for ChildKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
+    }
+}
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
+enum Node {
+    File(File),
+    Dir(Dir),
+}
+
+/// A directory: exists only while it has entries (the root always exists).
+#[derive(Debug)]
+struct Dir {
+    entries: BTreeMap<ChildKey, Node>,
+    mod_time: SystemTime,
+}
+
+impl Dir {
+    fn new(mod_time: SystemTime) -> Self {
+        Dir {
+            entries: BTreeMap::new(),
+            mod_time,
+        }
+    }
+
+    /// Rebuilds the keys of this subtree under `base` (for a directory move).
+    fn rebased(self, base: &StoragePath) -> Result<Dir> {
+        let mut out = Dir::new(self.mod_time);
+        for (key, node) in self.entries {
+            let path = base
+                .join(key.name())
+                .map_err(|e| StorageError::invalid_path(NAME, e))?;
+            let node = match node {
+                Node::Dir(d) => Node::Dir(d.rebased(&path)?),
+                file => file,
+            };
+            out.entries.insert(ChildKey(path), node);
+        }
+        Ok(out)
+    }
+}
+
+fn conflict(path: &StoragePath, op: &'static str, what: &'static str) -> StorageError {
+    StorageError::backend(NAME, op, path, what)
+}
+
+#[derive(Debug)]
 struct State {
-    /// Committed files only; directories are implicit. Ordered component-wise, so a
-    /// directory's subtree is the contiguous range `(dir, end_of(dir))`.
-    files: BTreeMap<Key, File>,
+    root: Dir,
     /// Closed, uncommitted uploads by path.
     uploads: HashMap<StoragePath, Upload>,
 }
 
-impl State {
-    fn conflict(path: &StoragePath, what: &'static str, op: &'static str) -> StorageError {
-        StorageError::backend(NAME, op, path, what)
-    }
-
-    fn get(&self, path: &StoragePath) -> Option<&File> {
-        self.files.get(&Key::at(path))
-    }
-
-    /// Committed files strictly below `dir`, in walk order.
-    fn below(&self, dir: &StoragePath) -> impl Iterator<Item = (&Key, &File)> {
-        let range = if dir.is_root() {
-            (Bound::Unbounded, Bound::Unbounded)
-        } else {
-            (
-                Bound::Excluded(Key::at(dir)),
-                Bound::Excluded(Key::end_of(dir)),
-            )
-        };
-        self.files.range(range)
-    }
-
-    /// Checks that `path` can hold a file: no ancestor is a file, and `path` is not a
-    /// directory.
-    fn check_file_slot(&self, path: &StoragePath, op: &'static str) -> Result<()> {
-        let mut anc = path.parent();
-        while let Some(a) = anc {
-            if self.get(&a).is_some() {
-                return Err(Self::conflict(path, "an ancestor is a file", op));
-            }
-            anc = a.parent();
+impl Default for State {
+    fn default() -> Self {
+        State {
+            root: Dir::new(SystemTime::now()),
+            uploads: HashMap::new(),
         }
-        if self.below(path).next().is_some() {
-            return Err(Self::conflict(path, "is a directory", op));
-        }
-        Ok(())
-    }
-
-    /// The direct children of `dir` with their metadata; `None` when `dir` is not a
-    /// directory. Jumps over each child directory's subtree: O(children · log n).
-    fn children(&self, dir: &StoragePath) -> Option<Vec<FileInfo>> {
-        let end = if dir.is_root() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(Key::end_of(dir))
-        };
-        let mut out = Vec::new();
-        let mut cursor = if dir.is_root() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(Key::at(dir))
-        };
-        while let Some((key, file)) = self.files.range((cursor, end.clone())).next() {
-            let child = direct_child(dir, &key.path);
-            let is_dir = child != key.path;
-            out.push(FileInfo {
-                size: if is_dir { 0 } else { file.data.len() as u64 },
-                mod_time: file.mod_time,
-                is_dir,
-                path: child,
-            });
-            let last = &out[out.len() - 1].path;
-            cursor = Bound::Excluded(if is_dir {
-                Key::end_of(last)
-            } else {
-                Key::at(last)
-            });
-        }
-        if out.is_empty() && !dir.is_root() {
-            None
-        } else {
-            Some(out)
-        }
-    }
-
-    /// Every committed key in `dir`'s subtree, `dir` itself included if it is a file.
-    fn subtree_keys(&self, dir: &StoragePath) -> Vec<Key> {
-        let mut keys: Vec<Key> = self.below(dir).map(|(k, _)| k.clone()).collect();
-        if self.get(dir).is_some() {
-            keys.push(Key::at(dir));
-        }
-        keys
     }
 }
 
-/// The child of `dir` on the way to `descendant`.
-fn direct_child(dir: &StoragePath, descendant: &StoragePath) -> StoragePath {
-    let start = if dir.is_root() {
-        1
-    } else {
-        dir.as_str().len() + 1
+impl State {
+    /// The directory at `path` (the root for `/`).
+    fn dir(&self, path: &StoragePath) -> Option<&Dir> {
+        let mut cur = &self.root;
+        for c in path.components() {
+            match cur.entries.get(c) {
+                Some(Node::Dir(d)) => cur = d,
+                _ => return None,
+            }
+        }
+        Some(cur)
+    }
+
+    fn node(&self, path: &StoragePath) -> Option<&Node> {
+        self.dir(&path.parent()?)?.entries.get(path.file_name()?)
+    }
+
+    fn file(&self, path: &StoragePath) -> Option<&File> {
+        match self.node(path)? {
+            Node::File(f) => Some(f),
+            Node::Dir(_) => None,
+        }
+    }
+
+    /// Checks that a file can be created at `path`: no ancestor is a file and `path` is not
+    /// a directory.
+    fn check_file_slot(&self, path: &StoragePath, op: &'static str) -> Result<()> {
+        let mut cur = &self.root;
+        for c in path.components() {
+            match cur.entries.get(c) {
+                Some(Node::Dir(d)) => cur = d,
+                Some(Node::File(_)) if Some(c) != path.file_name() => {
+                    return Err(conflict(path, op, "an ancestor is a file"))
+                }
+                Some(Node::File(_)) | None => return Ok(()),
+            }
+        }
+        Err(conflict(path, op, "is a directory"))
+    }
+
+    /// The directory at `path`, created with its ancestors as needed; every directory on
+    /// the way gets `now` as its modification time.
+    fn dir_mut_create(
+        &mut self,
+        path: &StoragePath,
+        now: SystemTime,
+        op: &'static str,
+    ) -> Result<&mut Dir> {
+        let full = path.as_str();
+        let mut end = 0;
+        let mut cur = &mut self.root;
+        for c in path.components() {
+            end += 1 + c.len();
+            cur.mod_time = now;
+            if !cur.entries.contains_key(c) {
+                let p = StoragePath::new(&full[..end])
+                    .map_err(|e| StorageError::invalid_path(NAME, e))?;
+                cur.entries.insert(ChildKey(p), Node::Dir(Dir::new(now)));
+            }
+            match cur.entries.get_mut(c) {
+                Some(Node::Dir(d)) => cur = d,
+                _ => return Err(conflict(path, op, "an ancestor is a file")),
+            }
+        }
+        cur.mod_time = now;
+        Ok(cur)
+    }
+
+    /// Stores `node` at `path`, replacing a file there.
+    fn insert(&mut self, path: &StoragePath, node: Node, op: &'static str) -> Result<()> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(conflict(path, op, "the root is a directory"));
+        };
+        let now = SystemTime::now();
+        let dir = self.dir_mut_create(&parent, now, op)?;
+        match dir.entries.get_mut(name) {
+            Some(Node::Dir(_)) => Err(conflict(path, op, "is a directory")),
+            Some(slot) => {
+                *slot = node;
+                Ok(())
+            }
+            None => {
+                dir.entries.insert(ChildKey(path.clone()), node);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the node at `path` and prunes directories left empty.
+    fn remove(&mut self, path: &StoragePath) -> Option<Node> {
+        let parent = path.parent()?;
+        let name = path.file_name()?;
+        let mut cur = &mut self.root;
+        for c in parent.components() {
+            match cur.entries.get_mut(c) {
+                Some(Node::Dir(d)) => cur = d,
+                _ => return None,
+            }
+        }
+        let node = cur.entries.remove(name)?;
+        let comps: Vec<&str> = parent.components().collect();
+        prune(&mut self.root, &comps);
+        Some(node)
+    }
+}
+
+/// Removes empty directories along `comps`, deepest first.
+fn prune(dir: &mut Dir, comps: &[&str]) {
+    let Some((first, rest)) = comps.split_first() else {
+        return;
     };
-    match descendant.as_str()[start..].find('/') {
-        None => descendant.clone(),
-        // A prefix of a valid path that ends at a component boundary is valid.
-        Some(i) => StoragePath::new(&descendant.as_str()[..start + i])
-            .unwrap_or_else(|_| descendant.clone()),
+    if let Some(Node::Dir(child)) = dir.entries.get_mut(*first) {
+        prune(child, rest);
+        if child.entries.is_empty() {
+            dir.entries.remove(*first);
+        }
+    }
+}
+
+fn info(path: StoragePath, node: &Node) -> FileInfo {
+    match node {
+        Node::File(f) => FileInfo {
+            path,
+            size: f.data.len() as u64,
+            mod_time: f.mod_time,
+            is_dir: false,
+        },
+        Node::Dir(d) => FileInfo {
+            path,
+            size: 0,
+            mod_time: d.mod_time,
+            is_dir: true,
+        },
     }
 }
 
@@ -263,7 +346,7 @@ impl InMemoryDriver {
 
     fn file(&self, path: &StoragePath) -> Result<File> {
         self.read()
-            .get(path)
+            .file(path)
             .cloned()
             .ok_or_else(|| StorageError::not_found(NAME, path))
     }
@@ -284,14 +367,11 @@ impl StorageDriver for InMemoryDriver {
     }
 
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
-        let mut st = self.write();
-        st.check_file_slot(path, "put_content")?;
         let file = File {
             data: content,
             mod_time: SystemTime::now(),
         };
-        st.files.insert(Key::at(path), file);
-        Ok(())
+        self.write().insert(path, Node::File(file), "put_content")
     }
 
     async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
@@ -313,7 +393,7 @@ impl StorageDriver for InMemoryDriver {
         let upload = if append {
             match st.uploads.remove(path) {
                 Some(u) => u,
-                None => match st.get(path) {
+                None => match st.file(path) {
                     Some(f) if f.data.is_empty() => Upload::default(),
                     Some(_) => {
                         return Err(StorageError::Unsupported {
@@ -339,81 +419,69 @@ impl StorageDriver for InMemoryDriver {
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let st = self.read();
-        if let Some(f) = st.get(path) {
-            return Ok(FileInfo {
-                path: path.clone(),
-                size: f.data.len() as u64,
-                mod_time: f.mod_time,
-                is_dir: false,
-            });
+        if path.is_root() {
+            return Ok(info(path.clone(), &Node::Dir(Dir::new(st.root.mod_time))));
         }
-        let first_below = st.below(path).next().map(|(_, f)| f.mod_time);
-        match first_below {
-            Some(mod_time) => Ok(FileInfo {
-                path: path.clone(),
-                size: 0,
-                mod_time,
-                is_dir: true,
-            }),
-            None => Err(StorageError::not_found(NAME, path)),
-        }
+        st.node(path)
+            .map(|n| info(path.clone(), n))
+            .ok_or_else(|| StorageError::not_found(NAME, path))
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
         let st = self.read();
-        if st.get(path).is_some() {
-            return Err(StorageError::not_found(NAME, path));
-        }
-        match st.children(path) {
-            Some(c) => Ok(c.into_iter().map(|fi| fi.path).collect()),
+        match st.dir(path) {
+            Some(d) => Ok(d.entries.keys().map(|k| k.0.clone()).collect()),
             None => Err(StorageError::not_found(NAME, path)),
         }
     }
 
     async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {
         let mut st = self.write();
-        if src == dst {
-            return if st.get(src).is_some() {
-                Ok(())
-            } else {
-                Err(StorageError::not_found(NAME, src))
-            };
-        }
-        let keys = st.subtree_keys(src);
-        if keys.is_empty() {
+        let Some(node) = st.node(src) else {
             return Err(StorageError::not_found(NAME, src));
+        };
+        if src == dst {
+            return Ok(());
         }
         if src.is_ancestor_of(dst) {
-            return Err(StorageError::backend(
-                NAME,
-                "rename",
+            return Err(conflict(
                 dst,
+                "rename",
                 "cannot move a directory into itself",
             ));
         }
-        st.check_file_slot(dst, "rename")?;
-        for k in keys {
-            if let Some(f) = st.files.remove(&k) {
-                let suffix = &k.path.as_str()[src.as_str().len()..];
-                let to = StoragePath::new(&format!("{dst}{suffix}"))
-                    .map_err(|e| StorageError::invalid_path(NAME, e))?;
-                st.files.insert(Key::at(&to), f);
+        let is_dir = matches!(node, Node::Dir(_));
+        match st.check_file_slot(dst, "rename") {
+            Err(_) if is_dir && st.dir(dst).is_some() => {
+                return Err(conflict(dst, "rename", "destination directory exists"))
             }
+            other => other?,
         }
-        Ok(())
+        let Some(node) = st.remove(src) else {
+            return Err(StorageError::not_found(NAME, src));
+        };
+        let node = match node {
+            Node::Dir(d) => Node::Dir(d.rebased(dst)?),
+            file => file,
+        };
+        st.insert(dst, node, "rename")
     }
 
     async fn delete(&self, path: &StoragePath) -> Result<()> {
-        let mut st = self.write();
-        let keys = st.subtree_keys(path);
-        let before = st.uploads.len();
-        st.uploads.retain(|k, _| !path.contains(k));
-        if keys.is_empty() && st.uploads.len() == before {
-            return Err(StorageError::not_found(NAME, path));
-        }
-        for k in keys {
-            st.files.remove(&k);
-        }
+        let removed = {
+            let mut st = self.write();
+            let had_upload = st.uploads.remove(path).is_some();
+            if st.dir(path).is_some() {
+                st.uploads.retain(|k, _| !path.is_ancestor_of(k));
+            }
+            match st.remove(path) {
+                Some(node) => Some(node),
+                None if had_upload => None,
+                None => return Err(StorageError::not_found(NAME, path)),
+            }
+        };
+        // Free the subtree after releasing the lock.
+        drop(removed);
         Ok(())
     }
 
@@ -426,7 +494,13 @@ impl StorageDriver for InMemoryDriver {
         walk::walk_with(path, options, f, |dir| {
             let res = self
                 .read()
-                .children(&dir)
+                .dir(&dir)
+                .map(|d| {
+                    d.entries
+                        .iter()
+                        .map(|(k, n)| info(k.0.clone(), n))
+                        .collect::<Vec<_>>()
+                })
                 .ok_or_else(|| StorageError::not_found(NAME, &dir));
             async move { res }
         })

@@ -147,7 +147,10 @@ fn sizes() -> Vec<usize> {
     v
 }
 
-fn configure_for(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, size: usize) {
+fn configure_for(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    size: usize,
+) {
     if size >= GIB {
         // Fewer samples, never a smaller size.
         group.sample_size(10);
@@ -170,24 +173,28 @@ pub fn put_get<S: BenchStore + ?Sized>(c: &mut Criterion, rt: &Runtime, label: &
         group.throughput(Throughput::Bytes(size as u64));
         let data = DataGen::random().bytes(size);
         let parent = format!("/bench-{}", random_name(8));
-        group.bench_with_input(BenchmarkId::from_parameter(size_label(size)), &data, |b, data| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let path = format!("{parent}/{}", random_name(32));
-                        let t = Instant::now();
-                        must(store.put(&path, data.clone()).await, "put");
-                        let got = must(store.get(&path).await, "get");
-                        total += t.elapsed();
-                        assert_eq!(got.len(), data.len());
-                        drop(got);
-                        must(store.delete(&path).await, "delete");
-                    }
-                    total
+        group.bench_with_input(
+            BenchmarkId::from_parameter(size_label(size)),
+            &data,
+            |b, data| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let path = format!("{parent}/{}", random_name(32));
+                            let t = Instant::now();
+                            must(store.put(&path, data.clone()).await, "put");
+                            let got = must(store.get(&path).await, "get");
+                            total += t.elapsed();
+                            assert_eq!(got.len(), data.len());
+                            drop(got);
+                            must(store.delete(&path).await, "delete");
+                        }
+                        total
+                    })
                 })
-            })
-        });
+            },
+        );
     }
     group.finish();
 }
@@ -200,21 +207,25 @@ pub fn stream<S: BenchStore + ?Sized>(c: &mut Criterion, rt: &Runtime, label: &s
         group.throughput(Throughput::Bytes(size as u64));
         let data = DataGen::random().bytes(size);
         let parent = format!("/bench-{}", random_name(8));
-        group.bench_with_input(BenchmarkId::from_parameter(size_label(size)), &data, |b, data| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let path = format!("{parent}/{}", random_name(32));
-                        let t = Instant::now();
-                        must(store.stream(&path, data.clone()).await, "stream");
-                        total += t.elapsed();
-                        must(store.delete(&path).await, "delete");
-                    }
-                    total
+        group.bench_with_input(
+            BenchmarkId::from_parameter(size_label(size)),
+            &data,
+            |b, data| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let path = format!("{parent}/{}", random_name(32));
+                            let t = Instant::now();
+                            must(store.stream(&path, data.clone()).await, "stream");
+                            total += t.elapsed();
+                            must(store.delete(&path).await, "delete");
+                        }
+                        total
+                    })
                 })
-            })
-        });
+            },
+        );
     }
     group.finish();
 }
@@ -222,7 +233,10 @@ pub fn stream<S: BenchStore + ?Sized>(c: &mut Criterion, rt: &Runtime, label: &s
 async fn put_empty_files<S: BenchStore + ?Sized>(store: &S, dir: &str, n: usize) {
     let data = Bytes::new();
     for i in 0..n {
-        must(store.put(&format!("{dir}/f{i:05}"), data.clone()).await, "put");
+        must(
+            store.put(&format!("{dir}/f{i:05}"), data.clone()).await,
+            "put",
+        );
     }
 }
 

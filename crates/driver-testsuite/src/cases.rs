@@ -1336,3 +1336,32 @@ pub async fn list_many_files(ctx: Ctx) -> CaseResult {
     assert_eq!(got, want);
     Ok(())
 }
+
+/// A directory containing an entry of its own name (`.../c/c`) resolves correctly (Go's
+/// inmemory driver returned the wrong node here).
+pub async fn same_name_nesting(ctx: Ctx) -> CaseResult {
+    let base = random_path(1);
+    let deep = format!("{base}/c/c/c");
+    ctx.driver.put_content(&deep, "deep").await?;
+    ctx.driver.put_content(&format!("{base}/c/x"), "x").await?;
+    assert!(ctx.driver.stat(&format!("{base}/c")).await?.is_dir);
+    assert!(ctx.driver.stat(&format!("{base}/c/c")).await?.is_dir);
+    assert!(!ctx.driver.stat(&deep).await?.is_dir);
+    let c = format!("{base}/c");
+    assert_not_found(&ctx, ctx.driver.get_content(&c).await, &c);
+    let listed: Vec<String> = ctx
+        .driver
+        .list(&c)
+        .await?
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(listed, vec![format!("{base}/c/c"), format!("{base}/c/x")]);
+    assert_eq!(&ctx.driver.get_content(&deep).await?[..], b"deep");
+    ctx.driver.delete(&format!("{base}/c/c")).await?;
+    assert_eq!(
+        &ctx.driver.get_content(&format!("{base}/c/x")).await?[..],
+        b"x"
+    );
+    Ok(())
+}
