@@ -154,10 +154,19 @@ impl FilesystemDriver {
     }
 }
 
-/// Maps an io error: a missing file or a file where a directory was expected is
-/// `PathNotFound`; everything else is a backend error.
+/// Operations that create entries: for them, a file where a directory is needed
+/// (`ENOTDIR`) is a conflict, not a missing path.
+const CREATING_OPS: [&str; 4] = ["put_content", "writer", "commit", "rename_to"];
+
+/// Maps an io error: a missing file (or, when reading, a file where a directory was
+/// expected) is `PathNotFound`; everything else is a backend error.
 fn io_error(op: &'static str, path: &StoragePath, e: io::Error) -> StorageError {
-    if is_missing(&e) {
+    let missing = if CREATING_OPS.contains(&op) {
+        e.kind() == io::ErrorKind::NotFound
+    } else {
+        is_missing(&e)
+    };
+    if missing {
         StorageError::not_found(NAME, path)
     } else {
         let retryable = matches!(
@@ -423,7 +432,7 @@ impl StorageDriver for FilesystemDriver {
             fs::symlink_metadata(&from2).map(|_| ())
         })
         .await?;
-        self.run("rename", dst, move || {
+        self.run("rename_to", dst, move || {
             if let Some(dir) = to.parent() {
                 ensure_dir(&root, dir)?;
             }
