@@ -62,7 +62,11 @@ pub fn build_tests(packages: Option<&[&str]>) -> Result<Vec<Executable>, Error> 
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
             continue;
         };
-        if v["reason"] != "compiler-artifact" || v["profile"]["test"] != true {
+        // Test harness binaries, and `harness = false` test targets (not built with --test).
+        let is_test_target = v["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|x| x == "test"));
+        if v["reason"] != "compiler-artifact" || !(v["profile"]["test"] == true || is_test_target) {
             continue;
         }
         let (Some(exe), Some(manifest)) = (v["executable"].as_str(), v["manifest_path"].as_str())
