@@ -109,18 +109,7 @@ impl ParamSpec {
 /// Creates a driver from its parameters.
 pub type CreateFn = fn(Parameters) -> BoxFuture<'static, Result<Arc<dyn StorageDriver>>>;
 
-/// One driver's registration, submitted with `inventory::submit!`.
-///
-/// ```text
-/// inventory::submit! {
-///     driver_api::DriverFactory {
-///         name: "mydriver",
-///         description: "stores files somewhere",
-///         parameters: &PARAMS,
-///         create: |params| Box::pin(async move { MyDriver::from_parameters(params) }),
-///     }
-/// }
-/// ```
+/// One driver's registration; submit it with [`register_driver!`](crate::register_driver).
 #[derive(Debug)]
 pub struct DriverFactory {
     /// Registered name.
@@ -134,6 +123,67 @@ pub struct DriverFactory {
 }
 
 inventory::collect!(DriverFactory);
+
+/// Registers a driver with the factory: expands to `inventory::submit!` of a
+/// [`DriverFactory`] whose `create` awaits `$create(params)` (any function or closure
+/// returning a future of `Result<impl StorageDriver>`). The driver crate needs no
+/// dependency on `inventory` itself.
+///
+/// ```
+/// use driver_api::{ParamKind, ParamSpec, Parameters, Result};
+/// # #[derive(Debug)] struct Demo;
+/// # #[driver_api::async_trait] impl driver_api::StorageDriver for Demo {
+/// #   fn name(&self) -> &str { "demo" }
+/// #   async fn get_content(&self, p: &driver_api::StoragePath) -> Result<bytes::Bytes> { Err(driver_api::StorageError::not_found("demo", p)) }
+/// #   async fn put_content(&self, _: &driver_api::StoragePath, _: bytes::Bytes) -> Result<()> { Ok(()) }
+/// #   async fn reader(&self, p: &driver_api::StoragePath, _: u64) -> Result<driver_api::ByteStream> { Err(driver_api::StorageError::not_found("demo", p)) }
+/// #   async fn writer(&self, p: &driver_api::StoragePath, _: bool) -> Result<Box<dyn driver_api::FileWriter>> { Err(driver_api::StorageError::not_found("demo", p)) }
+/// #   async fn stat(&self, p: &driver_api::StoragePath) -> Result<driver_api::FileInfo> { Err(driver_api::StorageError::not_found("demo", p)) }
+/// #   async fn list(&self, p: &driver_api::StoragePath) -> Result<Vec<driver_api::StoragePath>> { Err(driver_api::StorageError::not_found("demo", p)) }
+/// #   async fn rename(&self, s: &driver_api::StoragePath, _: &driver_api::StoragePath) -> Result<()> { Err(driver_api::StorageError::not_found("demo", s)) }
+/// #   async fn delete(&self, p: &driver_api::StoragePath) -> Result<()> { Err(driver_api::StorageError::not_found("demo", p)) }
+/// # }
+/// static PARAMS: [ParamSpec; 1] = [ParamSpec::new("greeting", ParamKind::String, "what to say")];
+///
+/// driver_api::register_driver! {
+///     name: "demo",
+///     description: "an example",
+///     parameters: &PARAMS,
+///     create: |params: Parameters| async move {
+///         params.reader("demo", &PARAMS).finish()?;
+///         Ok::<_, driver_api::StorageError>(Demo)
+///     },
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert!(driver_api::factory::find("demo").is_some());
+/// let driver = driver_api::factory::create("demo", Parameters::new()).await.unwrap();
+/// assert_eq!(driver.name(), "demo");
+/// # }
+/// ```
+#[macro_export]
+macro_rules! register_driver {
+    (
+        name: $name:expr,
+        description: $description:expr,
+        parameters: $parameters:expr,
+        create: $create:expr $(,)?
+    ) => {
+        $crate::inventory::submit! {
+            $crate::DriverFactory {
+                name: $name,
+                description: $description,
+                parameters: $parameters,
+                create: |params| ::std::boxed::Box::pin(async move {
+                    let driver = ($create)(params).await?;
+                    ::std::result::Result::Ok(
+                        ::std::sync::Arc::new(driver) as ::std::sync::Arc<dyn $crate::StorageDriver>
+                    )
+                }),
+            }
+        }
+    };
+}
 
 /// Every registered driver factory, sorted by name.
 pub fn registered_drivers() -> Vec<&'static DriverFactory> {

@@ -132,23 +132,21 @@ impl Driver {
         ))
     }
 
-    /// Reads a whole file through [`Driver::reader`].
+    /// Reads a whole file through [`Driver::reader`] (a single chunk is returned as is).
     pub async fn read_to_end(&self, path: &str) -> Result<Bytes> {
         let mut stream = self.reader(path, 0).await?;
-        let mut first: Option<Bytes> = None;
-        let mut buf = BytesMut::new();
+        let mut chunks = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            match first.take() {
-                None if buf.is_empty() => first = Some(chunk),
-                Some(f) => {
-                    buf.extend_from_slice(&f);
-                    buf.extend_from_slice(&chunk);
-                }
-                None => buf.extend_from_slice(&chunk),
-            }
+            chunks.push(chunk?);
         }
-        Ok(first.unwrap_or_else(|| buf.freeze()))
+        if chunks.len() == 1 {
+            return Ok(chunks.swap_remove(0));
+        }
+        let mut buf = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+        for c in &chunks {
+            buf.extend_from_slice(c);
+        }
+        Ok(buf.freeze())
     }
 
     /// See [`StorageDriver::writer`]; the returned [`Writer`] enforces the protocol.

@@ -34,8 +34,8 @@
 //!
 //! # Writing a driver
 //!
-//! Implement [`StorageDriver`] (and [`FileWriter`]), register a [`DriverFactory`] with
-//! `inventory::submit!`, and run `driver_testsuite::conformance_tests!` against it. See
+//! Implement [`StorageDriver`] (and [`FileWriter`]), register it with
+//! [`register_driver!`], and run `driver_testsuite::conformance_tests!` against it. See
 //! `docs/writing-a-driver.md`.
 
 pub mod blocking;
@@ -61,5 +61,6 @@ pub use version::{Version, CURRENT_VERSION};
 pub use async_trait::async_trait;
 /// Re-exported for driver implementations.
 pub use bytes::Bytes;
-/// Re-exported so driver crates can register without naming `inventory` themselves.
+/// Re-exported for [`register_driver!`]; driver crates need not depend on `inventory`.
+#[doc(hidden)]
 pub use inventory;

@@ -39,8 +39,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use driver_api::blocking::BlockingPool;
 use driver_api::{
-    walk, ByteStream, DriverFactory, FileInfo, FileWriter, ParamKind, ParamSpec, Parameters,
-    Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
+    walk, ByteStream, FileInfo, FileWriter, ParamKind, ParamSpec, Parameters, Result,
+    StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
 };
 
 /// The registered name.
@@ -78,16 +78,11 @@ static PARAMS: [ParamSpec; 2] = [
     .default_value("100"),
 ];
 
-inventory::submit! {
-    DriverFactory {
-        name: NAME,
-        description: "a local directory tree, crash-safe writes",
-        parameters: &PARAMS,
-        create: |params| Box::pin(async move {
-            FilesystemDriver::from_parameters(params)
-                .map(|d| Arc::new(d) as Arc<dyn StorageDriver>)
-        }),
-    }
+driver_api::register_driver! {
+    name: NAME,
+    description: "a local directory tree, crash-safe writes",
+    parameters: &PARAMS,
+    create: |params| async move { FilesystemDriver::from_parameters(params) },
 }
 
 /// The filesystem driver.

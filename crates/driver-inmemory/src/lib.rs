@@ -23,8 +23,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use driver_api::{
-    walk, ByteStream, Capabilities, Driver, DriverFactory, FileInfo, FileWriter, ParamSpec,
-    Parameters, Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
+    walk, ByteStream, Capabilities, Driver, FileInfo, FileWriter, ParamSpec, Parameters, Result,
+    StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
 };
 
 /// The registered name.
@@ -35,16 +35,11 @@ const READ_CHUNK: usize = 1 << 20;
 
 static PARAMS: [ParamSpec; 0] = [];
 
-inventory::submit! {
-    DriverFactory {
-        name: NAME,
-        description: "in-process memory; state is lost when the driver is dropped",
-        parameters: &PARAMS,
-        create: |params| Box::pin(async move {
-            InMemoryDriver::from_parameters(params)
-                .map(|d| Arc::new(d) as Arc<dyn StorageDriver>)
-        }),
-    }
+driver_api::register_driver! {
+    name: NAME,
+    description: "in-process memory; state is lost when the driver is dropped",
+    parameters: &PARAMS,
+    create: |params| async move { InMemoryDriver::from_parameters(params) },
 }
 
 #[derive(Debug, Clone)]
@@ -277,21 +272,22 @@ impl State {
             }
         }
         let node = cur.entries.remove(name)?;
-        let comps: Vec<&str> = parent.components().collect();
-        prune(&mut self.root, &comps);
+        if cur.entries.is_empty() {
+            prune(&mut self.root, parent.components());
+        }
         Some(node)
     }
 }
 
 /// Removes empty directories along `comps`, deepest first.
-fn prune(dir: &mut Dir, comps: &[&str]) {
-    let Some((first, rest)) = comps.split_first() else {
+fn prune<'a>(dir: &mut Dir, mut comps: impl Iterator<Item = &'a str>) {
+    let Some(first) = comps.next() else {
         return;
     };
-    if let Some(Node::Dir(child)) = dir.entries.get_mut(*first) {
-        prune(child, rest);
+    if let Some(Node::Dir(child)) = dir.entries.get_mut(first) {
+        prune(child, comps);
         if child.entries.is_empty() {
-            dir.entries.remove(*first);
+            dir.entries.remove(first);
         }
     }
 }
@@ -470,8 +466,9 @@ impl StorageDriver for InMemoryDriver {
     async fn delete(&self, path: &StoragePath) -> Result<()> {
         let removed = {
             let mut st = self.write();
-            let had_upload = st.uploads.remove(path).is_some();
-            if st.dir(path).is_some() {
+            let mut had_upload = false;
+            if !st.uploads.is_empty() {
+                had_upload = st.uploads.remove(path).is_some();
                 st.uploads.retain(|k, _| !path.is_ancestor_of(k));
             }
             match st.remove(path) {

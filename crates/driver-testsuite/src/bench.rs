@@ -167,46 +167,43 @@ fn configure_for(
 
 /// `put_get/<size>`: put a new object, read it back.
 pub fn put_get<S: BenchStore + ?Sized>(c: &mut Criterion, rt: &Runtime, label: &str, store: &S) {
-    let mut group = c.benchmark_group(format!("{label}/put_get"));
-    for size in sizes() {
-        configure_for(&mut group, size);
-        group.throughput(Throughput::Bytes(size as u64));
-        let data = DataGen::random().bytes(size);
-        let parent = format!("/bench-{}", random_name(8));
-        group.bench_with_input(
-            BenchmarkId::from_parameter(size_label(size)),
-            &data,
-            |b, data| {
-                b.iter_custom(|iters| {
-                    rt.block_on(async {
-                        let mut total = Duration::ZERO;
-                        for _ in 0..iters {
-                            let path = format!("{parent}/{}", random_name(32));
-                            let t = Instant::now();
-                            must(store.put(&path, data.clone()).await, "put");
-                            let got = must(store.get(&path).await, "get");
-                            total += t.elapsed();
-                            assert_eq!(got.len(), data.len());
-                            drop(got);
-                            must(store.delete(&path).await, "delete");
-                        }
-                        total
-                    })
-                })
-            },
-        );
-    }
-    group.finish();
+    per_new_object(c, rt, label, "put_get", store, |store, path, data| {
+        Box::pin(async move {
+            let len = data.len();
+            must(store.put(path, data).await, "put");
+            let got = must(store.get(path).await, "get");
+            assert_eq!(got.len(), len);
+        })
+    });
 }
 
 /// `stream/<size>`: writer, one write, commit, close, open a reader.
 pub fn stream<S: BenchStore + ?Sized>(c: &mut Criterion, rt: &Runtime, label: &str, store: &S) {
-    let mut group = c.benchmark_group(format!("{label}/stream"));
+    per_new_object(c, rt, label, "stream", store, |store, path, data| {
+        Box::pin(async move { must(store.stream(path, data).await, "stream") })
+    });
+}
+
+/// Times `op` on a fresh object per iteration, for every size; each object is deleted
+/// (untimed) afterwards. A sentinel file keeps the parent directory in place, as in Go's
+/// benchmark, so a store that removes empty directories does not pay to re-create it.
+fn per_new_object<S, F>(c: &mut Criterion, rt: &Runtime, label: &str, name: &str, store: &S, op: F)
+where
+    S: BenchStore + ?Sized,
+    F: for<'a> Fn(&'a S, &'a str, Bytes) -> futures::future::BoxFuture<'a, ()>,
+{
+    let mut group = c.benchmark_group(format!("{label}/{name}"));
+    let parent = format!("/bench-{}", random_name(8));
+    rt.block_on(async {
+        must(
+            store.put(&format!("{parent}/sentinel"), Bytes::new()).await,
+            "put",
+        )
+    });
     for size in sizes() {
         configure_for(&mut group, size);
         group.throughput(Throughput::Bytes(size as u64));
         let data = DataGen::random().bytes(size);
-        let parent = format!("/bench-{}", random_name(8));
         group.bench_with_input(
             BenchmarkId::from_parameter(size_label(size)),
             &data,
@@ -217,7 +214,7 @@ pub fn stream<S: BenchStore + ?Sized>(c: &mut Criterion, rt: &Runtime, label: &s
                         for _ in 0..iters {
                             let path = format!("{parent}/{}", random_name(32));
                             let t = Instant::now();
-                            must(store.stream(&path, data.clone()).await, "stream");
+                            op(store, &path, data.clone()).await;
                             total += t.elapsed();
                             must(store.delete(&path).await, "delete");
                         }
@@ -227,6 +224,7 @@ pub fn stream<S: BenchStore + ?Sized>(c: &mut Criterion, rt: &Runtime, label: &s
             },
         );
     }
+    rt.block_on(async { must(store.delete_dir(&parent).await, "cleanup") });
     group.finish();
 }
 
