@@ -8,6 +8,9 @@ use std::process::{Command, Stdio};
 
 use crate::{cargo, Error};
 
+/// Benchmark-only crate: no tests, and it pulls a peer library; clippy still checks it.
+const NO_TESTS: &str = "bench-baselines";
+
 /// A test executable and the package it belongs to.
 pub struct Executable {
     pub package: String,
@@ -49,7 +52,7 @@ pub fn build_tests(packages: Option<&[&str]>) -> Result<Vec<Executable>, Error> 
             }
         }
         None => {
-            cmd.arg("--workspace");
+            cmd.args(["--workspace", "--exclude", NO_TESTS]);
         }
     }
     eprintln!("==> build tests: {cmd:?}");
@@ -137,7 +140,7 @@ pub fn run(
 /// `cargo test --doc --workspace`.
 pub fn run_doctests(log_dir: &Path) -> Result<Counts, Error> {
     let mut cmd = cargo();
-    cmd.args(["test", "--doc", "--workspace", "--no-fail-fast"]);
+    cmd.args(["test", "--doc", "--workspace", "--exclude", NO_TESTS, "--no-fail-fast"]);
     eprintln!("==> doc tests: {cmd:?}");
     let out = cmd.output()?;
     std::fs::write(

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use driver_api::blocking::BlockingPool;
 use driver_api::{
     walk, ByteStream, FileInfo, FileWriter, ParamKind, ParamSpec, Parameters, Result,
@@ -55,7 +55,7 @@ pub const MIN_MAX_THREADS: usize = 25;
 
 /// Bytes per reader chunk.
 const READ_CHUNK: usize = 1 << 20;
-/// Writers gather small writes up to this many bytes before one blocking write.
+/// Writers gather up to this many bytes of written chunks before one blocking write.
 const WRITE_BUFFER: usize = 1 << 20;
 /// Suffix of an uncommitted upload's file (`#` cannot appear in a storage path).
 const UPLOAD_SUFFIX: &str = "#upload";
@@ -196,8 +196,12 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Creates `dir` and missing ancestors up to `root`, making each new entry durable.
+/// Creates `dir` and missing ancestors up to `root`, making each new entry durable. The
+/// root itself is created with all its missing parents.
 fn ensure_dir(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir == root {
+        return fs::create_dir_all(root);
+    }
     match fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
@@ -394,7 +398,8 @@ impl StorageDriver for FilesystemDriver {
             driver: self.clone(),
             path: path.clone(),
             file: Some(file),
-            buf: BytesMut::new(),
+            pending: Vec::new(),
+            pending_len: 0,
             size,
         }))
     }
@@ -538,14 +543,21 @@ impl ReadState {
     }
 }
 
-/// Writer of the filesystem driver: appends to `name#upload`, gathering small writes.
+/// Writer of the filesystem driver: appends to `name#upload`. Written chunks are kept as
+/// given (no copy) until about [`WRITE_BUFFER`] bytes are pending, then written in one
+/// blocking call; `commit` writes what is pending, syncs and renames in one call too.
 struct FsWriter {
     driver: FilesystemDriver,
     path: StoragePath,
     /// `None` while a blocking call has it, and after commit/cancel.
     file: Option<File>,
-    buf: BytesMut,
+    pending: Vec<Bytes>,
+    pending_len: usize,
     size: u64,
+}
+
+fn write_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
+    chunks.iter().try_for_each(|c| file.write_all(c))
 }
 
 impl FsWriter {
@@ -553,39 +565,51 @@ impl FsWriter {
         StorageError::backend(NAME, "writer", &self.path, "upload file is no longer open")
     }
 
-    /// Writes the gathered bytes plus `extra` in one blocking call.
-    async fn flush(&mut self, extra: Option<Bytes>) -> Result<()> {
-        if self.buf.is_empty() && extra.as_ref().is_none_or(|b| b.is_empty()) {
-            return Ok(());
-        }
-        let mut file = self.file.take().ok_or_else(|| self.gone())?;
-        let gathered = self.buf.split().freeze();
+    /// Runs `f` with the upload file and the pending chunks on the blocking pool; the file
+    /// comes back unless `f` consumes it (commit).
+    async fn with_file<T, F>(&mut self, op: &'static str, f: F) -> Result<T>
+    where
+        F: FnOnce(File, Vec<Bytes>) -> (Option<File>, io::Result<T>) + Send + 'static,
+        T: Send + 'static,
+    {
+        let file = self.file.take().ok_or_else(|| self.gone())?;
+        let chunks = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
         let (file, res) = self
             .driver
             .pool
-            .run(move || {
-                let res = file
-                    .write_all(&gathered)
-                    .and_then(|_| extra.map_or(Ok(()), |b| file.write_all(&b)));
-                (file, res)
-            })
+            .run(move || f(file, chunks))
             .await
-            .map_err(|e| StorageError::backend(NAME, "write", &self.path, e))?;
-        self.file = Some(file);
-        res.map_err(|e| io_error("write", &self.path, e))
+            .map_err(|e| StorageError::backend(NAME, op, &self.path, e))?;
+        self.file = file;
+        res.map_err(|e| io_error(op, &self.path, e))
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.with_file("write", |mut file, chunks| {
+            let res = write_chunks(&mut file, &chunks);
+            (Some(file), res)
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl FileWriter for FsWriter {
     async fn write(&mut self, data: Bytes) -> Result<()> {
-        self.size += data.len() as u64;
-        if self.buf.len() + data.len() <= WRITE_BUFFER {
-            self.buf.extend_from_slice(&data);
-            Ok(())
-        } else {
-            self.flush(Some(data)).await
+        if data.is_empty() {
+            return Ok(());
         }
+        self.size += data.len() as u64;
+        self.pending_len += data.len();
+        self.pending.push(data);
+        if self.pending_len >= WRITE_BUFFER {
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     fn size(&self) -> u64 {
@@ -593,13 +617,13 @@ impl FileWriter for FsWriter {
     }
 
     async fn close(&mut self) -> Result<()> {
-        self.flush(None).await?;
+        self.flush().await?;
         self.file = None;
         Ok(())
     }
 
     async fn cancel(&mut self) -> Result<()> {
-        self.buf.clear();
+        self.pending.clear();
         self.file = None;
         let (root, full) = (self.driver.root.clone(), self.driver.full(&self.path));
         self.driver
@@ -617,16 +641,17 @@ impl FileWriter for FsWriter {
     }
 
     async fn commit(&mut self) -> Result<()> {
-        self.flush(None).await?;
-        let file = self.file.take().ok_or_else(|| self.gone())?;
         let (root, full) = (self.driver.root.clone(), self.driver.full(&self.path));
-        self.driver
-            .run("commit", &self.path, move || {
-                file.sync_data()?;
-                drop(file);
-                fs::rename(upload_path(&full), &full)?;
-                sync_dir(full.parent().unwrap_or(&root))
-            })
-            .await
+        self.with_file("commit", move |mut file, chunks| {
+            let res = write_chunks(&mut file, &chunks)
+                .and_then(|_| file.sync_data())
+                .and_then(|_| {
+                    drop(file);
+                    fs::rename(upload_path(&full), &full)
+                })
+                .and_then(|_| sync_dir(full.parent().unwrap_or(&root)));
+            (None, res)
+        })
+        .await
     }
 }

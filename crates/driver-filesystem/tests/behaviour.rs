@@ -76,6 +76,16 @@ async fn nothing_is_written_outside_the_root() {
     );
 }
 
+#[tokio::test]
+async fn root_and_its_parents_are_created_on_first_write() {
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("not/yet/there");
+    let d = driver_api::Driver::new(FilesystemDriver::new(&root, 25));
+    assert!(d.list("/").await.unwrap().is_empty(), "a missing root lists empty");
+    d.put_content("/a/b", "x").await.unwrap();
+    assert_eq!(std::fs::read(root.join("a/b")).unwrap(), b"x");
+}
+
 #[test]
 fn blocking_io_stays_off_the_runtime() {
     // One worker thread: if a syscall ran on it, the ticker below would stall for as long
