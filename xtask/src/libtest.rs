@@ -140,7 +140,14 @@ pub fn run(
 /// `cargo test --doc --workspace`.
 pub fn run_doctests(log_dir: &Path) -> Result<Counts, Error> {
     let mut cmd = cargo();
-    cmd.args(["test", "--doc", "--workspace", "--exclude", NO_TESTS, "--no-fail-fast"]);
+    cmd.args([
+        "test",
+        "--doc",
+        "--workspace",
+        "--exclude",
+        NO_TESTS,
+        "--no-fail-fast",
+    ]);
     eprintln!("==> doc tests: {cmd:?}");
     let out = cmd.output()?;
     std::fs::write(

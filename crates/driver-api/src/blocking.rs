@@ -55,4 +55,26 @@ impl BlockingPool {
         .await
         .map_err(|e| BlockingError(e.to_string()))
     }
+
+    /// Runs a brief blocking call (a metadata syscall such as `readdir` or `stat`) without a
+    /// thread hand-off where that is safe: on a multi-threaded runtime it runs in place under
+    /// [`tokio::task::block_in_place`], which first moves this worker's other tasks to another
+    /// thread, so nothing else waits for it; on other runtimes it is [`BlockingPool::run`].
+    pub async fn run_brief<F, T>(&self, f: F) -> Result<T, BlockingError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !multi_thread {
+            return self.run(f).await;
+        }
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| BlockingError(e.to_string()))?;
+        Ok(tokio::task::block_in_place(f))
+    }
 }

@@ -141,7 +141,25 @@ impl FilesystemDriver {
         F: FnOnce() -> io::Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        match self.pool.run(f).await {
+        Self::mapped(op, path, self.pool.run(f).await)
+    }
+
+    /// As [`FilesystemDriver::run`], for brief metadata calls (see
+    /// [`BlockingPool::run_brief`]).
+    async fn run_brief<T, F>(&self, op: &'static str, path: &StoragePath, f: F) -> Result<T>
+    where
+        F: FnOnce() -> io::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        Self::mapped(op, path, self.pool.run_brief(f).await)
+    }
+
+    fn mapped<T>(
+        op: &'static str,
+        path: &StoragePath,
+        res: std::result::Result<io::Result<T>, driver_api::blocking::BlockingError>,
+    ) -> Result<T> {
+        match res {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(io_error(op, path, e)),
             Err(e) => Err(StorageError::backend(NAME, op, path, e)),
@@ -301,7 +319,20 @@ fn read_children(dir: &Path, parent: &StoragePath) -> io::Result<Vec<(StoragePat
             out.push((child, entry));
         }
     }
-    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Siblings share their parent's prefix, so plain byte order is walk order here.
+    out.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    Ok(out)
+}
+
+/// Only the child paths of `dir`, sorted (no metadata: `list` needs none).
+fn list_children(dir: &Path, parent: &StoragePath) -> io::Result<Vec<StoragePath>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        if let Some(child) = entry?.file_name().to_str().and_then(|n| parent.child(n)) {
+            out.push(child);
+        }
+    }
+    out.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
     Ok(out)
 }
 
@@ -416,8 +447,8 @@ impl StorageDriver for FilesystemDriver {
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
         let full = self.full(path);
         let p = path.clone();
-        self.run("list", path, move || match read_children(&full, &p) {
-            Ok(children) => Ok(children.into_iter().map(|(c, _)| c).collect()),
+        self.run_brief("list", path, move || match list_children(&full, &p) {
+            Ok(children) => Ok(children),
             Err(e) if p.is_root() && is_missing(&e) => Ok(Vec::new()),
             Err(e) => Err(e),
         })

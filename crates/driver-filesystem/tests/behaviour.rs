@@ -81,7 +81,10 @@ async fn root_and_its_parents_are_created_on_first_write() {
     let base = tempfile::tempdir().unwrap();
     let root = base.path().join("not/yet/there");
     let d = driver_api::Driver::new(FilesystemDriver::new(&root, 25));
-    assert!(d.list("/").await.unwrap().is_empty(), "a missing root lists empty");
+    assert!(
+        d.list("/").await.unwrap().is_empty(),
+        "a missing root lists empty"
+    );
     d.put_content("/a/b", "x").await.unwrap();
     assert_eq!(std::fs::read(root.join("a/b")).unwrap(), b"x");
 }
