@@ -35,6 +35,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+mod listcache;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use driver_api::blocking::BlockingPool;
@@ -53,6 +55,9 @@ pub const DEFAULT_MAX_THREADS: usize = 100;
 /// Smallest accepted `maxthreads` (smaller values are raised to it, as Distribution does).
 pub const MIN_MAX_THREADS: usize = 25;
 
+/// Default number of directories whose listings are cached.
+pub const DEFAULT_LIST_CACHE: usize = 4096;
+
 /// Bytes per reader chunk.
 const READ_CHUNK: usize = 1 << 20;
 /// Writers gather up to this many bytes of written chunks before one blocking write.
@@ -60,7 +65,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// Suffix of an uncommitted upload's file (`#` cannot appear in a storage path).
 const UPLOAD_SUFFIX: &str = "#upload";
 
-static PARAMS: [ParamSpec; 2] = [
+static PARAMS: [ParamSpec; 3] = [
     ParamSpec::new(
         "rootdirectory",
         ParamKind::String,
@@ -76,6 +81,15 @@ static PARAMS: [ParamSpec; 2] = [
         "most blocking filesystem calls at once (values below 25 are raised to 25)",
     )
     .default_value("100"),
+    ParamSpec::new(
+        "listcache",
+        ParamKind::Integer {
+            min: None,
+            max: None,
+        },
+        "directories whose listings are cached, validated by the directory's inode and times (0 disables)",
+    )
+    .default_value("4096"),
 ];
 
 driver_api::register_driver! {
@@ -90,6 +104,7 @@ driver_api::register_driver! {
 pub struct FilesystemDriver {
     root: Arc<PathBuf>,
     pool: BlockingPool,
+    lists: Arc<listcache::ListCache>,
 }
 
 impl FilesystemDriver {
@@ -98,7 +113,14 @@ impl FilesystemDriver {
         Self {
             root: Arc::new(root.into()),
             pool: BlockingPool::new(max_threads.max(MIN_MAX_THREADS)),
+            lists: Arc::new(listcache::ListCache::new(DEFAULT_LIST_CACHE)),
         }
+    }
+
+    /// Builder: cache the listings of at most `dirs` directories (0 disables the cache).
+    pub fn with_list_cache(mut self, dirs: usize) -> Self {
+        self.lists = Arc::new(listcache::ListCache::new(dirs));
+        self
     }
 
     /// The factory entry point (`rootdirectory`, `maxthreads`).
@@ -108,6 +130,7 @@ impl FilesystemDriver {
             .string("rootdirectory")?
             .unwrap_or_else(|| DEFAULT_ROOT.into());
         let max = r.u64("maxthreads")?.unwrap_or(DEFAULT_MAX_THREADS as u64);
+        let list_cache = r.u64("listcache")?.unwrap_or(DEFAULT_LIST_CACHE as u64);
         r.finish()?;
         if root.is_empty() {
             return Err(StorageError::InvalidParameter {
@@ -123,7 +146,7 @@ impl FilesystemDriver {
                 "maxthreads below {MIN_MAX_THREADS}, using {MIN_MAX_THREADS}"
             );
         }
-        Ok(Self::new(root, max))
+        Ok(Self::new(root, max).with_list_cache(usize::try_from(list_cache).unwrap_or(usize::MAX)))
     }
 
     /// The root directory.
@@ -447,10 +470,23 @@ impl StorageDriver for FilesystemDriver {
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
         let full = self.full(path);
         let p = path.clone();
-        self.run_brief("list", path, move || match list_children(&full, &p) {
-            Ok(children) => Ok(children),
-            Err(e) if p.is_root() && is_missing(&e) => Ok(Vec::new()),
-            Err(e) => Err(e),
+        let cache = self.lists.clone();
+        self.run_brief("list", path, move || {
+            let read_at = SystemTime::now();
+            let md = match fs::metadata(&full) {
+                Err(e) if p.is_root() && is_missing(&e) => return Ok(Vec::new()),
+                other => other?,
+            };
+            if !md.is_dir() {
+                return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+            }
+            let stamp = listcache::Stamp::of(&md);
+            if let Some(names) = cache.get(&p, &stamp) {
+                return Ok(names);
+            }
+            let names = list_children(&full, &p)?;
+            cache.put(&p, stamp, read_at, &names);
+            Ok(names)
         })
         .await
     }

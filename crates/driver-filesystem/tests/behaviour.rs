@@ -173,3 +173,54 @@ async fn parameters_are_checked() {
         other => panic!("expected InvalidStorageDriver, got {:?}", other.map(|_| ())),
     }
 }
+
+/// Sets a directory's modification time (as a clock skew, or a hostile process, could).
+fn set_dir_mtime(dir: &std::path::Path, t: std::time::SystemTime) {
+    std::fs::File::open(dir)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(t))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_listings_follow_changes_from_other_processes() {
+    let base = tempfile::tempdir().unwrap();
+    let a = driver_api::Driver::new(FilesystemDriver::new(base.path(), 25));
+    // Another instance stands for another process: it shares nothing with `a`.
+    let b = driver_api::Driver::new(FilesystemDriver::new(base.path(), 25));
+    for i in 0..5 {
+        a.put_content(&format!("/d/f{i}"), "x").await.unwrap();
+    }
+    let dir = base.path().join("d");
+    let names =
+        |v: Vec<driver_api::StoragePath>| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    // Settle the directory so its listing is cached.
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    set_dir_mtime(&dir, old);
+    let first = names(a.list("/d").await.unwrap());
+    assert_eq!(first.len(), 5);
+    assert_eq!(
+        names(a.list("/d").await.unwrap()),
+        first,
+        "served again (from the cache)"
+    );
+
+    // A change by the other instance shows at once.
+    b.put_content("/d/new", "x").await.unwrap();
+    assert!(names(a.list("/d").await.unwrap()).contains(&"/d/new".to_string()));
+
+    // Even if the directory's mtime is forced back to the cached value: ctime moved.
+    set_dir_mtime(&dir, old);
+    let _ = a.list("/d").await.unwrap();
+    b.delete("/d/f0").await.unwrap();
+    set_dir_mtime(&dir, old);
+    let now = names(a.list("/d").await.unwrap());
+    assert!(!now.contains(&"/d/f0".to_string()), "removal seen: {now:?}");
+    assert_eq!(now.len(), 5);
+
+    // And a freshly changed directory is never served stale, cache or not.
+    for i in 0..20 {
+        b.put_content(&format!("/d/g{i}"), "x").await.unwrap();
+        assert_eq!(a.list("/d").await.unwrap().len(), 6 + i);
+    }
+}
