@@ -31,6 +31,24 @@ fn benches(c: &mut Criterion) {
         bench::delete(c, &rt, label, store);
         bench::walk(c, &rt, label, store);
     }
+    // Interleaved pairs for the ratios the targets are stated in: small puts against the
+    // crash-safe floor, large streams against raw dd.
+    bench::paired(
+        c,
+        &rt,
+        "put_get",
+        &[0, bench::KIB],
+        [stores[0], stores[1]],
+        |s, p, d| bench::put_get_op(s, p, d),
+    );
+    bench::paired(
+        c,
+        &rt,
+        "stream",
+        &[bench::MIB, bench::GIB],
+        [stores[0], stores[2]],
+        |s, p, d| bench::stream_op(s, p, d),
+    );
     let _ = std::fs::remove_dir_all(&base);
 }
 

@@ -416,15 +416,16 @@ impl StorageDriver for FilesystemDriver {
     }
 
     async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>> {
+        if !append {
+            // A fresh upload touches the disk only in its first blocking call (flush, close,
+            // commit), which creates the upload file, truncating any earlier one.
+            return Ok(Box::new(FsWriter::new(self.clone(), path.clone(), None, 0)));
+        }
         let (root, full) = (self.root.clone(), self.full(path));
         let p = path.clone();
-        let opened = self
+        let (file, size) = self
             .run("writer", path, move || {
                 let up = upload_path(&full);
-                if !append {
-                    let f = create_in_dir(&root, &up, |p| File::create(p))?;
-                    return Ok(Ok((f, 0)));
-                }
                 match OpenOptions::new().append(true).open(&up) {
                     Ok(f) => {
                         let size = f.metadata()?.len();
@@ -447,15 +448,12 @@ impl StorageDriver for FilesystemDriver {
                 }
             })
             .await??;
-        let (file, size) = opened;
-        Ok(Box::new(FsWriter {
-            driver: self.clone(),
-            path: path.clone(),
-            file: Some(file),
-            pending: Vec::new(),
-            pending_len: 0,
+        Ok(Box::new(FsWriter::new(
+            self.clone(),
+            path.clone(),
+            Some(file),
             size,
-        }))
+        )))
     }
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
@@ -611,13 +609,17 @@ impl ReadState {
 }
 
 /// Writer of the filesystem driver: appends to `name#upload`. Written chunks are kept as
-/// given (no copy) until about [`WRITE_BUFFER`] bytes are pending, then written in one
-/// blocking call; `commit` writes what is pending, syncs and renames in one call too.
+/// given (no copy) until more than [`WRITE_BUFFER`] bytes are pending, then written in one
+/// blocking call; `commit` writes what is pending, syncs and renames in one call too. A fresh
+/// upload's file is created by the first of those calls.
 struct FsWriter {
     driver: FilesystemDriver,
     path: StoragePath,
-    /// `None` while a blocking call has it, and after commit/cancel.
+    /// The upload file: `None` before a fresh upload's first blocking call, while a call
+    /// has it, and after close/commit/cancel.
     file: Option<File>,
+    /// The upload file is still to be created (fresh upload, nothing done yet).
+    create: bool,
     pending: Vec<Bytes>,
     pending_len: usize,
     size: u64,
@@ -628,24 +630,58 @@ fn write_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
 }
 
 impl FsWriter {
+    fn new(driver: FilesystemDriver, path: StoragePath, file: Option<File>, size: u64) -> Self {
+        FsWriter {
+            create: file.is_none(),
+            driver,
+            path,
+            file,
+            pending: Vec::new(),
+            pending_len: 0,
+            size,
+        }
+    }
+
     fn gone(&self) -> StorageError {
         StorageError::backend(NAME, "writer", &self.path, "upload file is no longer open")
     }
 
-    /// Runs `f` with the upload file and the pending chunks on the blocking pool; the file
-    /// comes back unless `f` consumes it (commit).
+    /// Runs `f` with the upload file (created first if this is a fresh upload's first
+    /// call) and the pending chunks on the blocking pool; the file comes back unless `f`
+    /// consumes it.
     async fn with_file<T, F>(&mut self, op: &'static str, f: F) -> Result<T>
     where
         F: FnOnce(File, Vec<Bytes>) -> (Option<File>, io::Result<T>) + Send + 'static,
         T: Send + 'static,
     {
-        let file = self.file.take().ok_or_else(|| self.gone())?;
+        let file = self.file.take();
+        if file.is_none() && !self.create {
+            return Err(self.gone());
+        }
+        let create = std::mem::take(&mut self.create).then(|| {
+            (
+                self.driver.root.clone(),
+                upload_path(&self.driver.full(&self.path)),
+            )
+        });
         let chunks = std::mem::take(&mut self.pending);
         self.pending_len = 0;
         let (file, res) = self
             .driver
             .pool
-            .run(move || f(file, chunks))
+            .run(move || {
+                let file = match (file, create) {
+                    (Some(f), _) => f,
+                    (None, Some((root, up))) => {
+                        match create_in_dir(&root, &up, |p| File::create(p)) {
+                            Ok(f) => f,
+                            Err(e) => return (None, Err(e)),
+                        }
+                    }
+                    (None, None) => return (None, Err(io::Error::other("no upload file"))),
+                };
+                f(file, chunks)
+            })
             .await
             .map_err(|e| StorageError::backend(NAME, op, &self.path, e))?;
         self.file = file;
@@ -653,7 +689,7 @@ impl FsWriter {
     }
 
     async fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && !self.create {
             return Ok(());
         }
         self.with_file("write", |mut file, chunks| {
@@ -673,7 +709,7 @@ impl FileWriter for FsWriter {
         self.size += data.len() as u64;
         self.pending_len += data.len();
         self.pending.push(data);
-        if self.pending_len >= WRITE_BUFFER {
+        if self.pending_len > WRITE_BUFFER {
             self.flush().await?;
         }
         Ok(())
@@ -692,6 +728,7 @@ impl FileWriter for FsWriter {
     async fn cancel(&mut self) -> Result<()> {
         self.pending.clear();
         self.file = None;
+        self.create = false;
         let (root, full) = (self.driver.root.clone(), self.driver.full(&self.path));
         self.driver
             .run("cancel", &self.path, move || {

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use driver_api::{async_trait, BoxError, Driver, WalkControl, WalkOptions};
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::runtime::Runtime;
 
@@ -105,9 +106,12 @@ pub fn runtime() -> Runtime {
         .expect("building a tokio runtime")
 }
 
-const KIB: usize = 1 << 10;
-const MIB: usize = 1 << 20;
-const GIB: usize = 1 << 30;
+/// 1 KiB.
+pub const KIB: usize = 1 << 10;
+/// 1 MiB.
+pub const MIB: usize = 1 << 20;
+/// 1 GiB.
+pub const GIB: usize = 1 << 30;
 
 fn size_label(n: usize) -> String {
     match n {
@@ -165,23 +169,99 @@ fn configure_for(
     }
 }
 
+/// One `put_get` operation: put the object, read it back.
+pub fn put_get_op<'a, S: BenchStore + ?Sized>(
+    store: &'a S,
+    path: &'a str,
+    data: Bytes,
+) -> BoxFuture<'a, ()> {
+    Box::pin(async move {
+        let len = data.len();
+        must(store.put(path, data).await, "put");
+        let got = must(store.get(path).await, "get");
+        assert_eq!(got.len(), len);
+    })
+}
+
+/// One `stream` operation: writer, one write, commit, close, open a reader.
+pub fn stream_op<'a, S: BenchStore + ?Sized>(
+    store: &'a S,
+    path: &'a str,
+    data: Bytes,
+) -> BoxFuture<'a, ()> {
+    Box::pin(async move { must(store.stream(path, data).await, "stream") })
+}
+
 /// `put_get/<size>`: put a new object, read it back.
 pub fn put_get<S: BenchStore + ?Sized>(c: &mut Criterion, rt: &Runtime, label: &str, store: &S) {
-    per_new_object(c, rt, label, "put_get", store, |store, path, data| {
-        Box::pin(async move {
-            let len = data.len();
-            must(store.put(path, data).await, "put");
-            let got = must(store.get(path).await, "get");
-            assert_eq!(got.len(), len);
-        })
-    });
+    per_new_object(c, rt, label, "put_get", store, put_get_op::<S>);
 }
 
 /// `stream/<size>`: writer, one write, commit, close, open a reader.
 pub fn stream<S: BenchStore + ?Sized>(c: &mut Criterion, rt: &Runtime, label: &str, store: &S) {
-    per_new_object(c, rt, label, "stream", store, |store, path, data| {
-        Box::pin(async move { must(store.stream(path, data).await, "stream") })
-    });
+    per_new_object(c, rt, label, "stream", store, stream_op::<S>);
+}
+
+/// An operation on a fresh object, for [`paired`].
+pub type ObjectOp = for<'a> fn(&'a dyn BenchStore, &'a str, Bytes) -> BoxFuture<'a, ()>;
+
+/// Interleaved comparison of two stores on `op` at each of `sizes`: benchmarks
+/// `paired/<name>/<size>/<label>`, one per store, each timing its store's operation while
+/// the other store's runs, untimed, between its iterations. Both figures come from the same
+/// workload, so background noise (disk writeback, neighbours on the VM) weighs on both alike
+/// and their ratio holds even where absolute figures move 2x between runs.
+pub fn paired(
+    c: &mut Criterion,
+    rt: &Runtime,
+    name: &str,
+    sizes: &[usize],
+    stores: [(&str, &dyn BenchStore); 2],
+    op: ObjectOp,
+) {
+    let mut group = c.benchmark_group(format!("paired/{name}"));
+    let parent = format!("/bench-{}", random_name(8));
+    for (_, store) in stores {
+        rt.block_on(async {
+            must(
+                store.put(&format!("{parent}/sentinel"), Bytes::new()).await,
+                "put",
+            )
+        });
+    }
+    for &size in sizes {
+        if size >= GIB && skip_1g() {
+            continue;
+        }
+        configure_for(&mut group, size);
+        group.throughput(Throughput::Bytes(size as u64));
+        let data = DataGen::random().bytes(size);
+        for (timed, other) in [(0, 1), (1, 0)] {
+            let (label, store) = stores[timed];
+            let (_, shadow) = stores[other];
+            let id = BenchmarkId::new(size_label(size), label);
+            group.bench_with_input(id, &data, |b, data| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let path = format!("{parent}/{}", random_name(32));
+                            op(shadow, &path, data.clone()).await;
+                            must(shadow.delete(&path).await, "delete");
+                            let t = Instant::now();
+                            op(store, &path, data.clone()).await;
+                            total += t.elapsed();
+                            must(store.delete(&path).await, "delete");
+                        }
+                        total
+                    })
+                })
+            });
+        }
+    }
+    for (_, store) in stores {
+        rt.block_on(async { must(store.delete_dir(&parent).await, "cleanup") });
+    }
+    group.finish();
 }
 
 /// Times `op` on a fresh object per iteration, for every size; each object is deleted
@@ -190,7 +270,7 @@ pub fn stream<S: BenchStore + ?Sized>(c: &mut Criterion, rt: &Runtime, label: &s
 fn per_new_object<S, F>(c: &mut Criterion, rt: &Runtime, label: &str, name: &str, store: &S, op: F)
 where
     S: BenchStore + ?Sized,
-    F: for<'a> Fn(&'a S, &'a str, Bytes) -> futures::future::BoxFuture<'a, ()>,
+    F: for<'a> Fn(&'a S, &'a str, Bytes) -> BoxFuture<'a, ()>,
 {
     let mut group = c.benchmark_group(format!("{label}/{name}"));
     let parent = format!("/bench-{}", random_name(8));
