@@ -54,10 +54,17 @@ impl Stamp {
     }
 }
 
+/// A directory's listing and the metadata it is valid for.
+#[derive(Debug)]
+struct Entry {
+    stamp: Stamp,
+    names: Arc<[StoragePath]>,
+}
+
 /// Bounded map from directory to its last settled listing.
 #[derive(Debug)]
 pub struct ListCache {
-    entries: Mutex<HashMap<StoragePath, (Stamp, Arc<[StoragePath]>)>>,
+    entries: Mutex<HashMap<StoragePath, Entry>>,
     capacity: usize,
 }
 
@@ -77,7 +84,7 @@ impl ListCache {
         }
         let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(dir) {
-            Some((s, names)) if s == stamp => Some(names.to_vec()),
+            Some(e) if e.stamp == *stamp => Some(e.names.to_vec()),
             _ => None,
         }
     }
@@ -93,6 +100,12 @@ impl ListCache {
             // Simple bound: start over rather than track recency.
             map.clear();
         }
-        map.insert(dir.clone(), (stamp, names.into()));
+        map.insert(
+            dir.clone(),
+            Entry {
+                stamp,
+                names: names.into(),
+            },
+        );
     }
 }
