@@ -390,8 +390,9 @@ impl StorageDriver for FilesystemDriver {
 
     async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
         let full = self.full(path);
+        // Opening is a brief metadata call; the chunks are read on the blocking pool.
         let (file, size) = self
-            .run("reader", path, move || {
+            .run_brief("reader", path, move || {
                 let mut f = File::open(&full)?;
                 let md = f.metadata()?;
                 if md.is_dir() {
