@@ -57,6 +57,16 @@ async fn read_stream(driver: &Driver, path: &str, offset: u64) -> Result<Bytes, 
     Ok(buf.freeze())
 }
 
+/// `list(path)` as plain strings, for comparisons.
+async fn list_names(driver: &Driver, path: &str) -> Result<Vec<String>, StorageError> {
+    Ok(driver
+        .list(path)
+        .await?
+        .iter()
+        .map(|p| p.to_string())
+        .collect())
+}
+
 async fn write_read(ctx: &Ctx, contents: Bytes) -> CaseResult {
     let path = random_path(2);
     ctx.driver.put_content(&path, contents.clone()).await?;
@@ -389,10 +399,9 @@ pub async fn list(ctx: Ctx) -> CaseResult {
         ctx.driver.put_content(&p, random_bytes(16)).await?;
         expected.insert(p);
     }
-    let names = |v: Vec<StoragePath>| v.into_iter().map(|p| p.to_string()).collect::<Vec<_>>();
-    assert_eq!(names(ctx.driver.list("/").await?), vec![root.clone()]);
-    assert_eq!(names(ctx.driver.list(&root).await?), vec![parent.clone()]);
-    let got = names(ctx.driver.list(&parent).await?);
+    assert_eq!(list_names(&ctx.driver, "/").await?, vec![root.clone()]);
+    assert_eq!(list_names(&ctx.driver, &root).await?, vec![parent.clone()]);
+    let got = list_names(&ctx.driver, &parent).await?;
     let want: Vec<String> = expected.into_iter().collect();
     assert_eq!(got, want, "children, full paths, sorted");
     Ok(())
@@ -1326,14 +1335,7 @@ pub async fn list_many_files(ctx: Ctx) -> CaseResult {
         want.push(p?);
     }
     want.sort();
-    let got: Vec<String> = ctx
-        .driver
-        .list(&dir)
-        .await?
-        .iter()
-        .map(|p| p.to_string())
-        .collect();
-    assert_eq!(got, want);
+    assert_eq!(list_names(&ctx.driver, &dir).await?, want);
     Ok(())
 }
 
@@ -1349,14 +1351,10 @@ pub async fn same_name_nesting(ctx: Ctx) -> CaseResult {
     assert!(!ctx.driver.stat(&deep).await?.is_dir);
     let c = format!("{base}/c");
     assert_not_found(&ctx, ctx.driver.get_content(&c).await, &c);
-    let listed: Vec<String> = ctx
-        .driver
-        .list(&c)
-        .await?
-        .iter()
-        .map(|p| p.to_string())
-        .collect();
-    assert_eq!(listed, vec![format!("{base}/c/c"), format!("{base}/c/x")]);
+    assert_eq!(
+        list_names(&ctx.driver, &c).await?,
+        vec![format!("{base}/c/c"), format!("{base}/c/x")]
+    );
     assert_eq!(&ctx.driver.get_content(&deep).await?[..], b"deep");
     ctx.driver.delete(&format!("{base}/c/c")).await?;
     assert_eq!(
