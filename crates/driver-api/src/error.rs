@@ -242,6 +242,27 @@ impl StorageError {
         }
     }
 
+    /// Rewrites the path this error carries (if any) with `f`: for layers that present a
+    /// driver under different paths (see [`Prefixed`](crate::prefix::Prefixed)), so the
+    /// error names the path the caller used.
+    pub fn map_path(mut self, f: impl FnOnce(&str) -> String) -> Self {
+        match &mut self {
+            StorageError::PathNotFound { path, .. }
+            | StorageError::InvalidPath { path, .. }
+            | StorageError::InvalidOffset { path, .. }
+            | StorageError::WriterFinished { path, .. }
+            | StorageError::Backend { path, .. } => *path = f(path),
+            StorageError::Unsupported {
+                path: Some(path), ..
+            } => *path = f(path),
+            StorageError::Unsupported { path: None, .. }
+            | StorageError::InvalidParameter { .. }
+            | StorageError::Config { .. }
+            | StorageError::InvalidStorageDriver { .. } => {}
+        }
+        self
+    }
+
     /// True for `PathNotFound`.
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::PathNotFound { .. })

@@ -11,7 +11,8 @@
 //! * [`Driver`], the handle applications use: `&str` paths, a tracing span per call, the
 //!   writer protocol enforced, and conveniences (`read_to_end`, `write_stream`, `copy`);
 //! * shared machinery for drivers: [`walk::walk_with`] / [`walk::walk_fallback`] and
-//!   [`blocking::BlockingPool`].
+//!   [`blocking::BlockingPool`];
+//! * layers: [`prefix::Prefixed`] presents one directory of a driver as a driver.
 //!
 //! # Using a driver
 //!
@@ -44,6 +45,7 @@ mod error;
 pub mod factory;
 mod handle;
 mod path;
+pub mod prefix;
 mod version;
 pub mod walk;
 

@@ -176,6 +176,43 @@ impl StoragePath {
     pub fn contains(&self, other: &StoragePath) -> bool {
         self == other || self.is_ancestor_of(other)
     }
+
+    /// `self` re-rooted below `prefix`: `/b/c` under `/a` is `/a/b/c`; the root under `/a`
+    /// is `/a`.
+    ///
+    /// ```
+    /// use driver_api::StoragePath;
+    /// let p = StoragePath::new("/b/c").unwrap();
+    /// let prefix = StoragePath::new("/a").unwrap();
+    /// assert_eq!(p.under(&prefix).as_str(), "/a/b/c");
+    /// assert_eq!(p.under(&prefix).strip_prefix(&prefix), Some(p));
+    /// ```
+    pub fn under(&self, prefix: &StoragePath) -> StoragePath {
+        if prefix.is_root() {
+            return self.clone();
+        }
+        if self.is_root() {
+            return prefix.clone();
+        }
+        let mut s = String::with_capacity(prefix.0.len() + self.0.len());
+        s.push_str(&prefix.0);
+        s.push_str(&self.0);
+        Self(s.into())
+    }
+
+    /// The inverse of [`under`](Self::under): `self` relative to `prefix` as a path of its
+    /// own (`prefix` itself becomes the root), or `None` when `self` is not inside `prefix`.
+    pub fn strip_prefix(&self, prefix: &StoragePath) -> Option<StoragePath> {
+        if prefix.is_root() {
+            Some(self.clone())
+        } else if self == prefix {
+            Some(Self::root())
+        } else if prefix.is_ancestor_of(self) {
+            Some(Self(self.0[prefix.0.len()..].into()))
+        } else {
+            None
+        }
+    }
 }
 
 /// Maps `/` below every other byte so that byte order equals component order.

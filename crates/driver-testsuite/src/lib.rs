@@ -34,6 +34,7 @@
 pub mod bench;
 pub mod cases;
 pub mod data;
+pub mod quickbench;
 
 use std::future::Future;
 use std::io::Write;
@@ -141,7 +142,8 @@ impl Sizes {
     }
 }
 
-fn case_timeout() -> Duration {
+/// The per-case timeout: `DRIVER_TESTSUITE_CASE_TIMEOUT_SECS`, default 600 s.
+pub fn case_timeout() -> Duration {
     Duration::from_secs(
         std::env::var("DRIVER_TESTSUITE_CASE_TIMEOUT_SECS")
             .ok()
@@ -172,14 +174,129 @@ async fn cleanup(driver: &Driver) {
     }
 }
 
-/// Runs one case: builds a runtime and a driver at a fresh root, runs `case`, cleans up,
-/// and panics (failing the test) if the case failed. Called by [`conformance_tests!`].
-pub fn run_case<F, Fut, C, CFut>(case_name: &str, factory: F, case: C)
+/// One conformance case, for running the suite outside `cargo test` (see [`all_cases`]).
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// The case's name (its function in [`cases`]).
+    pub name: &'static str,
+    run: fn(Ctx) -> BoxFuture<'static, CaseResult>,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case").field("name", &self.name).finish()
+    }
+}
+
+impl Case {
+    #[doc(hidden)]
+    pub const fn __new(name: &'static str, run: fn(Ctx) -> BoxFuture<'static, CaseResult>) -> Self {
+        Self { name, run }
+    }
+}
+
+/// Every case of the suite, in the order `conformance_tests!` declares them: for tools that
+/// run the suite against a configured backend (`storagectl check`) with [`run_case_async`].
+pub fn all_cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    __for_each_case!(__push_case, v);
+    v
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __push_case {
+    ($v:expr, $case:ident) => {
+        $v.push($crate::Case::__new(stringify!($case), |ctx| {
+            ::std::boxed::Box::pin($crate::cases::$case(ctx))
+        }));
+    };
+}
+
+/// How one case ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every check held.
+    Passed,
+    /// The driver opted out; the reason.
+    Skipped(String),
+    /// A check or a driver call failed; the message.
+    Failed(String),
+}
+
+/// One case's result, from [`run_case_async`].
+#[derive(Debug, Clone)]
+pub struct CaseReport {
+    /// The case's name.
+    pub name: &'static str,
+    /// The driver's name (empty if it could not be created).
+    pub driver: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Wall time, including creating the driver and cleaning up.
+    pub elapsed: Duration,
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else {
+        "panicked".to_owned()
+    }
+}
+
+/// Runs `case` against a driver built by `factory` at a fresh random root (the token
+/// passed to `factory`), with the given sizes and timeout, then removes what the case
+/// left behind. Never panics: a failed assertion becomes [`Outcome::Failed`] (the panic
+/// hook still runs; install a quiet one to keep the terminal clean).
+pub async fn run_case_async(
+    case: Case,
+    factory: Arc<DriverFactoryFn>,
+    sizes: Sizes,
+    timeout: Duration,
+) -> CaseReport {
+    let started = std::time::Instant::now();
+    let root = format!("{}-{}", case.name.replace('_', "-"), data::random_name(12));
+    let mut driver_name = String::new();
+    let outcome = match factory(root.clone()).await {
+        Err(e) => Outcome::Failed(format!("creating the driver failed: {e}")),
+        Ok(driver) => {
+            driver_name = driver.name().to_owned();
+            let ctx = Ctx {
+                driver: driver.clone(),
+                root,
+                factory,
+                sizes,
+            };
+            let res =
+                tokio::time::timeout(timeout, AssertUnwindSafe((case.run)(ctx)).catch_unwind())
+                    .await;
+            cleanup(&driver).await;
+            match res {
+                Err(_) => Outcome::Failed(format!("timed out after {timeout:?}")),
+                Ok(Err(panic)) => Outcome::Failed(panic_message(&*panic)),
+                Ok(Ok(Ok(()))) => Outcome::Passed,
+                Ok(Ok(Err(CaseError::Skipped(reason)))) => Outcome::Skipped(reason),
+                Ok(Ok(Err(CaseError::Failed(e)))) => Outcome::Failed(e.to_string()),
+            }
+        }
+    };
+    CaseReport {
+        name: case.name,
+        driver: driver_name,
+        outcome,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Runs one case on a runtime of its own (see [`run_case_async`]) and panics, failing the
+/// test, if it failed; a skip is printed and logged. Called by [`conformance_tests!`].
+pub fn run_case<F, Fut>(case: Case, factory: F)
 where
     F: Fn(String) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Driver, StorageError>> + Send + 'static,
-    C: FnOnce(Ctx) -> CFut,
-    CFut: Future<Output = CaseResult> + Send,
 {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -187,30 +304,17 @@ where
         .build()
         .expect("building a tokio runtime");
     let factory: Arc<DriverFactoryFn> = Arc::new(move |root| Box::pin(factory(root)));
-    rt.block_on(async move {
-        let root = format!("{}-{}", case_name.replace('_', "-"), data::random_name(12));
-        let driver = factory(root.clone())
-            .await
-            .unwrap_or_else(|e| panic!("{case_name}: creating the driver failed: {e}"));
-        let ctx = Ctx {
-            driver: driver.clone(),
-            root,
-            factory,
-            sizes: Sizes::from_env(),
-        };
-        let outcome =
-            tokio::time::timeout(case_timeout(), AssertUnwindSafe(case(ctx)).catch_unwind()).await;
-        cleanup(&driver).await;
-        match outcome {
-            Err(_) => panic!("{case_name}: timed out after {:?}", case_timeout()),
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(CaseError::Skipped(reason)))) => {
-                record_skip(driver.name(), case_name, &reason)
-            }
-            Ok(Ok(Err(CaseError::Failed(e)))) => panic!("{case_name}: {e}"),
-        }
-    });
+    let report = rt.block_on(run_case_async(
+        case,
+        factory,
+        Sizes::from_env(),
+        case_timeout(),
+    ));
+    match report.outcome {
+        Outcome::Passed => {}
+        Outcome::Skipped(reason) => record_skip(&report.driver, case.name, &reason),
+        Outcome::Failed(message) => panic!("{}: {message}", case.name),
+    }
 }
 
 /// Expands to one `#[test]` per conformance case for the driver built by `$factory`, an
@@ -229,7 +333,12 @@ macro_rules! __conformance_case {
     ($factory:expr, $case:ident) => {
         #[test]
         fn $case() {
-            $crate::run_case(stringify!($case), $factory, $crate::cases::$case);
+            $crate::run_case(
+                $crate::Case::__new(stringify!($case), |ctx| {
+                    ::std::boxed::Box::pin($crate::cases::$case(ctx))
+                }),
+                $factory,
+            );
         }
     };
 }

@@ -1,0 +1,52 @@
+//! The `storagectl` binary: parses the command line, sets up logging and the runtime, runs
+//! the command and turns its outcome into an exit code (0 ok, 1 failed, 2 usage or
+//! configuration error, 130 interrupted).
+
+use clap::Parser;
+use storagectl::cli::Cli;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to stderr (2).
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("storagectl: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let result = runtime.block_on(storagectl::run(cli, env));
+    // Do not wait for blocking tasks still parked in the pool (e.g. a stdin read).
+    runtime.shutdown_background();
+    if let Err(e) = result {
+        eprintln!("storagectl: {e}");
+        std::process::exit(e.exit_code());
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
