@@ -204,6 +204,9 @@ fn test_all(args: &[String]) -> Result<bool, Error> {
         rows.push(run_driver(suite, &executables)?);
     }
     if only.is_none() {
+        for tool in TOOLS {
+            rows.push(run_tool(tool, &executables)?);
+        }
         rows.push(run_other(&executables)?);
         rows.push(run_doctests()?);
     }
@@ -252,14 +255,31 @@ fn run_driver(suite: &DriverSuite, executables: &[libtest::Executable]) -> Resul
     })
 }
 
+/// Packages that are not drivers but get a row of their own (their tests run binaries).
+const TOOLS: &[&str] = &["storagectl"];
+
+fn run_tool(package: &str, executables: &[libtest::Executable]) -> Result<Row, Error> {
+    let start = Instant::now();
+    let mut counts = Counts::default();
+    for exe in executables.iter().filter(|e| e.package == package) {
+        counts += libtest::run(exe, &BTreeMap::new(), &xtask_dir())?;
+    }
+    Ok(Row {
+        name: package.into(),
+        counts,
+        skipped: Vec::new(),
+        seconds: start.elapsed().as_secs_f64(),
+        note: String::new(),
+    })
+}
+
 fn run_other(executables: &[libtest::Executable]) -> Result<Row, Error> {
     let start = Instant::now();
     let mut counts = Counts::default();
     let env = BTreeMap::new();
-    for exe in executables
-        .iter()
-        .filter(|e| !DRIVERS.iter().any(|d| d.package == e.package))
-    {
+    for exe in executables.iter().filter(|e| {
+        !DRIVERS.iter().any(|d| d.package == e.package) && !TOOLS.contains(&e.package.as_str())
+    }) {
         counts += libtest::run(exe, &env, &xtask_dir())?;
     }
     Ok(Row {

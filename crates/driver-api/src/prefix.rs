@@ -7,8 +7,8 @@
 //!
 //! ```
 //! # async fn demo(inner: driver_api::Driver) -> driver_api::Result<()> {
-//! use driver_api::{prefix::Prefixed, Driver, StoragePath};
-//! let scoped = Driver::new(Prefixed::new(inner.inner().clone(), StoragePath::new("/scratch")?));
+//! use driver_api::{prefix::Prefixed, Driver};
+//! let scoped = Driver::new(Prefixed::new(inner.inner().clone(), inner.path("/scratch")?));
 //! scoped.put_content("/a", "x").await?; // stored at /scratch/a
 //! assert_eq!(&inner.get_content("/scratch/a").await?[..], b"x");
 //! # Ok(()) }
