@@ -24,10 +24,10 @@ impl Progress {
         let bar = match total {
             Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr())
                 .with_style(style(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                    "[{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}",
                 )),
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-                .with_style(style("{spinner} {msg} {bytes} {binary_bytes_per_sec}")),
+                .with_style(style("{spinner} {bytes} {binary_bytes_per_sec} {wide_msg}")),
         };
         bar.set_message(message.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
@@ -40,7 +40,7 @@ impl Progress {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-            .with_style(style("{msg} [{bar:30}] {pos}/{len} {elapsed}"));
+            .with_style(style("[{bar:30}] {pos}/{len} {elapsed} {wide_msg}"));
         bar.set_message(message.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
