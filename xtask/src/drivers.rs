@@ -2,10 +2,23 @@
 
 use std::collections::BTreeMap;
 
-/// A running emulator: the environment its suite needs; stopped when dropped.
+/// A running emulator: the environment its suite needs; its processes are stopped when
+/// it is dropped.
+#[derive(Default)]
 pub struct Emulator {
     /// Variables for the test processes (endpoints, credentials for the emulator).
     pub env: BTreeMap<String, String>,
+    /// The server processes.
+    pub children: Vec<std::process::Child>,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Starts (installing first if needed) an emulator on 127.0.0.1.
@@ -36,5 +49,11 @@ pub const DRIVERS: &[DriverSuite] = &[
         package: "driver-filesystem",
         emulator: None,
         compare: true,
+    },
+    DriverSuite {
+        name: "s3",
+        package: "driver-s3",
+        emulator: Some(crate::emulators::start_s3),
+        compare: false,
     },
 ];

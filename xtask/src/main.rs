@@ -5,11 +5,12 @@
 //!   other test; prints a table and `N passed, N failed`; exits non-zero on any failure.
 //! * `bench [driver...] [-- criterion args]`: the criterion benchmarks.
 //! * `lint`: fmt check, clippy and cargo-deny only.
-//! * `emulators start|stop|status [driver...]`: manage local backend emulators.
+//! * `emulators start [driver...]`: install and run the emulators in the foreground, printing their environment.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod drivers;
+mod emulators;
 mod libtest;
 
 use std::collections::BTreeMap;
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
                 "usage: cargo xtask test-all [--only a,b] [--no-lint]\n       \
                  cargo xtask bench [driver...] [-- criterion args]\n       \
                  cargo xtask lint\n       \
-                 cargo xtask emulators start|stop|status [driver...]"
+                 cargo xtask emulators start [driver...]"
             );
             Ok(false)
         }
@@ -398,22 +399,29 @@ fn bench(args: &[String]) -> Result<bool, Error> {
 }
 
 fn emulators(args: &[String]) -> Result<bool, Error> {
-    let action = args.first().map(String::as_str).unwrap_or("status");
-    let with: Vec<&DriverSuite> = DRIVERS.iter().filter(|d| d.emulator.is_some()).collect();
-    if with.is_empty() {
-        println!(
-            "no registered driver needs an emulator yet ({action}): {}",
-            DRIVERS
-                .iter()
-                .map(|d| d.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        return Ok(true);
+    let action = args.first().map(String::as_str).unwrap_or("start");
+    let names: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let with: Vec<&DriverSuite> = DRIVERS
+        .iter()
+        .filter(|d| d.emulator.is_some() && (names.is_empty() || names.contains(&d.name)))
+        .collect();
+    match action {
+        "start" => {
+            // Runs in the foreground: prints the environment, serves until Ctrl-C.
+            let mut running = Vec::new();
+            for d in &with {
+                if let Some(start) = d.emulator {
+                    let em = start().map_err(|e| format!("{}: {e}", d.name))?;
+                    println!("# {}", d.name);
+                    emulators::print_env(&em.env);
+                    running.push(em);
+                }
+            }
+            println!("# running; press Ctrl-C to stop");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+        _ => Err(format!("emulators {action}: expected `start [driver...]`").into()),
     }
-    Err(format!(
-        "emulators {action}: not implemented for {} drivers",
-        with.len()
-    )
-    .into())
 }

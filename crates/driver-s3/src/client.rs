@@ -1,0 +1,152 @@
+//! The S3 client: SDK configuration (credentials, endpoint, retries, timeouts, checksums),
+//! and errors mapped into [`StorageError`].
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{AppName, BehaviorVersion, Region};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::Client;
+use aws_smithy_http_client::tls;
+use driver_api::{Result, StorageError, StoragePath};
+
+use crate::params::S3Params;
+use crate::DRIVER;
+
+/// Attempts per request (the first plus retries), with the SDK's standard mode: exponential
+/// backoff with jitter on throttling, 5xx, timeouts and connection errors.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Time to establish a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the next bytes of a response.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Builds a client for `p`, talking to `endpoint` (the S3 endpoint, or the redirect
+/// endpoint for presigning).
+pub async fn build(p: &S3Params, endpoint: Option<&str>) -> Result<Client> {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(READ_TIMEOUT)
+                .build(),
+        );
+    // With an endpoint of its own (MinIO, Ceph RGW, moto...) any region name signs.
+    let region = p.region.clone().unwrap_or_else(|| "us-east-1".to_owned());
+    loader = loader.region(Region::new(region));
+    if let (Some(ak), Some(sk)) = (&p.access_key, &p.secret_key) {
+        loader = loader.credentials_provider(Credentials::new(
+            ak.clone(),
+            sk.clone(),
+            p.session_token.clone(),
+            None,
+            "storage-driver-parameters",
+        ));
+    }
+    if let Some(ua) = &p.user_agent {
+        let name = AppName::new(ua.clone()).map_err(|_| StorageError::InvalidParameter {
+            driver: DRIVER.into(),
+            key: "useragent".into(),
+            expected: "a name of letters, digits and !#$%&'*+-.^_`|~".into(),
+        })?;
+        loader = loader.app_name(name);
+    }
+    let sdk = loader.load().await;
+    let mut b = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(p.force_path_style)
+        .accelerate(p.accelerate)
+        .use_dual_stack(p.dual_stack)
+        .use_fips(p.fips)
+        // Checksums only where S3 requires them: S3-compatible stores (older MinIO, Ceph,
+        // many appliances) reject the SDK's default aws-chunked trailers.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    if let Some(e) = endpoint {
+        b = b.endpoint_url(e);
+    }
+    Ok(Client::from_conf(b.build()))
+}
+
+/// An S3 failure as text: the service's code and message, or the transport's cause.
+#[derive(Debug)]
+pub struct S3Failure(pub String);
+
+impl std::fmt::Display for S3Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for S3Failure {}
+
+/// The service's error code and the HTTP status of an SDK error, where there are any.
+pub fn classify<E: ProvideErrorMetadata>(
+    e: &SdkError<E, HttpResponse>,
+) -> (Option<String>, Option<u16>) {
+    match e {
+        SdkError::ServiceError(s) => (
+            s.err().code().map(str::to_owned),
+            Some(s.raw().status().as_u16()),
+        ),
+        SdkError::ResponseError(r) => (None, Some(r.raw().status().as_u16())),
+        _ => (None, None),
+    }
+}
+
+/// Maps an SDK error of `operation` on `path` into a [`StorageError`]: missing keys and
+/// uploads are `PathNotFound`; throttling, 5xx, timeouts and connection failures are
+/// retryable backend errors; authentication failures say so.
+pub fn map_err<E>(
+    operation: &'static str,
+    path: &StoragePath,
+    e: SdkError<E, HttpResponse>,
+) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (code, status) = classify(&e);
+    let code_str = code.as_deref().unwrap_or("");
+    if matches!(code_str, "NoSuchKey" | "NotFound" | "NoSuchUpload")
+        || (status == Some(404) && code_str != "NoSuchBucket")
+    {
+        return StorageError::not_found(DRIVER, path);
+    }
+    let retryable = matches!(
+        e,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+    ) || status.is_some_and(|s| s >= 500 || s == 429)
+        || matches!(
+            code_str,
+            "SlowDown"
+                | "Throttling"
+                | "ThrottlingException"
+                | "RequestTimeout"
+                | "OperationAborted"
+                | "InternalError"
+                | "ServiceUnavailable"
+        );
+    let mut text = DisplayErrorContext(&e).to_string();
+    if matches!(
+        code_str,
+        "SignatureDoesNotMatch"
+            | "InvalidAccessKeyId"
+            | "AccessDenied"
+            | "InvalidToken"
+            | "ExpiredToken"
+    ) {
+        text = format!(
+            "authentication failed ({code_str}): check accesskey/secretkey/sessiontoken: {text}"
+        );
+    }
+    StorageError::backend(DRIVER, operation, path, S3Failure(text)).with_retryable(retryable)
+}

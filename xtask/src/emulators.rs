@@ -1,0 +1,195 @@
+//! Installing and starting the backends the drivers' suites run against, as plain
+//! processes on 127.0.0.1 (no containers). Everything is installed once under
+//! `~/.cache/storage-drivers/emulators` and reused; each run gets fresh servers on free
+//! ports, stopped when the returned [`Emulator`] is dropped.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::drivers::Emulator;
+
+type Error = Box<dyn std::error::Error>;
+
+/// moto, pinned: the S3 API the suite needs. Not 5.2.x: its generic serializer names
+/// ListParts' root element `ListPartsResponse`, which aws-sdk-s3 (rightly) rejects.
+const MOTO_VERSION: &str = "5.1.22";
+/// s3s-fs, pinned: verifies SigV4 signatures; the newest that builds on rustc 1.95.
+const S3S_FS_VERSION: &str = "0.14.1";
+/// Keys s3s-fs accepts.
+pub const S3S_ACCESS_KEY: &str = "AKIASTORAGEDRIVERS00";
+/// Secret s3s-fs accepts.
+pub const S3S_SECRET_KEY: &str = "storage-drivers-test-secret-key-0000000000";
+/// The bucket the suites use.
+pub const BUCKET: &str = "storage-driver-tests";
+
+fn cache_dir(name: &str) -> Result<PathBuf, Error> {
+    let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
+    let dir = PathBuf::from(home)
+        .join(".cache/storage-drivers/emulators")
+        .join(name);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn free_port() -> Result<u16, Error> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn run(cmd: &mut Command, what: &str, log: &Path) -> Result<(), Error> {
+    eprintln!("==> {what}");
+    let out = cmd.output()?;
+    std::fs::write(log, [&out.stdout[..], &out.stderr[..]].concat())?;
+    if !out.status.success() {
+        return Err(format!("{what} failed (log: {})", log.display()).into());
+    }
+    Ok(())
+}
+
+/// One HTTP/1.1 request without a body (or with an empty one); returns the status.
+fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf)?;
+    let head = String::from_utf8_lossy(&buf[..n]);
+    Ok(head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
+}
+
+fn wait_http(port: u16, child: &mut Child, log: &Path) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if http(port, "GET", "/").is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("exited with {status} (log: {})", log.display()).into());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not ready after 60 s (log: {})", log.display()).into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn spawn(cmd: &mut Command, log: &Path) -> Result<Child, Error> {
+    let file = std::fs::File::create(log)?;
+    Ok(cmd
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()?)
+}
+
+/// moto (whole suite) and s3s-fs (signature checks).
+pub fn start_s3() -> Result<Emulator, Error> {
+    let dir = cache_dir("s3")?;
+    let mut em = Emulator::default();
+
+    // moto, in a virtualenv of its own.
+    let moto = dir.join(format!("moto-{MOTO_VERSION}"));
+    let moto_bin = moto.join("bin/moto_server");
+    if !moto_bin.exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&moto),
+            "creating a virtualenv for moto",
+            &dir.join("venv.log"),
+        )?;
+        run(
+            Command::new(moto.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                &format!("moto[server]=={MOTO_VERSION}"),
+            ]),
+            &format!("installing moto[server]=={MOTO_VERSION} from PyPI"),
+            &dir.join("pip.log"),
+        )?;
+    }
+    let port = free_port()?;
+    let log = dir.join("moto.log");
+    let mut child = spawn(
+        Command::new(&moto_bin).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+        &log,
+    )?;
+    let ready = wait_http(port, &mut child, &log);
+    em.children.push(child);
+    ready.map_err(|e| format!("moto: {e}"))?;
+    // moto checks no signatures: an unsigned PUT creates the bucket.
+    let status = http(port, "PUT", &format!("/{BUCKET}"))?;
+    if status != 200 {
+        return Err(format!("moto: creating bucket {BUCKET} returned HTTP {status}").into());
+    }
+    let endpoint = format!("http://127.0.0.1:{port}");
+    em.env.insert("S3_ENDPOINT".into(), endpoint);
+    em.env.insert("S3_BUCKET".into(), BUCKET.into());
+    em.env.insert("S3_REGION".into(), "us-east-1".into());
+    em.env.insert("S3_ACCESS_KEY".into(), "test".into());
+    em.env.insert("S3_SECRET_KEY".into(), "test".into());
+
+    // s3s-fs, built once from the Rust registry.
+    let root = dir.join(format!("s3s-fs-{S3S_FS_VERSION}"));
+    let s3s_bin = root.join("bin/s3s-fs");
+    if !s3s_bin.exists() {
+        run(
+            Command::new("cargo")
+                .args([
+                    "install",
+                    &format!("s3s-fs@{S3S_FS_VERSION}"),
+                    "--locked",
+                    "--features",
+                    "binary",
+                    "--root",
+                ])
+                .arg(&root)
+                .env_remove("CARGO_TARGET_DIR"),
+            &format!("installing s3s-fs {S3S_FS_VERSION} (compiles once, about 2.5 minutes)"),
+            &dir.join("s3s-fs-install.log"),
+        )?;
+    }
+    let data = dir.join("s3s-data");
+    let _ = std::fs::remove_dir_all(&data);
+    // s3s-fs keeps a bucket as a directory.
+    std::fs::create_dir_all(data.join(BUCKET))?;
+    let port = free_port()?;
+    let log = dir.join("s3s-fs.log");
+    let mut child = spawn(
+        Command::new(&s3s_bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--access-key",
+                S3S_ACCESS_KEY,
+                "--secret-key",
+                S3S_SECRET_KEY,
+            ])
+            .arg(&data),
+        &log,
+    )?;
+    let ready = wait_http(port, &mut child, &log);
+    em.children.push(child);
+    ready.map_err(|e| format!("s3s-fs: {e}"))?;
+    em.env
+        .insert("S3S_ENDPOINT".into(), format!("http://127.0.0.1:{port}"));
+    em.env
+        .insert("S3S_ACCESS_KEY".into(), S3S_ACCESS_KEY.into());
+    em.env
+        .insert("S3S_SECRET_KEY".into(), S3S_SECRET_KEY.into());
+    Ok(em)
+}
+
+/// The environment an emulator exports, for `cargo xtask emulators start`.
+pub fn print_env(env: &BTreeMap<String, String>) {
+    for (k, v) in env {
+        println!("export {k}={v}");
+    }
+}
