@@ -547,15 +547,30 @@ fn secrets_are_never_printed() {
     );
     assert!(text.contains("region: us-east-1"), "{text}");
     assert!(text.contains("- cloudfront"), "{text}");
-    // The s3 driver is not linked into this build: the error lists what is, and leaks
-    // nothing.
+    // A parameter error from the driver names the key, never a value.
+    let bad = tmp.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "storage:\n  s3:\n    accesskey: AKIAEXAMPLE\n    secretkey: hunter2-secret\n    region: us-east-1\n    bucket: b\n    chunksize: 1024\n",
+    )
+    .unwrap();
     let err = sc(tmp.path())
-        .args(["-c", cfg.to_str().unwrap(), "ls"])
+        .args(["-c", bad.to_str().unwrap(), "ls"])
         .output()
         .unwrap();
     assert_eq!(err.status.code(), Some(2));
     let e = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        e.contains("storage.s3.chunksize: expected integer in 5242880..="),
+        "{e}"
+    );
     assert!(!e.contains("hunter2") && !e.contains("AKIAEXAMPLE"), "{e}");
+    // Middleware is parsed and reported, not silently dropped.
+    let out = sc(tmp.path())
+        .args(["-c", cfg.to_str().unwrap(), "config", "show"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
     assert!(
         e.contains("storage middleware cloudfront not applied"),
         "{e}"
