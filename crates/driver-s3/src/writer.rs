@@ -287,6 +287,11 @@ impl FileWriter for S3Writer {
                 continue;
             }
             let take = (chunk - self.buf.len()).min(data.len());
+            if self.buf.capacity() == 0 {
+                // One allocation of exactly a chunk: growing by doubling would copy and
+                // briefly hold up to three chunks.
+                self.buf.reserve(chunk);
+            }
             self.buf.extend_from_slice(&data.split_to(take));
             if self.buf.len() == chunk {
                 let part = self.buf.split().freeze();
