@@ -74,7 +74,42 @@ pub async fn build(p: &S3Params, endpoint: Option<&str>) -> Result<Client> {
     if let Some(e) = endpoint {
         b = b.endpoint_url(e);
     }
+    if p.log_requests {
+        b = b.interceptor(RequestLog);
+    }
     Ok(Client::from_conf(b.build()))
+}
+
+/// `loglevel` other than off: every request and response status at INFO through tracing
+/// (target `driver_s3::requests`; method and URL only, never headers or bodies).
+#[derive(Debug)]
+struct RequestLog;
+
+impl aws_sdk_s3::config::Intercept for RequestLog {
+    fn name(&self) -> &'static str {
+        "storage-driver-request-log"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let r = context.request();
+        tracing::info!(target: "driver_s3::requests", method = r.method(), uri = r.uri(), "request");
+        Ok(())
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _rc: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        tracing::info!(target: "driver_s3::requests", status = context.response().status().as_u16(), "response");
+        Ok(())
+    }
 }
 
 /// An S3 failure as text: the service's code and message, or the transport's cause.
@@ -135,7 +170,13 @@ where
                 | "InternalError"
                 | "ServiceUnavailable"
         );
-    let mut text = DisplayErrorContext(&e).to_string();
+    let mut text = match (&e, &code) {
+        (SdkError::ServiceError(se), Some(c)) => match se.err().message() {
+            Some(m) if !m.is_empty() => format!("{c}: {m} (HTTP {})", status.unwrap_or(0)),
+            _ => format!("{c} (HTTP {})", status.unwrap_or(0)),
+        },
+        _ => DisplayErrorContext(&e).to_string(),
+    };
     if matches!(
         code_str,
         "SignatureDoesNotMatch"

@@ -42,7 +42,7 @@ pub static PARAMS: &[ParamSpec] = &[
     ParamSpec::new("accelerate", ParamKind::Bool, "S3 Transfer Acceleration endpoints").default_value("false"),
     ParamSpec::new("usefipsendpoint", ParamKind::Bool, "FIPS endpoints").default_value("false"),
     ParamSpec::new("redirectendpoint", ParamKind::String, "scheme://host[:port] presigned redirect URLs are made for (and signed for) instead of the S3 endpoint"),
-    ParamSpec::new("loglevel", ParamKind::Any, "Distribution's aws log level (off, debug, debugwithsigning, ...): any level but off logs every request at debug through tracing").default_value("off"),
+    ParamSpec::new("loglevel", ParamKind::Any, "Distribution's aws log level (off, debug, debugwithsigning, ...): any level but off logs each request's method, URL and status at INFO through tracing").default_value("off"),
 ];
 
 /// Storage classes Distribution accepts (plus NONE).

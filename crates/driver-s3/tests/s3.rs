@@ -424,3 +424,53 @@ fn a_server_that_is_down_fails_fast_with_a_retryable_error() {
         );
     });
 }
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn loglevel_logs_requests_without_secrets() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    // A current-thread runtime keeps every request on this thread, under this subscriber.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(async {
+            let params = common::params()
+                .unwrap()
+                .with("rootdirectory", common::root("log"))
+                .with("loglevel", "debug");
+            let d = factory::create("s3", params).await.unwrap();
+            d.put_content("/logged", "x").await.unwrap();
+            d.delete("/logged").await.unwrap();
+        })
+    });
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("driver_s3::requests") && text.contains("method=\"PUT\""),
+        "{text}"
+    );
+    assert!(text.contains("status=200"), "{text}");
+    assert!(
+        !text.to_lowercase().contains("authorization") && !text.contains("X-Amz-Signature"),
+        "{text}"
+    );
+}
