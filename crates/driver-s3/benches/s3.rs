@@ -40,7 +40,8 @@ impl BenchStore for Sdk {
             .key(self.key(path))
             .body(data.into())
             .send()
-            .await?;
+            .await
+            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
         Ok(())
     }
     async fn get(&self, path: &str) -> BenchResult<Bytes> {
@@ -108,9 +109,17 @@ async fn sdk_client() -> aws_sdk_s3::Client {
         Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     };
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(
-        Region::new(env("S3_REGION").unwrap_or_else(|| "us-east-1".into())),
-    );
+    // The driver's HTTP stack (rustls on ring), so only the driver's own code differs.
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .region(Region::new(
+            env("S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+        ));
     if let (Some(ak), Some(sk)) = (env("S3_ACCESS_KEY"), env("S3_SECRET_KEY")) {
         loader = loader.credentials_provider(Credentials::new(ak, sk, None, None, "bench"));
     }

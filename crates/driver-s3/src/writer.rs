@@ -34,6 +34,9 @@ pub(crate) struct S3Writer {
     parts: Vec<CompletedPart>,
     parts_size: u64,
     buf: BytesMut,
+    /// Resumed from a parked tail: commit removes it only after the commit succeeded, so a
+    /// failed commit stays resumable. (A fresh writer removes any stale one in parallel.)
+    from_parked: bool,
     /// Bytes written in all (parts, parked tail and buffer); what `size` reports, also
     /// after commit.
     size: u64,
@@ -54,6 +57,7 @@ impl S3Writer {
             parts: Vec::new(),
             parts_size: 0,
             buf: BytesMut::new(),
+            from_parked: false,
             size: 0,
         }
     }
@@ -89,6 +93,7 @@ impl S3Writer {
                 }
                 w.buf.extend_from_slice(&tail);
                 w.size = w.parts_size + tail.len() as u64;
+                w.from_parked = true;
                 return Ok(w);
             }
             Err(e) => match map_err("writer", &path, e) {
@@ -338,37 +343,50 @@ impl FileWriter for S3Writer {
 
     async fn commit(&mut self) -> Result<()> {
         let s = self.s.clone();
-        match self.upload_id.clone() {
-            None => {
-                // Never reached a chunk: one PutObject.
-                let body = self.buf.split().freeze();
-                s.put_object(&self.path, &self.key, body).await?;
+        if let Some(id) = self.upload_id.clone() {
+            if !self.buf.is_empty() {
+                let last = self.buf.split().freeze();
+                self.upload_part(last).await?;
             }
-            Some(id) => {
-                if !self.buf.is_empty() {
-                    let last = self.buf.split().freeze();
-                    self.upload_part(last).await?;
-                }
-                let res = s
-                    .client
-                    .complete_multipart_upload()
-                    .bucket(s.bucket())
-                    .key(&self.key)
-                    .upload_id(&id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(self.parts.clone()))
-                            .build(),
-                    )
-                    .send()
-                    .await;
-                if let Err(e) = res {
-                    let err = map_err("commit", &self.path, e);
-                    s.abort(&self.path, &self.key, &id).await;
-                    return Err(err);
-                }
+            let complete = s
+                .client
+                .complete_multipart_upload()
+                .bucket(s.bucket())
+                .key(&self.key)
+                .upload_id(&id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(self.parts.clone()))
+                        .build(),
+                )
+                .send();
+            let (res, parked) = if self.from_parked {
+                (complete.await, None)
+            } else {
+                // A stale parked tail goes in parallel: one round trip, not two.
+                let (res, parked) = futures::future::join(complete, self.remove_parked()).await;
+                (res, Some(parked))
+            };
+            if let Err(e) = res {
+                let err = map_err("commit", &self.path, e);
+                s.abort(&self.path, &self.key, &id).await;
+                return Err(err);
+            }
+            match parked {
+                Some(r) => r,
+                None => self.remove_parked().await,
+            }
+        } else {
+            // Never reached a chunk: one PutObject.
+            let body = self.buf.split().freeze();
+            let put = s.put_object(&self.path, &self.key, body);
+            if self.from_parked {
+                put.await?;
+                self.remove_parked().await
+            } else {
+                let (put, parked) = futures::future::join(put, self.remove_parked()).await;
+                put.and(parked)
             }
         }
-        self.remove_parked().await
     }
 }
