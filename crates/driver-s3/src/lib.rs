@@ -72,6 +72,31 @@ register_driver! {
     create: S3Driver::from_parameters,
 }
 
+/// Applies the settings every new object gets (content type, storage class, ACL,
+/// encryption) to a PutObject, CreateMultipartUpload or CopyObject builder; `$s` is the
+/// driver's `Inner`.
+macro_rules! new_object {
+    ($builder:expr, $s:expr) => {
+        $builder
+            .content_type("application/octet-stream")
+            .set_storage_class($s.storage_class())
+            .set_acl($s.acl())
+            .set_server_side_encryption($s.sse())
+            .set_ssekms_key_id($s.kms_key())
+    };
+}
+pub(crate) use new_object;
+
+/// The continuation token of a truncated listing page, `None` on the last page.
+fn next_token(
+    page: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output,
+) -> Option<String> {
+    match page.next_continuation_token() {
+        Some(t) if page.is_truncated() == Some(true) => Some(t.to_owned()),
+        _ => None,
+    }
+}
+
 /// The S3 driver. Cheap to clone (one shared client).
 #[derive(Clone)]
 pub struct S3Driver {
@@ -178,19 +203,14 @@ impl Inner {
     }
 
     async fn put_object(&self, path: &StoragePath, key: &str, body: Bytes) -> Result<()> {
-        self.client
-            .put_object()
-            .bucket(self.bucket())
-            .key(key)
-            .content_type("application/octet-stream")
-            .body(SdkStream::from(body))
-            .set_storage_class(self.storage_class())
-            .set_acl(self.acl())
-            .set_server_side_encryption(self.sse())
-            .set_ssekms_key_id(self.kms_key())
-            .send()
-            .await
-            .map_err(|e| map_err("put", path, e))?;
+        new_object!(
+            self.client.put_object().bucket(self.bucket()).key(key),
+            self
+        )
+        .body(SdkStream::from(body))
+        .send()
+        .await
+        .map_err(|e| map_err("put", path, e))?;
         Ok(())
     }
 
@@ -284,19 +304,16 @@ impl Inner {
     async fn multipart_copy(&self, src: &StoragePath, dst: &StoragePath, size: u64) -> Result<()> {
         let dst_key = self.key(dst);
         let source = self.copy_source(&self.key(src));
-        let upload = self
-            .client
-            .create_multipart_upload()
-            .bucket(self.bucket())
-            .key(&dst_key)
-            .content_type("application/octet-stream")
-            .set_storage_class(self.storage_class())
-            .set_acl(self.acl())
-            .set_server_side_encryption(self.sse())
-            .set_ssekms_key_id(self.kms_key())
-            .send()
-            .await
-            .map_err(|e| map_err("rename", dst, e))?;
+        let upload = new_object!(
+            self.client
+                .create_multipart_upload()
+                .bucket(self.bucket())
+                .key(&dst_key),
+            self
+        )
+        .send()
+        .await
+        .map_err(|e| map_err("rename", dst, e))?;
         let upload_id = upload.upload_id().unwrap_or_default().to_owned();
         let chunk = self.p.copy_chunk_size;
         let ranges: Vec<(i32, u64, u64)> = (0..size.div_ceil(chunk))
@@ -536,9 +553,9 @@ impl StorageDriver for S3Driver {
                     .trim_end_matches('/');
                 out.extend(path.child(name));
             }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => break,
+            token = next_token(&page);
+            if token.is_none() {
+                break;
             }
         }
         if !any && !path.is_root() {
@@ -561,19 +578,17 @@ impl StorageDriver for S3Driver {
         if size >= s.p.copy_threshold && size > 0 {
             s.multipart_copy(src, dst, size).await?;
         } else {
-            s.client
-                .copy_object()
-                .bucket(s.bucket())
-                .key(s.key(dst))
-                .copy_source(s.copy_source(&s.key(src)))
-                .content_type("application/octet-stream")
-                .set_storage_class(s.storage_class())
-                .set_acl(s.acl())
-                .set_server_side_encryption(s.sse())
-                .set_ssekms_key_id(s.kms_key())
-                .send()
-                .await
-                .map_err(|e| map_err("rename", src, e))?;
+            new_object!(
+                s.client
+                    .copy_object()
+                    .bucket(s.bucket())
+                    .key(s.key(dst))
+                    .copy_source(s.copy_source(&s.key(src))),
+                s
+            )
+            .send()
+            .await
+            .map_err(|e| map_err("rename", src, e))?;
         }
         s.client
             .delete_object()
@@ -604,9 +619,9 @@ impl StorageDriver for S3Driver {
                 deleted += batch.len();
                 s.delete_batch(path, batch.to_vec()).await?;
             }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => break,
+            token = next_token(&page);
+            if token.is_none() {
+                break;
             }
         }
         // The object itself (never its siblings sharing the name as a prefix). After a
@@ -850,9 +865,9 @@ mod walk {
                     return Ok(());
                 }
             }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => break,
+            token = next_token(&page);
+            if token.is_none() {
+                break;
             }
         }
         for e in reorder.finish() {

@@ -212,19 +212,16 @@ impl S3Writer {
             return Ok(id.clone());
         }
         let s = &self.s;
-        let out = s
-            .client
-            .create_multipart_upload()
-            .bucket(s.bucket())
-            .key(&self.key)
-            .content_type("application/octet-stream")
-            .set_storage_class(s.storage_class())
-            .set_acl(s.acl())
-            .set_server_side_encryption(s.sse())
-            .set_ssekms_key_id(s.kms_key())
-            .send()
-            .await
-            .map_err(|e| map_err("write", &self.path, e))?;
+        let out = crate::new_object!(
+            s.client
+                .create_multipart_upload()
+                .bucket(s.bucket())
+                .key(&self.key),
+            s
+        )
+        .send()
+        .await
+        .map_err(|e| map_err("write", &self.path, e))?;
         let id = out
             .upload_id()
             .ok_or_else(|| {

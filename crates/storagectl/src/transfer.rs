@@ -4,11 +4,10 @@
 
 use std::path::Path;
 
-use bytes::BytesMut;
 use driver_api::{Driver, Writer};
 use futures::StreamExt;
 use indicatif::ProgressBar;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use crate::interrupt::Interrupt;
 use crate::{App, CliError, CliResult};
@@ -36,38 +35,22 @@ async fn abandon(w: &mut Writer, err: CliError) -> CliError {
     err
 }
 
-/// Feeds `input` into `w` chunk by chunk and commits; cancels on error or Ctrl-C.
-async fn upload(
+/// Feeds `chunks` into `w` and commits; cancels on error or Ctrl-C. Returns the size.
+async fn feed<E>(
     w: &mut Writer,
-    mut input: impl AsyncRead + Unpin,
-    what: &str,
+    mut chunks: impl futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     bar: &ProgressBar,
     interrupt: &Interrupt,
-) -> CliResult<u64> {
+) -> CliResult<u64>
+where
+    CliError: From<E>,
+{
     let result = or_interrupt(interrupt, async {
-        let mut buf = BytesMut::with_capacity(CHUNK);
-        loop {
-            // Fill a whole chunk where the source allows (pipes return less per read).
-            while buf.len() < CHUNK {
-                buf.reserve(CHUNK - buf.len());
-                let n = input
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|e| CliError::io(what, e))?;
-                if n == 0 {
-                    break;
-                }
-            }
-            if buf.is_empty() {
-                break;
-            }
-            let chunk = buf.split().freeze();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
             let n = chunk.len() as u64;
             w.write(chunk).await?;
             bar.inc(n);
-            if n < CHUNK as u64 {
-                break;
-            }
         }
         w.commit().await?;
         Ok(w.size())
@@ -96,7 +79,10 @@ pub async fn put(app: &App, src: &str, dst: &str) -> CliResult {
     };
     let bar = app.progress.bytes(total, dst);
     let mut w = d.writer(dst, false).await?;
-    let res = upload(&mut w, input, src, &bar, &app.interrupt).await;
+    let what = src.to_owned();
+    let chunks = tokio_util::io::ReaderStream::with_capacity(input, CHUNK)
+        .map(|r| r.map_err(|e| CliError::io(what.clone(), e)));
+    let res = feed(&mut w, chunks, &bar, &app.interrupt).await;
     bar.finish_and_clear();
     res.map(|_| ())
 }
@@ -180,24 +166,7 @@ pub async fn copy_between(
     bar: &ProgressBar,
     interrupt: &Interrupt,
 ) -> CliResult<u64> {
-    let mut stream = from.reader(src, 0).await?;
+    let stream = from.reader(src, 0).await?;
     let mut w = to.writer(dst, false).await?;
-    let result = or_interrupt(interrupt, async {
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            let n = chunk.len() as u64;
-            w.write(chunk).await?;
-            bar.inc(n);
-        }
-        w.commit().await?;
-        Ok(w.size())
-    })
-    .await;
-    match result {
-        Ok(n) => {
-            w.close().await?;
-            Ok(n)
-        }
-        Err(e) => Err(abandon(&mut w, e).await),
-    }
+    feed(&mut w, stream, bar, interrupt).await
 }
