@@ -56,4 +56,10 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: Some(crate::emulators::start_s3),
         compare: false,
     },
+    DriverSuite {
+        name: "azure",
+        package: "driver-azure",
+        emulator: Some(crate::emulators::start_azure),
+        compare: false,
+    },
 ];

@@ -23,6 +23,13 @@ const S3S_FS_VERSION: &str = "0.14.1";
 pub const S3S_ACCESS_KEY: &str = "AKIASTORAGEDRIVERS00";
 /// Secret s3s-fs accepts.
 pub const S3S_SECRET_KEY: &str = "storage-drivers-test-secret-key-0000000000";
+/// Azurite, pinned: the newest that runs on Node 20 (3.37 needs Node 22).
+const AZURITE_VERSION: &str = "3.35.0";
+/// Azurite's fixed, publicly documented development account.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+/// Its (public) key.
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 /// The bucket the suites use.
 pub const BUCKET: &str = "storage-driver-tests";
 
@@ -184,6 +191,54 @@ pub fn start_s3() -> Result<Emulator, Error> {
         .insert("S3S_ACCESS_KEY".into(), S3S_ACCESS_KEY.into());
     em.env
         .insert("S3S_SECRET_KEY".into(), S3S_SECRET_KEY.into());
+    Ok(em)
+}
+
+/// Azurite's blob service (shared-key and SAS signatures are checked). The suite creates
+/// its container through the driver.
+pub fn start_azure() -> Result<Emulator, Error> {
+    let dir = cache_dir("azure")?;
+    let mut em = Emulator::default();
+    let root = dir.join(format!("azurite-{AZURITE_VERSION}"));
+    let bin = root.join("node_modules/.bin/azurite-blob");
+    if !bin.exists() {
+        std::fs::create_dir_all(&root)?;
+        run(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+                .arg(&root)
+                .arg(format!("azurite@{AZURITE_VERSION}")),
+            &format!("installing azurite@{AZURITE_VERSION} from npm"),
+            &dir.join("npm.log"),
+        )?;
+    }
+    let port = free_port()?;
+    let log = dir.join("azurite.log");
+    let mut child = spawn(
+        Command::new(&bin)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            // In memory: nothing to clean up; --skipApiVersionCheck: accept the newer
+            // x-ms-version the driver sends; no telemetry, no access log.
+            .args([
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+                "--silent",
+            ]),
+        &log,
+    )?;
+    let ready = wait_http(port, &mut child, &log);
+    em.children.push(child);
+    ready.map_err(|e| format!("azurite: {e}"))?;
+    em.env.insert(
+        "AZURE_SERVICE_URL".into(),
+        format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+    );
+    em.env
+        .insert("AZURE_ACCOUNT_NAME".into(), AZURITE_ACCOUNT.into());
+    em.env
+        .insert("AZURE_ACCOUNT_KEY".into(), AZURITE_KEY.into());
+    em.env.insert("AZURE_CONTAINER".into(), BUCKET.into());
     Ok(em)
 }
 

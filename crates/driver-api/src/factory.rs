@@ -37,6 +37,8 @@ pub enum ParamKind {
     },
     /// `true`/`false` (also Go's `1`, `t`, `TRUE`, `0`, `f`, `FALSE`, ...).
     Bool,
+    /// A duration in Go's syntax (`100ms`, `1.5s`, `1m30s`); a bare number is seconds.
+    Duration,
     /// Any JSON/YAML value (lists, maps), interpreted by the driver.
     Any,
 }
@@ -47,6 +49,7 @@ impl fmt::Display for ParamKind {
             ParamKind::String => f.write_str("string"),
             ParamKind::Bool => f.write_str("boolean"),
             ParamKind::Any => f.write_str("value"),
+            ParamKind::Duration => f.write_str("duration (e.g. 100ms, 2s, 1m30s)"),
             ParamKind::Integer { min, max } => {
                 f.write_str("integer")?;
                 match (min, max) {
@@ -425,6 +428,23 @@ impl ParamReader {
             .ok_or_else(|| self.invalid(key, format!("a boolean, got {}", json_kind(&v))))
     }
 
+    /// A [`ParamKind::Duration`] parameter: Go's duration syntax, or a number of seconds.
+    pub fn duration(&mut self, key: &'static str) -> Result<Option<std::time::Duration>> {
+        let Some((spec, v)) = self.take(key)? else {
+            return Ok(None);
+        };
+        let parsed = match &v {
+            Value::String(s) => parse_go_duration(s.trim()),
+            Value::Number(n) => n
+                .as_f64()
+                .and_then(|f| std::time::Duration::try_from_secs_f64(f).ok()),
+            _ => None,
+        };
+        parsed
+            .map(Some)
+            .ok_or_else(|| self.invalid(key, format!("a {}, got {}", spec.kind, json_kind(&v))))
+    }
+
     /// The raw value of a [`ParamKind::Any`] parameter.
     pub fn value(&mut self, key: &'static str) -> Result<Option<Value>> {
         Ok(self.take(key)?.map(|(_, v)| v))
@@ -450,9 +470,57 @@ impl ParamReader {
     }
 }
 
+/// Parses Go's `time.ParseDuration` syntax (non-negative): `300ms`, `1.5h`, `2h45m`, `0`.
+pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_len);
+        let value: f64 = num.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = tail;
+    }
+    std::time::Duration::try_from_secs_f64(total).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        use std::time::Duration;
+        assert_eq!(parse_go_duration("100ms"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        for bad in ["", "5", "ms", "1x", "-1s", "1s-"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+    }
 
     static SPECS: [ParamSpec; 4] = [
         ParamSpec::new("root", ParamKind::String, "root").default_value("/var/lib/x"),

@@ -44,6 +44,7 @@ mod driver;
 mod error;
 pub mod factory;
 mod handle;
+pub mod keys;
 mod path;
 pub mod prefix;
 mod version;

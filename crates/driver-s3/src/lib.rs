@@ -17,7 +17,7 @@
 //!   `multipartcopythresholdsize`, then `DeleteObject`; `delete` lists the subtree and
 //!   removes it with `DeleteObjects`, 1,000 keys a request;
 //! * `walk` is one flat `ListObjectsV2` listing, reordered into the walk's component order
-//!   and with directories synthesised ([`order`]); `list` uses the delimiter;
+//!   and with directories synthesised ([`driver_api::walk::flat`]); `list` uses the delimiter;
 //! * `redirect_url` presigns `GetObject`/`HeadObject` (20 minutes by default, at most 7
 //!   days), for `redirectendpoint` when set.
 //!
@@ -25,7 +25,6 @@
 //! by other tools) are invisible to `list` and `walk`.
 
 mod client;
-mod order;
 pub mod params;
 mod writer;
 
@@ -40,8 +39,7 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 use driver_api::{
     register_driver, ByteStream, Capabilities, FileInfo, FileWriter, Parameters, RedirectMethod,
-    RedirectRequest, Result, StorageDriver, StorageError, StoragePath, WalkControl, WalkFn,
-    WalkOptions,
+    RedirectRequest, Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
 };
 use futures::StreamExt;
 
@@ -107,6 +105,7 @@ pub(crate) struct Inner {
     client: Client,
     /// Signs redirect URLs for `redirectendpoint` (same client when unset).
     presign_client: Client,
+    keys: driver_api::keys::KeySpace,
     p: S3Params,
 }
 
@@ -135,6 +134,7 @@ impl S3Driver {
             inner: Arc::new(Inner {
                 client,
                 presign_client,
+                keys: driver_api::keys::KeySpace::new(&p.root),
                 p,
             }),
         })
@@ -148,21 +148,12 @@ impl Inner {
 
     /// The object key of `path`.
     pub(crate) fn key(&self, path: &StoragePath) -> String {
-        match (self.p.root.is_empty(), path.is_root()) {
-            (true, _) => path.relative().to_owned(),
-            (false, true) => self.p.root.clone(),
-            (false, false) => format!("{}/{}", self.p.root, path.relative()),
-        }
+        self.keys.key(path)
     }
 
     /// The key prefix of everything below `path`.
     fn dir_prefix(&self, path: &StoragePath) -> String {
-        let k = self.key(path);
-        if k.is_empty() {
-            k
-        } else {
-            k + "/"
-        }
+        self.keys.dir_prefix(path)
     }
 
     /// `x-amz-copy-source` for `key`: bucket and URL-encoded key.
@@ -701,117 +692,10 @@ impl StorageDriver for S3Driver {
 }
 
 mod walk {
-    //! One flat listing per walk (see [`crate::order`]).
+    //! One flat listing per walk (see [`driver_api::walk::flat`]).
 
     use super::*;
-    use crate::order::Reorder;
-
-    /// A file from the listing: path relative to the walk's root, size, time.
-    struct Entry {
-        rel: String,
-        size: u64,
-        mod_time: SystemTime,
-    }
-
-    struct Emitter<'e, 'w> {
-        root: &'e StoragePath,
-        hint: Option<&'e StoragePath>,
-        f: &'e mut WalkFn<'w>,
-        /// Directories (relative) currently open, outermost first.
-        open: Vec<String>,
-        skip: Option<StoragePath>,
-        stopped: bool,
-    }
-
-    impl Emitter<'_, '_> {
-        fn after_hint(&self, p: &StoragePath) -> bool {
-            self.hint
-                .is_none_or(|h| driver_api::cmp_paths(p.as_str(), h.as_str()).is_gt())
-        }
-
-        fn emit(&mut self, e: Entry) {
-            if self.stopped {
-                return;
-            }
-            let Ok(rel) = StoragePath::new(&format!("/{}", e.rel)) else {
-                return;
-            };
-            let full = rel.under(self.root);
-            if self.skip.as_ref().is_some_and(|s| s.is_ancestor_of(&full)) {
-                return;
-            }
-            // Close directories this file is not in, open (and report) the new ones.
-            let comps: Vec<&str> = e.rel.split('/').collect();
-            let dirs = &comps[..comps.len() - 1];
-            let mut common = 0;
-            while common < self.open.len()
-                && common < dirs.len()
-                && self.open[common] == dirs[common]
-            {
-                common += 1;
-            }
-            self.open.truncate(common);
-            for d in &dirs[common..] {
-                self.open.push((*d).to_owned());
-                let dir_rel = format!("/{}", self.open.join("/"));
-                let Ok(dir) = StoragePath::new(&dir_rel) else {
-                    return;
-                };
-                let dir = dir.under(self.root);
-                if self.skip.as_ref().is_some_and(|s| s.contains(&dir)) {
-                    return;
-                }
-                if !self.after_hint(&dir) {
-                    continue;
-                }
-                let info = FileInfo {
-                    path: dir.clone(),
-                    size: 0,
-                    mod_time: e.mod_time,
-                    is_dir: true,
-                };
-                match (self.f)(&info) {
-                    WalkControl::Continue => {}
-                    WalkControl::SkipDir => {
-                        self.skip = Some(dir);
-                        return;
-                    }
-                    WalkControl::Stop => {
-                        self.stopped = true;
-                        return;
-                    }
-                }
-            }
-            if !self.after_hint(&full) {
-                return;
-            }
-            let info = FileInfo {
-                path: full,
-                size: e.size,
-                mod_time: e.mod_time,
-                is_dir: false,
-            };
-            // SkipDir on a file means nothing more than Continue (see WalkControl).
-            if (self.f)(&info) == WalkControl::Stop {
-                self.stopped = true;
-            }
-        }
-    }
-
-    /// The byte-order `StartAfter` that lists every key after `hint` in walk order: where
-    /// the hint has a `/`, keys continuing with `-` or `.` instead come later in walk order
-    /// but earlier in byte order, so the listing starts just before the first such spot.
-    fn start_after(prefix: &str, root: &StoragePath, hint: &StoragePath) -> Option<String> {
-        let rel = hint.strip_prefix(root)?;
-        let rel = rel.relative();
-        if rel.is_empty() {
-            return None;
-        }
-        Some(match rel.find('/') {
-            Some(i) => format!("{prefix}{},", &rel[..i]),
-            None => format!("{prefix}{rel}"),
-        })
-    }
+    use driver_api::walk::flat::FlatWalk;
 
     pub(super) async fn flat_walk(
         s: &Inner,
@@ -820,49 +704,19 @@ mod walk {
         f: &mut WalkFn<'_>,
     ) -> Result<()> {
         let prefix = s.dir_prefix(root);
-        let hint = options
-            .start_after_hint
-            .as_ref()
-            .filter(|h| root.is_ancestor_of(h));
-        let mut em = Emitter {
-            root,
-            hint,
-            f,
-            open: Vec::new(),
-            skip: None,
-            stopped: false,
-        };
-        let mut reorder: Reorder<Entry> = Reorder::default();
-        let mut any = false;
+        let mut walk = FlatWalk::new(root, options, f);
         let mut token = None;
-        let mut start = hint.and_then(|h| start_after(&prefix, root, h));
-        loop {
+        let mut start = walk.start_after().map(|rel| format!("{prefix}{rel}"));
+        'pages: loop {
             let page = s
                 .list_page(root, &prefix, false, token.take(), start.take(), None)
                 .await?;
             for o in page.contents() {
-                any = true;
                 let key = o.key().unwrap_or_default();
                 let rel = key.get(prefix.len()..).unwrap_or("");
-                // Keys the path grammar cannot name (#upload objects, "dir/" markers,
-                // foreign names) are not part of the tree.
-                if rel.is_empty()
-                    || rel
-                        .split('/')
-                        .any(|c| driver_api::validate_component(c).is_err())
-                {
-                    continue;
-                }
-                let entry = Entry {
-                    rel: rel.to_owned(),
-                    size: o.size().unwrap_or(0).max(0) as u64,
-                    mod_time: mod_time(o.last_modified()),
-                };
-                for e in reorder.push(rel, entry) {
-                    em.emit(e);
-                }
-                if em.stopped {
-                    return Ok(());
+                let size = o.size().unwrap_or(0).max(0) as u64;
+                if !walk.push(rel, size, mod_time(o.last_modified())) {
+                    break 'pages;
                 }
             }
             token = next_token(&page);
@@ -870,16 +724,6 @@ mod walk {
                 break;
             }
         }
-        for e in reorder.finish() {
-            em.emit(e);
-            if em.stopped {
-                return Ok(());
-            }
-        }
-        if !any && !root.is_root() && hint.is_none() {
-            // Nothing below: the directory does not exist (unless it is a file).
-            return Err(StorageError::not_found(DRIVER, root));
-        }
-        Ok(())
+        walk.finish(DRIVER)
     }
 }

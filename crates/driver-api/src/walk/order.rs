@@ -1,6 +1,6 @@
-//! From S3's listing order to the walk's.
+//! From an object store's listing order to the walk's.
 //!
-//! S3 lists keys in byte order; a walk emits paths component by component (a directory's
+//! Object stores list keys in byte order; a walk emits paths component by component (a directory's
 //! contents right after it). The two differ only where a name continues with a byte below
 //! `/` (`-` or `.`) where another path has a `/`: S3 lists `a.b` before `a/x`, the walk
 //! wants `a/x` first (`a` sorts before `a.b`). [`Reorder`] holds back just the keys that a
@@ -79,7 +79,7 @@ mod tests {
 
     fn run(keys: &[&str]) -> Vec<String> {
         let mut sorted: Vec<&str> = keys.to_vec();
-        sorted.sort(); // S3's byte order
+        sorted.sort(); // the stores' byte order
         let mut r = Reorder::default();
         let mut out = Vec::new();
         for k in sorted {
@@ -130,7 +130,7 @@ mod tests {
                 .collect();
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let mut expected = keys.clone();
-            expected.sort_by(|a, b| driver_api::cmp_paths(a, b));
+            expected.sort_by(|a, b| crate::path::cmp_paths(a, b));
             assert_eq!(run(&refs), expected, "keys {keys:?}");
         }
     }

@@ -2,7 +2,11 @@
 //!
 //! [`walk_with`] holds the walk logic once (order, skip-dir, stop, start-after hint); a
 //! driver only supplies how to list one directory with metadata. [`walk_fallback`] supplies
-//! it from `list` + `stat` and is the default of [`StorageDriver::walk`].
+//! it from `list` + `stat` and is the default of [`StorageDriver::walk`]. Object stores,
+//! which list a whole prefix in one flat pass, use [`flat::FlatWalk`] instead.
+
+pub mod flat;
+pub mod order;
 
 use std::future::Future;
 

@@ -1,0 +1,404 @@
+//! The Blob REST API as the driver uses it: URLs, signing, retries, and error mapping.
+//!
+//! Every request goes through [`Client::send`]: it is rebuilt and re-signed for each
+//! attempt (shared key, SAS token or Entra ID bearer token, all through `reqsign`'s Azure
+//! signer), retried by [`driver_http::Retry`] when idempotent, and its failures become
+//! [`StorageError`]s naming the driver, the operation and the path.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use driver_api::{Result, StorageError, StoragePath};
+use driver_http::{HttpConfig, Retry};
+use reqsign_azure_storage::{
+    ClientSecretCredentialProvider, Credential, DefaultCredentialProvider, RequestSigner,
+    ServiceSasResource, ServiceSharedAccessSignature, StaticCredentialProvider,
+};
+use reqsign_azure_storage::{
+    UserDelegationSasGrant, UserDelegationSasGranter, UserDelegationSasPermissions,
+};
+use reqsign_core::time::Timestamp;
+use reqsign_core::{Context, Granter, OsEnv, Signer};
+use reqwest::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use reqwest::{Method, Response, StatusCode, Url};
+
+use crate::params::{Auth, AzureParams};
+use crate::DRIVER;
+
+/// The REST API version the driver speaks (Azurite runs with `--skipApiVersionCheck`).
+pub const API_VERSION: &str = "2023-11-03";
+
+/// The HTTP side of the driver.
+pub struct Client {
+    http: reqwest::Client,
+    retry: Retry,
+    signer: Signer<Credential>,
+    /// Grants user-delegation SAS tokens (Entra ID credentials only): the source-token
+    /// granter and the grant it is re-bound to per blob.
+    presigner: Option<(Granter<Credential>, UserDelegationSasGranter)>,
+    account: String,
+    /// The account key, for SAS URLs.
+    key: Option<String>,
+    container: String,
+    /// `<service>/<container>`.
+    container_url: Url,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("container_url", &self.container_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request: what [`Client::send`] rebuilds for each attempt.
+pub struct Call<'a> {
+    /// Operation name, for errors.
+    pub op: &'static str,
+    /// Path, for errors.
+    pub path: &'a StoragePath,
+    /// Method.
+    pub method: Method,
+    /// Full URL (query included).
+    pub url: Url,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// Body (cheap to clone for retries).
+    pub body: Option<Bytes>,
+    /// Whether sending it twice is harmless.
+    pub idempotent: bool,
+}
+
+impl<'a> Call<'a> {
+    /// An idempotent request without a body.
+    pub fn new(op: &'static str, path: &'a StoragePath, method: Method, url: Url) -> Self {
+        Self {
+            op,
+            path,
+            method,
+            url,
+            headers: Vec::new(),
+            body: None,
+            idempotent: true,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: Bytes) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
+
+fn internal(op: &'static str, path: &StoragePath, what: impl std::fmt::Display) -> StorageError {
+    StorageError::backend(DRIVER, op, path, driver_http::HttpFailure(what.to_string()))
+}
+
+impl Client {
+    /// Builds the client for `p`.
+    pub fn new(p: &AzureParams) -> Result<Self> {
+        let cfg = HttpConfig {
+            max_retries: p.max_retries,
+            retry_delay: p.retry_delay,
+            max_retry_delay: p.max_retry_delay,
+            skip_verify: p.skip_verify,
+            ..HttpConfig::default()
+        };
+        let http = cfg.client(DRIVER)?;
+        let ctx = Context::new()
+            .with_http_send(reqsign_http_send_reqwest::ReqwestHttpSend::new(
+                http.clone(),
+            ))
+            .with_file_read(reqsign_file_read_tokio::TokioFileRead)
+            .with_env(OsEnv);
+        let mut key = None;
+        let (signer, presigner) = match &p.auth {
+            Auth::SharedKey { key: k } => {
+                key = Some(k.clone());
+                let provider = StaticCredentialProvider::new_shared_key(&p.account, k);
+                (Signer::new(ctx, provider, RequestSigner::new()), None)
+            }
+            Auth::Sas(token) => {
+                let provider = StaticCredentialProvider::new_sas_token(token);
+                (Signer::new(ctx, provider, RequestSigner::new()), None)
+            }
+            Auth::ClientSecret {
+                tenant_id,
+                client_id,
+                secret,
+            } => {
+                let provider = || {
+                    ClientSecretCredentialProvider::new()
+                        .with_tenant_id(tenant_id)
+                        .with_client_id(client_id)
+                        .with_client_secret(secret)
+                };
+                bearer_signers(ctx, p, provider)
+            }
+            Auth::Default => bearer_signers(ctx, p, DefaultCredentialProvider::new),
+        };
+        let mut container_url = Url::parse(&format!("{}/", p.service_url)).map_err(|e| {
+            StorageError::InvalidParameter {
+                driver: DRIVER.into(),
+                key: "serviceurl".into(),
+                expected: format!("a URL ({e})"),
+            }
+        })?;
+        container_url
+            .path_segments_mut()
+            .map_err(|()| StorageError::InvalidParameter {
+                driver: DRIVER.into(),
+                key: "serviceurl".into(),
+                expected: "an http(s) URL with a host".into(),
+            })?
+            .pop_if_empty()
+            .push(&p.container);
+        Ok(Self {
+            http,
+            retry: Retry::from(&cfg),
+            signer,
+            presigner,
+            account: p.account.clone(),
+            key,
+            container: p.container.clone(),
+            container_url,
+        })
+    }
+
+    /// The URL of the blob named `name` (each `/`-separated segment percent-encoded).
+    pub fn blob_url(&self, name: &str) -> Url {
+        let mut url = self.container_url.clone();
+        if let Ok(mut segs) = url.path_segments_mut() {
+            segs.extend(name.split('/'));
+        }
+        url
+    }
+
+    /// The container's URL with `query`.
+    pub fn container_url(&self, query: &[(&str, &str)]) -> Url {
+        let mut url = self.container_url.clone();
+        url.query_pairs_mut().extend_pairs(query);
+        url
+    }
+
+    /// Sends `call` (re-signed per attempt, retried if idempotent); returns the response
+    /// whatever its status. Transport failures are errors.
+    pub async fn send(&self, call: Call<'_>) -> Result<Response> {
+        let retry = if call.idempotent {
+            self.retry
+        } else {
+            Retry::NONE
+        };
+        retry
+            .send(|| async {
+                let req = self.build(&call).await?;
+                self.http
+                    .execute(req)
+                    .await
+                    .map_err(|e| driver_http::transport_error(DRIVER, call.op, call.path, e))
+            })
+            .await
+    }
+
+    /// Like [`send`](Self::send), but any status outside `ok` is mapped into an error.
+    pub async fn expect(&self, call: Call<'_>, ok: &[u16]) -> Result<Response> {
+        let (op, path) = (call.op, call.path);
+        let resp = self.send(call).await?;
+        if ok.contains(&resp.status().as_u16()) {
+            Ok(resp)
+        } else {
+            Err(self.error(op, path, resp).await)
+        }
+    }
+
+    /// Maps an unsuccessful response: `BlobNotFound` (and a bare 404 on a blob) is
+    /// `PathNotFound`; authentication failures say which credentials to check.
+    pub async fn error(
+        &self,
+        op: &'static str,
+        path: &StoragePath,
+        resp: Response,
+    ) -> StorageError {
+        let status = resp.status();
+        let header_code = resp
+            .headers()
+            .get("x-ms-error-code")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = driver_http::error_body(resp).await;
+        let code = header_code
+            .or_else(|| driver_http::xml_tag(&body, "Code").map(str::to_owned))
+            .unwrap_or_default();
+        let message = driver_http::xml_tag(&body, "Message")
+            .map(|m| m.lines().next().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        if code == "BlobNotFound" || (status == StatusCode::NOT_FOUND && code.is_empty()) {
+            return StorageError::not_found(DRIVER, path);
+        }
+        let mut detail = match (code.is_empty(), message.is_empty()) {
+            (true, _) => message,
+            (false, true) => code.clone(),
+            (false, false) => format!("{code}: {message}"),
+        };
+        if code.starts_with("Authentication")
+            || code.starts_with("Authorization")
+            || status == StatusCode::FORBIDDEN
+        {
+            detail =
+                format!("authentication failed ({code}): check accountkey / credentials: {detail}");
+        } else if code == "ContainerNotFound" {
+            detail = format!("container {:?} does not exist: {detail}", self.container);
+        }
+        driver_http::status_error(DRIVER, op, path, status, &detail)
+    }
+
+    async fn build(&self, call: &Call<'_>) -> Result<reqwest::Request> {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = call.method.clone();
+        parts.uri = call
+            .url
+            .as_str()
+            .parse()
+            .map_err(|e| internal(call.op, call.path, format_args!("bad URL: {e}")))?;
+        let h = &mut parts.headers;
+        h.insert("x-ms-version", HeaderValue::from_static(API_VERSION));
+        for (k, v) in &call.headers {
+            let v = HeaderValue::from_str(v)
+                .map_err(|_| internal(call.op, call.path, format_args!("bad header {k}")))?;
+            h.insert(HeaderName::from_static(k), v);
+        }
+        let len = call.body.as_ref().map_or(0, Bytes::len);
+        if call.body.is_some() || matches!(call.method, Method::PUT | Method::POST) {
+            h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        self.signer.sign(&mut parts, None).await.map_err(|e| {
+            StorageError::backend(
+                DRIVER,
+                call.op,
+                call.path,
+                driver_http::HttpFailure(format!("cannot sign the request: {e}")),
+            )
+        })?;
+        let url = Url::parse(&parts.uri.to_string())
+            .map_err(|e| internal(call.op, call.path, format_args!("bad signed URL: {e}")))?;
+        let mut req = reqwest::Request::new(parts.method, url);
+        *req.headers_mut() = std::mem::take(&mut parts.headers);
+        if let Some(b) = &call.body {
+            *req.body_mut() = Some(b.clone().into());
+        }
+        Ok(req)
+    }
+
+    /// A read-only URL for the blob `name`, valid for `expiry`: a service SAS signed with
+    /// the account key, or a user-delegation SAS for Entra ID credentials. `None` with a
+    /// fixed SAS token (the driver cannot sign).
+    pub async fn read_url(
+        &self,
+        path: &StoragePath,
+        name: &str,
+        expiry: Duration,
+    ) -> Result<Option<String>> {
+        let mut url = self.blob_url(name);
+        if let Some(key) = &self.key {
+            let expires = Timestamp::now() + expiry;
+            let sas = ServiceSharedAccessSignature::new(
+                self.account.clone(),
+                key.clone(),
+                ServiceSasResource::Blob {
+                    container: self.container.clone(),
+                    blob: name.to_owned(),
+                },
+                "r".into(),
+                expires,
+            )
+            .with_version(API_VERSION)
+            .token()
+            .map_err(|e| internal("redirect_url", path, format_args!("cannot sign a SAS: {e}")))?;
+            url.query_pairs_mut().extend_pairs(sas);
+            return Ok(Some(url.into()));
+        }
+        let Some((granter, udsg)) = &self.presigner else {
+            return Ok(None);
+        };
+        let grant = UserDelegationSasGrant::for_blob(
+            self.container.clone(),
+            name,
+            UserDelegationSasPermissions::READ,
+        );
+        let token = granter
+            .clone()
+            .with_credential_granter(udsg.clone().with_grant(grant))
+            .grant(Some(expiry))
+            .await
+            .map_err(|e| {
+                internal(
+                    "redirect_url",
+                    path,
+                    format_args!("cannot get a user delegation SAS: {e}"),
+                )
+            })?;
+        match token {
+            Credential::SasToken { token, .. } => {
+                url.set_query(Some(&token));
+                Ok(Some(url.into()))
+            }
+            _ => Err(internal(
+                "redirect_url",
+                path,
+                "the granter returned no SAS token",
+            )),
+        }
+    }
+
+    /// The account's container exists afterwards (created if missing). For tests and
+    /// first-time setup; the driver itself never creates containers.
+    pub async fn create_container(&self) -> Result<()> {
+        let root = StoragePath::root();
+        let url = self.container_url(&[("restype", "container")]);
+        self.expect(
+            Call::new("create_container", &root, Method::PUT, url),
+            &[201, 409],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// A response header as text.
+    pub fn header<'r>(resp: &'r Response, name: &str) -> Option<&'r str> {
+        resp.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Request signing and SAS granting from Entra ID tokens; `provider` makes a credential
+/// provider (one for each, as the chain's providers cannot be shared).
+fn bearer_signers<P>(
+    ctx: Context,
+    p: &AzureParams,
+    provider: impl Fn() -> P,
+) -> (
+    Signer<Credential>,
+    Option<(Granter<Credential>, UserDelegationSasGranter)>,
+)
+where
+    P: reqsign_core::ProvideCredential<Credential = Credential>,
+{
+    // The grant is re-bound to the requested blob for each URL.
+    let placeholder = UserDelegationSasGrant::for_container(
+        p.container.clone(),
+        UserDelegationSasPermissions::READ,
+    );
+    let udsg = UserDelegationSasGranter::new(p.account.clone(), placeholder)
+        .with_trusted_endpoint(p.service_url.clone());
+    let granter = Granter::new(ctx.clone(), provider(), udsg.clone());
+    (
+        Signer::new(ctx, provider(), RequestSigner::new()),
+        Some((granter, udsg)),
+    )
+}

@@ -1,0 +1,415 @@
+//! HTTP plumbing shared by the REST storage drivers (Azure Blob, GCS, Swift, OSS).
+//!
+//! Those drivers speak their service's REST API over `reqwest`; what is the same for all
+//! of them lives here, written once:
+//!
+//! - [`HttpConfig::client`]: one `reqwest::Client` per driver, rustls on the `ring`
+//!   provider (no OpenSSL, no aws-lc build), explicit connect and read timeouts, an
+//!   optional User-Agent, and certificate checks that can only be turned off on purpose.
+//! - [`Retry`]: retries with capped exponential backoff and full jitter, for requests the
+//!   caller declares idempotent; `Retry-After` is honoured; each attempt is rebuilt (and
+//!   re-signed) by the caller's closure, so signatures never go stale.
+//! - [`transport_error`], [`status_error`], [`body_stream`]: failures become
+//!   [`StorageError`]s that name the driver, the operation and the path, and say whether
+//!   trying again may help.
+//!
+//! ```no_run
+//! # async fn demo() -> driver_api::Result<()> {
+//! use driver_http::{HttpConfig, Retry};
+//! let path = driver_api::StoragePath::new("/a").unwrap();
+//! let cfg = HttpConfig::default();
+//! let client = cfg.client("demo")?;
+//! let retry = Retry::from(&cfg);
+//! let resp = retry
+//!     .send(|| client.get("http://127.0.0.1:1/a").send())
+//!     .await
+//!     .map_err(|e| driver_http::transport_error("demo", "get_content", &path, e))?;
+//! if !resp.status().is_success() {
+//!     let status = resp.status();
+//!     let body = driver_http::error_body(resp).await;
+//!     return Err(driver_http::status_error("demo", "get_content", &path, status, &body));
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use driver_api::{ByteStream, StorageError, StoragePath};
+use futures::{StreamExt, TryStreamExt};
+use reqwest::{Response, StatusCode};
+
+/// How a driver's HTTP client behaves; drivers fill it from their parameters.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Time to establish a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of a response (a stalled server fails instead of
+    /// hanging); a large transfer that keeps moving is never cut off.
+    pub read_timeout: Duration,
+    /// Retries after the first attempt (0: none).
+    pub max_retries: u32,
+    /// Backoff before the first retry; it doubles on each further retry.
+    pub retry_delay: Duration,
+    /// Cap of the backoff.
+    pub max_retry_delay: Duration,
+    /// Accept any TLS certificate (only for test servers; a warning is logged).
+    pub skip_verify: bool,
+    /// Sent as the `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            max_retries: 5,
+            retry_delay: Duration::from_millis(100),
+            max_retry_delay: Duration::from_secs(5),
+            skip_verify: false,
+            user_agent: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Builds the client. `driver` names the driver in the error, should building fail.
+    pub fn client(&self, driver: &'static str) -> driver_api::Result<reqwest::Client> {
+        // reqwest is built without a bundled provider; `ring` is installed unless the
+        // application installed its own first (then that one is used).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if self.skip_verify {
+            tracing::warn!(driver, "TLS certificate verification is off (skipverify)");
+        }
+        let ua = self
+            .user_agent
+            .clone()
+            .unwrap_or_else(|| concat!("storage-drivers/", env!("CARGO_PKG_VERSION")).into());
+        reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .tls_danger_accept_invalid_certs(self.skip_verify)
+            .user_agent(ua)
+            .build()
+            .map_err(|e| StorageError::Config {
+                driver: driver.into(),
+                message: format!("cannot build the HTTP client: {e}"),
+            })
+    }
+}
+
+/// Retries of one request (see the crate docs).
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    max_retries: u32,
+    delay: Duration,
+    max_delay: Duration,
+}
+
+impl From<&HttpConfig> for Retry {
+    fn from(c: &HttpConfig) -> Self {
+        Self {
+            max_retries: c.max_retries,
+            delay: c.retry_delay,
+            max_delay: c.max_retry_delay,
+        }
+    }
+}
+
+/// Whether a response status is worth another attempt (timeouts, throttling, 5xx that
+/// are not "not implemented").
+pub fn retryable_status(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Whether a transport failure is worth another attempt.
+pub fn retryable_transport(e: &reqwest::Error) -> bool {
+    e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()
+}
+
+/// An error [`Retry`] may try again after.
+pub trait Transient {
+    /// Whether another attempt may succeed.
+    fn transient(&self) -> bool;
+}
+
+impl Transient for reqwest::Error {
+    fn transient(&self) -> bool {
+        retryable_transport(self)
+    }
+}
+
+impl Transient for StorageError {
+    fn transient(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
+impl Retry {
+    /// No retries at all (requests that are not idempotent).
+    pub const NONE: Retry = Retry {
+        max_retries: 0,
+        delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+    };
+
+    /// Sends the request `attempt` builds (and signs), again after retryable failures.
+    /// Returns the last response, whatever its status (the caller maps it), or the last
+    /// error. Errors that are not [`Transient`] (a request that cannot be signed, say)
+    /// end the loop at once.
+    pub async fn send<F, Fut, E>(&self, mut attempt: F) -> Result<Response, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Response, E>>,
+        E: Transient + std::fmt::Display,
+    {
+        let mut n = 0;
+        loop {
+            let outcome = attempt().await;
+            let wait = match &outcome {
+                Ok(r) if retryable_status(r.status()) => retry_after(r),
+                Ok(_) => return outcome,
+                Err(e) if e.transient() => None,
+                Err(_) => return outcome,
+            };
+            if n >= self.max_retries {
+                return outcome;
+            }
+            let delay = wait.unwrap_or_else(|| self.backoff(n)).min(self.max_delay);
+            match &outcome {
+                Ok(r) => tracing::debug!(
+                    status = r.status().as_u16(),
+                    attempt = n + 1,
+                    ?delay,
+                    "retrying"
+                ),
+                Err(e) => tracing::debug!(error = %e, attempt = n + 1, ?delay, "retrying"),
+            }
+            drop(outcome);
+            tokio::time::sleep(delay).await;
+            n += 1;
+        }
+    }
+
+    /// Full jitter over `delay * 2^n`, capped.
+    fn backoff(&self, n: u32) -> Duration {
+        let cap = self
+            .delay
+            .saturating_mul(1u32 << n.min(16))
+            .min(self.max_delay);
+        cap.mul_f64(jitter())
+    }
+}
+
+/// A number in [0.5, 1): enough spread to keep retrying clients apart.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    0.5 + (h.finish() % 1000) as f64 / 2000.0
+}
+
+fn retry_after(r: &Response) -> Option<Duration> {
+    let v = r
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// The failure behind an error, as text.
+#[derive(Debug)]
+pub struct HttpFailure(pub String);
+
+impl std::fmt::Display for HttpFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HttpFailure {}
+
+/// A transport failure (connection refused, timeout, broken body) as a `Backend` error;
+/// retryable where another attempt may help. The URL is left out: it may carry a SAS or
+/// signature.
+pub fn transport_error(
+    driver: &'static str,
+    operation: &'static str,
+    path: &StoragePath,
+    e: reqwest::Error,
+) -> StorageError {
+    let retryable = retryable_transport(&e);
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "response body failed"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    let mut text = format!("{kind}: {e}");
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        text.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    StorageError::backend(driver, operation, path, HttpFailure(text)).with_retryable(retryable)
+}
+
+/// An unexpected status as a `Backend` error whose message is the service's `detail`
+/// (its error code and message, already extracted by the driver) and the status.
+pub fn status_error(
+    driver: &'static str,
+    operation: &'static str,
+    path: &StoragePath,
+    status: StatusCode,
+    detail: &str,
+) -> StorageError {
+    let detail = detail.trim();
+    let text = if detail.is_empty() {
+        format!("HTTP {}", status.as_u16())
+    } else {
+        format!("{detail} (HTTP {})", status.as_u16())
+    };
+    StorageError::backend(driver, operation, path, HttpFailure(text))
+        .with_retryable(retryable_status(status))
+}
+
+/// The body of an error response, at most 64 KiB of it, as text (empty if unreadable).
+pub async fn error_body(resp: Response) -> String {
+    const LIMIT: usize = 64 << 10;
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = LIMIT - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= LIMIT {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A response body as the driver API's byte stream: chunks as they arrive, never the
+/// whole body in memory; a broken connection ends the stream with a retryable error.
+pub fn body_stream(
+    driver: &'static str,
+    operation: &'static str,
+    path: &StoragePath,
+    resp: Response,
+) -> ByteStream {
+    let path = path.clone();
+    resp.bytes_stream()
+        .map_err(move |e| transport_error(driver, operation, &path, e))
+        .try_filter(|b: &Bytes| futures::future::ready(!b.is_empty()))
+        .boxed()
+}
+
+/// Extracts the text of the first `<tag>…</tag>` in an XML error body (Azure, OSS and
+/// S3-style services answer with `<Error><Code>…</Code><Message>…</Message></Error>`).
+pub fn xml_tag<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&close)? + start;
+    Some(xml[start..end].trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let r = Retry {
+            max_retries: 9,
+            delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for n in 0..9 {
+            let b = r.backoff(n);
+            let cap = Duration::from_millis(100 * (1 << n)).min(Duration::from_secs(1));
+            assert!(
+                b <= cap && b >= cap / 2,
+                "attempt {n}: {b:?} vs cap {cap:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn statuses() {
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(retryable_status(StatusCode::from_u16(s).unwrap()));
+        }
+        for s in [400, 401, 403, 404, 409, 412, 501] {
+            assert!(!retryable_status(StatusCode::from_u16(s).unwrap()));
+        }
+    }
+
+    #[test]
+    fn xml_error_fields() {
+        let x = "<?xml version=\"1.0\"?><Error><Code>BlobNotFound</Code><Message>gone\n</Message></Error>";
+        assert_eq!(xml_tag(x, "Code"), Some("BlobNotFound"));
+        assert_eq!(xml_tag(x, "Message"), Some("gone"));
+        assert_eq!(xml_tag(x, "Nope"), None);
+    }
+
+    /// A server that answers 503 twice, then 200: the request succeeds on the third try;
+    /// a server that is down gives a retryable transport error after the retries.
+    #[tokio::test]
+    async fn retries_then_succeeds_and_gives_up_on_a_dead_server() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for i in 0..3 {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let reply = if i < 2 {
+                    "HTTP/1.1 503 Busy\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                };
+                s.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        let cfg = HttpConfig {
+            retry_delay: Duration::from_millis(1),
+            ..HttpConfig::default()
+        };
+        let client = cfg.client("t").unwrap();
+        let url = format!("http://{addr}/x");
+        let resp = Retry::from(&cfg)
+            .send(|| client.get(&url).send())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "ok");
+
+        // Nothing listens on a port we just closed.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!("http://127.0.0.1:{port}/x");
+        let p = StoragePath::new("/x").unwrap();
+        let err = Retry::from(&HttpConfig {
+            max_retries: 2,
+            retry_delay: Duration::from_millis(1),
+            ..HttpConfig::default()
+        })
+        .send(|| client.get(&url).send())
+        .await
+        .map_err(|e| transport_error("t", "stat", &p, e))
+        .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("cannot connect"), "{err}");
+    }
+}
