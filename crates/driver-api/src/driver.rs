@@ -94,6 +94,12 @@ impl RedirectRequest {
             expires_in: None,
         }
     }
+
+    /// The same request with a lifetime for the URL (drivers cap it at their maximum).
+    pub fn expires_in(mut self, lifetime: Duration) -> Self {
+        self.expires_in = Some(lifetime);
+        self
+    }
 }
 
 /// What a driver can and cannot do; the conformance suite skips (and says why) the cases

@@ -357,17 +357,13 @@ impl Client {
         }
     }
 
-    /// The account's container exists afterwards (created if missing). For tests and
-    /// first-time setup; the driver itself never creates containers.
-    pub async fn create_container(&self) -> Result<()> {
+    /// A request on the container itself (create, delete) accepting statuses `ok`.
+    pub async fn container_op(&self, method: Method, ok: &[u16]) -> Result<()> {
         let root = StoragePath::root();
         let url = self.container_url(&[("restype", "container")]);
-        self.expect(
-            Call::new("create_container", &root, Method::PUT, url),
-            &[201, 409],
-        )
-        .await
-        .map(drop)
+        self.expect(Call::new("container", &root, method, url), ok)
+            .await
+            .map(drop)
     }
 
     /// A response header as text.

@@ -67,6 +67,14 @@ const MAX_REDIRECT_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Longest wait for a pending server-side copy.
 const COPY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
+static LIST_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `List Blobs` requests this process has sent so far, all drivers together (a metric,
+/// and how the tests prove that a walk is one listing pass).
+pub fn list_requests() -> u64 {
+    LIST_REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 register_driver! {
     name: DRIVER,
     description: "Azure Blob Storage (Blob REST API; shared key, SAS or Entra ID)",
@@ -114,7 +122,19 @@ impl AzureDriver {
     /// Creates the container if it does not exist. For tests and first-time setup: the
     /// driver itself never creates containers (that needs account-level rights).
     pub async fn create_container(&self) -> Result<()> {
-        self.inner.client.create_container().await
+        self.inner
+            .client
+            .container_op(Method::PUT, &[201, 409])
+            .await
+    }
+
+    /// Deletes the whole container and everything in it, in one request. For tests and
+    /// teardown: `delete("/")` is the contract's way and removes blob by blob.
+    pub async fn delete_container(&self) -> Result<()> {
+        self.inner
+            .client
+            .container_op(Method::DELETE, &[202, 404])
+            .await
     }
 }
 
@@ -194,6 +214,7 @@ impl Inner {
                 q.append_pair("maxresults", &n.to_string());
             }
         }
+        LIST_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let resp = self
             .client
             .expect(Call::new(op, path, Method::GET, url), &[200])

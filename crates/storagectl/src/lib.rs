@@ -34,9 +34,9 @@ use crate::interrupt::Interrupt;
 use crate::progress::Progress;
 
 // Link every driver this build ships, so the factory finds them by name.
+use driver_azure as _;
 use driver_filesystem as _;
 use driver_inmemory as _;
-use driver_azure as _;
 use driver_s3 as _;
 
 /// What went wrong, and which exit code it maps to.

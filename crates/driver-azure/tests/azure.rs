@@ -1,0 +1,419 @@
+//! Azure-specific behaviour on a real blob service (Azurite under `cargo xtask test-all`,
+//! which checks shared-key and SAS signatures): resume from a new instance, sessions and
+//! cancel, listings over more than 5,000 blobs (Azure's page size), SAS URLs fetched by a
+//! plain HTTP client, a wrong key failing clearly, and failures that must not hang.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use bytes::Bytes;
+use driver_api::{Driver, Parameters, RedirectRequest, StorageError, WalkControl, WalkOptions};
+use driver_testsuite::data::DataGen;
+use futures::StreamExt;
+
+const KIB: usize = 1 << 10;
+/// The smallest block the driver allows: small data crosses many block boundaries.
+const BLOCK: usize = 256 * KIB;
+
+fn params(root: &str) -> Parameters {
+    common::params()
+        .expect("test account configured")
+        .with("rootdirectory", root)
+        .with("chunksize", BLOCK as u64)
+}
+
+async fn driver(root: &str) -> Driver {
+    common::create(params(root))
+        .await
+        .expect("creating the azure driver")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Writes `first`, closes, resumes from a new instance, checks the size, writes `second`,
+/// commits, and checks the content.
+async fn resume_case(first: usize, second: usize) {
+    let root = common::root("resume");
+    let a = driver(&root).await;
+    let data = DataGen::random().bytes(first + second);
+    let mut w = a.writer("/blob", false).await.unwrap();
+    w.write(data.slice(..first)).await.unwrap();
+    assert_eq!(w.size(), first as u64);
+    w.close().await.unwrap();
+
+    // Uncommitted blocks are invisible.
+    assert!(a.stat("/blob").await.unwrap_err().is_not_found());
+    assert!(a.list("/").await.unwrap().is_empty());
+
+    let b = driver(&root).await;
+    let mut w = b.writer("/blob", true).await.unwrap();
+    assert_eq!(w.size(), first as u64, "resumed size");
+    w.write(data.slice(first..)).await.unwrap();
+    w.commit().await.unwrap();
+    let got = b.get_content("/blob").await.unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "content after resume");
+    // Committed: nothing left to resume, and the content may not be appended to.
+    let e = b.writer("/blob", true).await.map(drop).unwrap_err();
+    assert!(matches!(e, StorageError::Unsupported { .. }), "{e:?}");
+    b.delete("/blob").await.unwrap();
+}
+
+#[test]
+fn resume_across_block_boundaries_from_a_new_instance() {
+    // Two full blocks and a partial one flushed by close; then more blocks.
+    rt().block_on(resume_case(2 * BLOCK + 12_345, 3 * BLOCK + 7));
+}
+
+#[test]
+fn resume_at_an_exact_block_boundary() {
+    rt().block_on(resume_case(2 * BLOCK, BLOCK / 3));
+}
+
+#[test]
+fn resume_an_empty_upload_and_resume_twice() {
+    rt().block_on(async {
+        let root = common::root("resume-empty");
+        let d = driver(&root).await;
+        // Closed with nothing written: resumable with size 0.
+        let mut w = d.writer("/e", false).await.unwrap();
+        w.close().await.unwrap();
+        let data = DataGen::random().bytes(BLOCK + 99);
+        let mut w = driver(&root).await.writer("/e", true).await.unwrap();
+        assert_eq!(w.size(), 0);
+        w.write(data.slice(..100)).await.unwrap();
+        w.close().await.unwrap();
+        // A second resume continues where the first one stopped.
+        let mut w = driver(&root).await.writer("/e", true).await.unwrap();
+        assert_eq!(w.size(), 100);
+        w.write(data.slice(100..)).await.unwrap();
+        w.close().await.unwrap();
+        let mut w = driver(&root).await.writer("/e", true).await.unwrap();
+        assert_eq!(w.size(), data.len() as u64);
+        w.commit().await.unwrap();
+        assert!(d.get_content("/e").await.unwrap() == data);
+        d.delete("/e").await.unwrap();
+    });
+}
+
+#[test]
+fn a_fresh_writer_supersedes_an_older_upload() {
+    rt().block_on(async {
+        let root = common::root("supersede");
+        let d = driver(&root).await;
+        let mut w = d.writer("/f", false).await.unwrap();
+        w.write(DataGen::random().bytes(BLOCK + 5)).await.unwrap();
+        w.close().await.unwrap();
+        let mut w = d.writer("/f", false).await.unwrap();
+        w.write(Bytes::from_static(b"newer")).await.unwrap();
+        w.close().await.unwrap();
+        let mut w = d.writer("/f", true).await.unwrap();
+        assert_eq!(w.size(), 5, "the newest upload is the one resumed");
+        w.write(Bytes::from_static(b"!")).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(&d.get_content("/f").await.unwrap()[..], b"newer!");
+        d.delete("/f").await.unwrap();
+    });
+}
+
+#[test]
+fn cancel_discards_the_upload_and_keeps_committed_content() {
+    rt().block_on(async {
+        let root = common::root("cancel");
+        let d = driver(&root).await;
+        // A new path: after cancel there is nothing to stat, list or resume.
+        let mut w = d.writer("/new", false).await.unwrap();
+        w.write(DataGen::random().bytes(2 * BLOCK + 1))
+            .await
+            .unwrap();
+        w.close().await.unwrap();
+        let mut w = d.writer("/new", true).await.unwrap();
+        w.cancel().await.unwrap();
+        assert!(d.stat("/new").await.unwrap_err().is_not_found());
+        assert!(d
+            .writer("/new", true)
+            .await
+            .map(drop)
+            .unwrap_err()
+            .is_not_found());
+        assert!(d.list("/").await.unwrap().is_empty());
+
+        // Over committed content: the content stays, the upload is not resumable.
+        d.put_content("/old", "committed").await.unwrap();
+        let mut w = d.writer("/old", false).await.unwrap();
+        w.write(DataGen::random().bytes(BLOCK + 1)).await.unwrap();
+        w.close().await.unwrap();
+        let mut w = d.writer("/old", true).await.unwrap();
+        assert_eq!(w.size(), BLOCK as u64 + 1);
+        w.cancel().await.unwrap();
+        assert_eq!(&d.get_content("/old").await.unwrap()[..], b"committed");
+        let e = d.writer("/old", true).await.map(drop).unwrap_err();
+        assert!(matches!(e, StorageError::Unsupported { .. }), "{e:?}");
+        // A later fresh writer commits over it as usual.
+        let mut w = d.writer("/old", false).await.unwrap();
+        w.write(DataGen::random().bytes(BLOCK + 2)).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(d.stat("/old").await.unwrap().size, BLOCK as u64 + 2);
+        d.delete("/").await.ok();
+        d.delete("/old").await.unwrap();
+    });
+}
+
+#[test]
+fn listings_page_over_more_than_5000_blobs() {
+    rt().block_on(async {
+        // More blobs than Azure returns per page (5,000). Set AZURE_TEST_MANY to change.
+        let n: usize = common::var("AZURE_TEST_MANY")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5_100);
+        // A container of its own, dropped in one request at the end (deleting thousands of
+        // blobs one by one is slow on Azurite, whose deletes scan the container).
+        let container = format!(
+            "many-{}",
+            driver_testsuite::data::random_name(8).to_lowercase()
+        );
+        let p = params("many").with("container", container);
+        let az = driver_azure::AzureDriver::from_parameters(p.clone())
+            .await
+            .unwrap();
+        az.create_container().await.unwrap();
+        let d = driver_api::factory::create("azure", p).await.unwrap();
+
+        let mut names: Vec<String> = (0..n).map(|i| format!("/t/f{i:05}")).collect();
+        names.extend((0..7).map(|k| format!("/t/d{k}/x")));
+        futures::stream::iter(names.iter().cloned())
+            .map(|p| {
+                let d = d.clone();
+                async move { d.put_content(&p, Bytes::new()).await.unwrap() }
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<()>>()
+            .await;
+
+        // list pages with the delimiter: every entry of the directory, in order.
+        let before = driver_azure::list_requests();
+        let listed = d.list("/t").await.unwrap();
+        let list_requests = driver_azure::list_requests() - before;
+        let mut expected: Vec<String> = (0..n).map(|i| format!("/t/f{i:05}")).collect();
+        expected.extend((0..7).map(|k| format!("/t/d{k}")));
+        expected.sort();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect::<Vec<_>>(),
+            expected
+        );
+        assert_eq!(
+            list_requests,
+            (n + 7).div_ceil(5000) as u64,
+            "pages of 5,000"
+        );
+        assert!(list_requests >= 2 || n + 7 <= 5000, "more than one page");
+
+        // walk is one flat listing pass, in walk order.
+        let before = driver_azure::list_requests();
+        let walked = d.walk_collect("/t").await.unwrap();
+        let walk_requests = driver_azure::list_requests() - before;
+        assert_eq!(walked.iter().filter(|f| !f.is_dir).count(), n + 7);
+        assert_eq!(
+            walk_requests,
+            (n + 7).div_ceil(5000) as u64,
+            "one listing pass"
+        );
+        let mut sorted: Vec<&str> = walked.iter().map(|f| f.path.as_str()).collect();
+        sorted.sort_by(|a, b| driver_api::cmp_paths(a, b));
+        let got: Vec<&str> = walked.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(got, sorted, "walk order");
+
+        // Skip-dir and start-after on the flat listing.
+        let mut seen = Vec::new();
+        d.walk(
+            "/t",
+            &WalkOptions::start_after(d.path("/t/d3").unwrap()),
+            |fi| {
+                seen.push(fi.path.as_str().to_owned());
+                if fi.is_dir && fi.path.as_str() == "/t/d4" {
+                    WalkControl::SkipDir
+                } else {
+                    WalkControl::Continue
+                }
+            },
+        )
+        .await
+        .unwrap();
+        // Strictly after the hint: d3's own entry is not repeated, its file follows.
+        assert_eq!(seen.first().map(String::as_str), Some("/t/d3/x"));
+        assert!(seen.iter().any(|p| p == "/t/d4"));
+        assert!(!seen.iter().any(|p| p == "/t/d4/x"), "d4 skipped");
+        assert_eq!(
+            seen.last().map(String::as_str),
+            Some(&*format!("/t/f{:05}", n - 1))
+        );
+
+        // Delete removes the directory and leaves its sibling with the same name prefix.
+        d.put_content("/t/d1x", "sibling").await.unwrap();
+        d.delete("/t/d1").await.unwrap();
+        assert!(d.stat("/t/d1").await.unwrap_err().is_not_found());
+        assert_eq!(&d.get_content("/t/d1x").await.unwrap()[..], b"sibling");
+        az.delete_container().await.unwrap();
+    });
+}
+
+#[test]
+fn sas_urls_are_fetched_by_a_plain_http_client() {
+    rt().block_on(async {
+        let d = driver(&common::root("sas")).await;
+        let data = DataGen::random().bytes(3 * BLOCK + 3);
+        d.put_content("/s/blob", data.clone()).await.unwrap();
+        let url = d
+            .redirect_url(&RedirectRequest::get(), "/s/blob")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            url.contains("sp=r") && url.contains("se=") && url.contains("sig="),
+            "{url}"
+        );
+        let http = reqwest::Client::new();
+        let resp = http.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{url}");
+        assert!(resp.bytes().await.unwrap() == data);
+        let resp = http.head(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()
+                .get("content-length")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            data.len().to_string()
+        );
+        // The signature is checked: a tampered one is refused, and the SAS is read-only.
+        let tampered = url.replace("sig=", "sig=AAAA");
+        assert_eq!(http.get(&tampered).send().await.unwrap().status(), 403);
+        let put = http
+            .put(&url)
+            .header("x-ms-blob-type", "BlockBlob")
+            .body("overwrite")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 403, "read-only SAS");
+        // The expiry asked for is the one signed (bounded).
+        let short = d
+            .redirect_url(
+                &RedirectRequest::get().expires_in(std::time::Duration::from_secs(60)),
+                "/s/blob",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(short != url);
+        d.delete("/s").await.unwrap();
+    });
+}
+
+#[test]
+fn a_wrong_key_fails_clearly_and_is_not_retried() {
+    rt().block_on(async {
+        let wrong = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleS0=";
+        let d = common::create(params(&common::root("wrongkey")).with("accountkey", wrong))
+            .await
+            .map(drop);
+        // Creating the container is the first signed request.
+        let e = d.unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, StorageError::Backend { .. }), "{e:?}");
+        assert!(text.contains("authentication failed"), "{text}");
+        assert!(!e.is_retryable());
+        assert!(!text.contains(wrong), "the key never appears: {text}");
+
+        let d = driver_api::factory::create(
+            "azure",
+            params(&common::root("wrongkey")).with("accountkey", wrong),
+        )
+        .await
+        .unwrap();
+        let e = d.put_content("/x", "x").await.unwrap_err();
+        assert!(e.to_string().contains("authentication failed"), "{e}");
+        let e = d.stat("/x").await.unwrap_err();
+        assert!(
+            !e.is_not_found(),
+            "a HEAD refused for a bad key is not a missing path: {e}"
+        );
+    });
+}
+
+#[test]
+fn a_missing_container_is_named() {
+    rt().block_on(async {
+        let d = driver_api::factory::create(
+            "azure",
+            params("x").with("container", "no-such-container-here"),
+        )
+        .await
+        .unwrap();
+        let e = d.get_content("/x").await.unwrap_err();
+        assert!(matches!(e, StorageError::Backend { .. }), "{e:?}");
+        assert!(e.to_string().contains("ContainerNotFound"), "{e}");
+        let e = d.list("/").await.unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    });
+}
+
+#[test]
+fn a_service_that_is_down_fails_fast_with_a_retryable_error() {
+    rt().block_on(async {
+        let d = driver_api::factory::create(
+            "azure",
+            params("x")
+                .with("serviceurl", "http://127.0.0.1:9/devstoreaccount1")
+                .with("max_retries", 2)
+                .with("retry_delay", "10ms"),
+        )
+        .await
+        .unwrap();
+        let t = std::time::Instant::now();
+        let e = d.stat("/x").await.unwrap_err();
+        assert!(e.is_retryable(), "{e:?}");
+        assert!(e.to_string().contains("cannot connect"), "{e}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t.elapsed()
+        );
+    });
+}
+
+#[test]
+fn move_of_a_multi_block_blob_is_a_server_side_copy() {
+    rt().block_on(async {
+        let d = driver(&common::root("move")).await;
+        let data = DataGen::random().bytes(5 * BLOCK + 17);
+        let mut w = d.writer("/m/src", false).await.unwrap();
+        for piece in data.chunks(100 * KIB) {
+            w.write(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        w.commit().await.unwrap();
+        d.put_content("/m/dst", "replaced").await.unwrap();
+        d.rename("/m/src", "/m/dst").await.unwrap();
+        assert!(d.stat("/m/src").await.unwrap_err().is_not_found());
+        assert!(d.get_content("/m/dst").await.unwrap() == data);
+        // Moving onto itself keeps it.
+        d.rename("/m/dst", "/m/dst").await.unwrap();
+        assert_eq!(d.stat("/m/dst").await.unwrap().size, data.len() as u64);
+        assert!(d
+            .rename("/m/none", "/m/x")
+            .await
+            .unwrap_err()
+            .is_not_found());
+        d.delete("/m").await.unwrap();
+    });
+}
