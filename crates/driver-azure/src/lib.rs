@@ -64,6 +64,8 @@ pub const DRIVER: &str = "azure";
 const REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
 /// Longest lifetime of a redirect URL (the limit of a user-delegation SAS).
 const MAX_REDIRECT_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Deletions per `Blob Batch` request (Azure's maximum).
+const BATCH: usize = 256;
 /// Longest wait for a pending server-side copy.
 const COPY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
@@ -73,6 +75,14 @@ static LIST_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 /// and how the tests prove that a walk is one listing pass).
 pub fn list_requests() -> u64 {
     LIST_REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static DELETE_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Deletion requests (`Delete Blob` and `Blob Batch`) this process has sent so far: how
+/// the tests prove that deletes are batched.
+pub fn delete_requests() -> u64 {
+    DELETE_REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 register_driver! {
@@ -91,6 +101,8 @@ pub struct AzureDriver {
 pub(crate) struct Inner {
     client: Client,
     keys: KeySpace,
+    /// The service refused a blob batch: delete one by one from now on.
+    no_batch: std::sync::atomic::AtomicBool,
     p: AzureParams,
 }
 
@@ -114,6 +126,7 @@ impl AzureDriver {
             inner: Arc::new(Inner {
                 client: Client::new(&p)?,
                 keys: KeySpace::new(&p.root),
+                no_batch: std::sync::atomic::AtomicBool::new(false),
                 p,
             }),
         })
@@ -270,8 +283,58 @@ impl Inner {
         }
     }
 
+    /// Deletes blobs `names` (listed a moment ago): batches of 256 where the service
+    /// takes batches, else one request each, `maxconcurrency` in flight. Whether any was
+    /// deleted.
+    async fn delete_many(&self, path: &StoragePath, names: Vec<String>) -> Result<bool> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if names.is_empty() {
+            return Ok(false);
+        }
+        if !self.no_batch.load(Relaxed) {
+            let chunks: Vec<Vec<String>> = names.chunks(BATCH).map(<[String]>::to_vec).collect();
+            let batches: Vec<Option<Vec<u16>>> = futures::stream::iter(chunks)
+                .map(|chunk| async move {
+                    DELETE_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.client.delete_batch(path, &chunk).await
+                })
+                .buffer_unordered(self.p.max_concurrency.div_ceil(BATCH / 8).max(1))
+                .try_collect()
+                .await?;
+            if batches.iter().all(Option::is_some) {
+                let mut any = false;
+                for status in batches.into_iter().flatten().flatten() {
+                    match status {
+                        202 => any = true,
+                        404 => {}
+                        s => {
+                            return Err(driver_http::status_error(
+                                DRIVER,
+                                "delete",
+                                path,
+                                reqwest::StatusCode::from_u16(s)
+                                    .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR),
+                                "a blob of the batch was not deleted",
+                            ))
+                        }
+                    }
+                }
+                return Ok(any);
+            }
+            tracing::debug!("blob batch refused; deleting one by one");
+            self.no_batch.store(true, Relaxed);
+        }
+        let deleted: Vec<bool> = futures::stream::iter(names)
+            .map(|n| async move { self.delete_blob(path, &n).await })
+            .buffer_unordered(self.p.max_concurrency)
+            .try_collect()
+            .await?;
+        Ok(deleted.contains(&true))
+    }
+
     /// Deletes blob `name`; whether it existed.
     async fn delete_blob(&self, path: &StoragePath, name: &str) -> Result<bool> {
+        DELETE_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let url = self.client.blob_url(name);
         let call = Call::new("delete", path, Method::DELETE, url)
             .header("x-ms-delete-snapshots", "include");
@@ -459,12 +522,8 @@ impl StorageDriver for AzureDriver {
                     Item::BlobPrefix(_) => None,
                 })
                 .collect();
-            let deleted: Vec<bool> = futures::stream::iter(names)
-                .map(|n| async move { s.delete_blob(path, &n).await })
-                .buffer_unordered(s.p.max_concurrency)
-                .try_collect()
-                .await?;
-            any |= !deleted.is_empty();
+            let deleted = s.delete_many(path, names).await?;
+            any |= deleted;
             marker = page.next();
             if marker.is_none() {
                 break;

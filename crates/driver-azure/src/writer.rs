@@ -82,16 +82,24 @@ fn parse_id(id: &str) -> Option<(&str, Kind, u64)> {
     Some((session, kind, seq))
 }
 
-/// A new session id: creation time (ns, hex) then randomness.
-fn new_session() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let nanos = SystemTime::now()
+fn now_nanos() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Eight random hex digits.
+pub(crate) fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(nanos);
-    format!("{nanos:016x}{:08x}", h.finish() as u32)
+    h.write_u64(now_nanos());
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// A new session id: creation time (ns, hex) then randomness.
+fn new_session() -> String {
+    format!("{:016x}{}", now_nanos(), random_hex())
 }
 
 /// An upload in progress, as found in a block list.
