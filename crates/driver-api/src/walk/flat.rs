@@ -13,7 +13,8 @@
 //! let root = StoragePath::new("/a").unwrap();
 //! let mut seen = Vec::new();
 //! let mut f = |i: &driver_api::FileInfo| { seen.push(i.path.to_string()); WalkControl::Continue };
-//! let mut w = FlatWalk::new(&root, &WalkOptions::default(), &mut f);
+//! let options = WalkOptions::default();
+//! let mut w = FlatWalk::new(&root, &options, &mut f);
 //! // A real driver lists `prefix + start_after` onwards, page after page.
 //! assert_eq!(w.start_after(), None);
 //! for key in ["a.txt", "b/c"] {
