@@ -310,7 +310,7 @@ fn sas_urls_are_fetched_by_a_plain_http_client() {
             url.contains("sp=r") && url.contains("se=") && url.contains("sig="),
             "{url}"
         );
-        let http = reqwest::Client::new();
+        let http = driver_testsuite::http_client();
         let resp = http.get(&url).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{url}");
         assert!(resp.bytes().await.unwrap() == data);

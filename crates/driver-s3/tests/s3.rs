@@ -276,7 +276,7 @@ async fn presigned_fetch(d: &Driver) {
         url.contains("X-Amz-Expires=1200"),
         "default 20 minutes: {url}"
     );
-    let http = reqwest::Client::new();
+    let http = driver_testsuite::http_client();
     let resp = http.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 200, "{url}");
     assert!(resp.bytes().await.unwrap() == data);
@@ -375,7 +375,11 @@ fn redirectendpoint_signs_for_the_public_host() {
             .unwrap()
             .unwrap();
         assert!(url.starts_with(&public), "{url}");
-        let body = reqwest::get(&url).await.unwrap();
+        let body = driver_testsuite::http_client()
+            .get(&url)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(body.status(), 200, "{url}");
         assert_eq!(&body.bytes().await.unwrap()[..], b"via the public endpoint");
         d.delete("/r").await.unwrap();

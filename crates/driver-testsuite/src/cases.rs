@@ -480,7 +480,7 @@ pub async fn redirect_url(ctx: Ctx) -> CaseResult {
         );
         return Ok(());
     };
-    let client = reqwest::Client::new();
+    let client = crate::http_client();
     let resp = client.get(&url).send().await?;
     assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
     assert!(resp.bytes().await? == contents);

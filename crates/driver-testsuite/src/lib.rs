@@ -36,6 +36,16 @@ pub mod cases;
 pub mod data;
 pub mod quickbench;
 
+/// A plain HTTP client for fetching redirect URLs in tests (no driver code involved).
+///
+/// Where the workspace builds `reqwest` without a bundled TLS provider (the REST drivers
+/// bring rustls on `ring`), this installs `ring` as the process default first, unless a
+/// provider is already installed.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 use std::future::Future;
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
