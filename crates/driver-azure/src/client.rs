@@ -98,7 +98,7 @@ impl<'a> Call<'a> {
 }
 
 fn internal(op: &'static str, path: &StoragePath, what: impl std::fmt::Display) -> StorageError {
-    StorageError::backend(DRIVER, op, path, driver_http::HttpFailure(what.to_string()))
+    StorageError::backend(DRIVER, op, path, what.to_string())
 }
 
 impl Client {
@@ -283,7 +283,7 @@ impl Client {
                 DRIVER,
                 call.op,
                 call.path,
-                driver_http::HttpFailure(format!("cannot sign the request: {e}")),
+                format!("cannot sign the request: {e}"),
             )
         })?;
         let url = Url::parse(&parts.uri.to_string())

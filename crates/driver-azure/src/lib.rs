@@ -251,9 +251,7 @@ impl Inner {
 
     /// Waits for a pending copy into `dst` to finish.
     async fn wait_copy(&self, dst: &StoragePath) -> Result<()> {
-        let fail = |what: String| {
-            StorageError::backend(DRIVER, "rename", dst, driver_http::HttpFailure(what))
-        };
+        let fail = |what: String| StorageError::backend(DRIVER, "rename", dst, what);
         if self.p.max_retries == 0 {
             return Err(fail(
                 "the copy did not complete at once and max_retries is -1".into(),

@@ -42,7 +42,7 @@ use crate::{Inner, DRIVER};
 const TAG: &str = "5d7a";
 const FILL: &str = "000000000";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Data,
     Marker,
@@ -169,9 +169,8 @@ impl AzureWriter {
     pub(crate) async fn resume(s: Arc<Inner>, path: StoragePath) -> Result<Self> {
         let mut w = Self::new(s, path);
         let list = w.block_list("writer").await?;
-        let live = live_session(&list).map_err(|e| {
-            StorageError::backend(DRIVER, "writer", &w.path, driver_http::HttpFailure(e))
-        })?;
+        let live =
+            live_session(&list).map_err(|e| StorageError::backend(DRIVER, "writer", &w.path, e))?;
         if let Some(session) = live {
             w.session = session.id;
             w.size = session.blocks.iter().map(|b| b.1).sum();

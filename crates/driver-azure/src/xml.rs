@@ -11,14 +11,8 @@ pub fn parse<T: for<'de> Deserialize<'de>>(
     op: &'static str,
     path: &StoragePath,
 ) -> Result<T> {
-    quick_xml::de::from_str(body).map_err(|e| {
-        StorageError::backend(
-            DRIVER,
-            op,
-            path,
-            driver_http::HttpFailure(format!("unexpected response: {e}")),
-        )
-    })
+    quick_xml::de::from_str(body)
+        .map_err(|e| StorageError::backend(DRIVER, op, path, format!("unexpected response: {e}")))
 }
 
 /// `List Blobs` result.

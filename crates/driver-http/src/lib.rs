@@ -221,18 +221,6 @@ fn retry_after(r: &Response) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// The failure behind an error, as text.
-#[derive(Debug)]
-pub struct HttpFailure(pub String);
-
-impl std::fmt::Display for HttpFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for HttpFailure {}
-
 /// A transport failure (connection refused, timeout, broken body) as a `Backend` error;
 /// retryable where another attempt may help. The URL is left out: it may carry a SAS or
 /// signature.
@@ -259,7 +247,7 @@ pub fn transport_error(
         text.push_str(&format!(": {s}"));
         src = s.source();
     }
-    StorageError::backend(driver, operation, path, HttpFailure(text)).with_retryable(retryable)
+    StorageError::backend(driver, operation, path, text).with_retryable(retryable)
 }
 
 /// An unexpected status as a `Backend` error whose message is the service's `detail`
@@ -277,8 +265,7 @@ pub fn status_error(
     } else {
         format!("{detail} (HTTP {})", status.as_u16())
     };
-    StorageError::backend(driver, operation, path, HttpFailure(text))
-        .with_retryable(retryable_status(status))
+    StorageError::backend(driver, operation, path, text).with_retryable(retryable_status(status))
 }
 
 /// The body of an error response, at most 64 KiB of it, as text (empty if unreadable).

@@ -112,18 +112,6 @@ impl aws_sdk_s3::config::Intercept for RequestLog {
     }
 }
 
-/// An S3 failure as text: the service's code and message, or the transport's cause.
-#[derive(Debug)]
-pub struct S3Failure(pub String);
-
-impl std::fmt::Display for S3Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for S3Failure {}
-
 /// The service's error code and the HTTP status of an SDK error, where there are any.
 pub fn classify<E: ProvideErrorMetadata>(
     e: &SdkError<E, HttpResponse>,
@@ -189,5 +177,5 @@ where
             "authentication failed ({code_str}): check accesskey/secretkey/sessiontoken: {text}"
         );
     }
-    StorageError::backend(DRIVER, operation, path, S3Failure(text)).with_retryable(retryable)
+    StorageError::backend(DRIVER, operation, path, text).with_retryable(retryable)
 }

@@ -43,7 +43,7 @@ use driver_api::{
 };
 use futures::StreamExt;
 
-use crate::client::{map_err, S3Failure};
+use crate::client::map_err;
 use crate::params::S3Params;
 
 /// The registered name.
@@ -255,13 +255,13 @@ impl Inner {
                 DRIVER,
                 "delete",
                 path,
-                S3Failure(format!(
+                format!(
                     "{} of the keys were not deleted, e.g. {}: {} {}",
                     out.errors().len(),
                     first.key().unwrap_or("?"),
                     first.code().unwrap_or("?"),
                     first.message().unwrap_or("")
-                )),
+                ),
             )
             .with_retryable(true));
         }

@@ -229,7 +229,7 @@ impl S3Writer {
                     DRIVER,
                     "write",
                     &self.path,
-                    crate::client::S3Failure("CreateMultipartUpload returned no upload id".into()),
+                    "CreateMultipartUpload returned no upload id",
                 )
             })?
             .to_owned();
