@@ -7,7 +7,7 @@
 mod common;
 
 use bytes::Bytes;
-use driver_api::{Driver, Parameters, RedirectRequest, StorageError, WalkControl, WalkOptions};
+use driver_api::{Driver, Parameters, RedirectRequest, StorageError};
 use driver_testsuite::data::DataGen;
 use futures::StreamExt;
 
@@ -227,27 +227,10 @@ fn listings_page_over_more_than_5000_blobs() {
             (pages..=pages + 1).contains(&walk_requests),
             "one listing pass: {walk_requests} requests"
         );
-        let mut sorted: Vec<&str> = walked.iter().map(|f| f.path.as_str()).collect();
-        sorted.sort_by(|a, b| driver_api::cmp_paths(a, b));
-        let got: Vec<&str> = walked.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(got, sorted, "walk order");
+        driver_testsuite::checks::assert_walk_order(&walked);
 
         // Skip-dir and start-after on the flat listing.
-        let mut seen = Vec::new();
-        d.walk(
-            "/t",
-            &WalkOptions::start_after(d.path("/t/d3").unwrap()),
-            |fi| {
-                seen.push(fi.path.as_str().to_owned());
-                if fi.is_dir && fi.path.as_str() == "/t/d4" {
-                    WalkControl::SkipDir
-                } else {
-                    WalkControl::Continue
-                }
-            },
-        )
-        .await
-        .unwrap();
+        let seen = driver_testsuite::checks::walk_after_skipping(&d, "/t", "/t/d3", "/t/d4").await;
         // Strictly after the hint: d3's own entry is not repeated, its file follows.
         assert_eq!(seen.first().map(String::as_str), Some("/t/d3/x"));
         assert!(seen.iter().any(|p| p == "/t/d4"));

@@ -8,9 +8,7 @@
 mod common;
 
 use bytes::Bytes;
-use driver_api::{
-    factory, Driver, Parameters, RedirectRequest, StorageError, WalkControl, WalkOptions,
-};
+use driver_api::{factory, Driver, Parameters, RedirectRequest, StorageError};
 use driver_testsuite::data::DataGen;
 use futures::StreamExt;
 
@@ -229,26 +227,10 @@ fn walk_over_5000_keys_is_one_listing_pass_in_walk_order() {
             listings <= unique.len().div_ceil(1000) as u64 + 1,
             "{listings} listing requests"
         );
-        let mut expected: Vec<&str> = walked.iter().map(|f| f.path.as_str()).collect();
-        expected.sort_by(|a, b| driver_api::cmp_paths(a, b));
-        let got: Vec<&str> = walked.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(got, expected, "walk order is component order");
+        driver_testsuite::checks::assert_walk_order(&walked);
         // Skip-dir and start-after work on the flat listing too.
-        let mut seen = Vec::new();
-        d.walk(
-            "/t",
-            &WalkOptions::start_after(d.path("/t/d25").unwrap()),
-            |fi| {
-                seen.push(fi.path.as_str().to_owned());
-                if fi.is_dir && fi.path.as_str() == "/t/d26" {
-                    WalkControl::SkipDir
-                } else {
-                    WalkControl::Continue
-                }
-            },
-        )
-        .await
-        .unwrap();
+        let seen =
+            driver_testsuite::checks::walk_after_skipping(&d, "/t", "/t/d25", "/t/d26").await;
         assert!(seen
             .iter()
             .all(|p| driver_api::cmp_paths(p, "/t/d25").is_gt()));

@@ -33,6 +33,7 @@
 
 pub mod bench;
 pub mod cases;
+pub mod checks;
 pub mod data;
 pub mod quickbench;
 
