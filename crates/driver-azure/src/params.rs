@@ -26,7 +26,7 @@ pub static PARAMS: &[ParamSpec] = &[
     ParamSpec::new("max_retry_delay", ParamKind::Duration, "cap of the retry backoff").default_value("5s"),
     ParamSpec::new("skipverify", ParamKind::Bool, "accept any TLS certificate (test servers only; logged as a warning)").default_value("false"),
     ParamSpec::new("chunksize", ParamKind::Integer { min: Some(256 << 10), max: Some(MAX_BLOCK) }, "block size of the writer in bytes (memory per writer is about one block)").default_value("4194304"),
-    ParamSpec::new("maxconcurrency", ParamKind::Integer { min: Some(1), max: Some(1000) }, "requests in flight for deletes and moves of many blobs").default_value("32"),
+    ParamSpec::new("maxconcurrency", ParamKind::Integer { min: Some(1), max: Some(1000) }, "deletions in flight while deleting a directory (single deletes; one batch of 256 per 32)").default_value("32"),
 ];
 
 /// How the driver authenticates.
