@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use driver_api::{Result, StorageError, StoragePath};
+pub use driver_http::Call;
 use driver_http::{HttpConfig, Retry};
 use reqsign_azure_storage::{
     ClientSecretCredentialProvider, Credential, DefaultCredentialProvider, RequestSigner,
@@ -19,7 +20,7 @@ use reqsign_azure_storage::{
 };
 use reqsign_core::time::Timestamp;
 use reqsign_core::{Context, Granter, OsEnv, Signer};
-use reqwest::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use reqwest::header::{HeaderValue, CONTENT_LENGTH};
 use reqwest::{Method, Response, StatusCode, Url};
 
 use crate::params::{Auth, AzureParams};
@@ -49,51 +50,6 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("container_url", &self.container_url.as_str())
             .finish_non_exhaustive()
-    }
-}
-
-/// One request: what [`Client::send`] rebuilds for each attempt.
-pub struct Call<'a> {
-    /// Operation name, for errors.
-    pub op: &'static str,
-    /// Path, for errors.
-    pub path: &'a StoragePath,
-    /// Method.
-    pub method: Method,
-    /// Full URL (query included).
-    pub url: Url,
-    /// Extra headers.
-    pub headers: Vec<(&'static str, String)>,
-    /// Body (cheap to clone for retries).
-    pub body: Option<Bytes>,
-    /// Whether sending it twice is harmless.
-    pub idempotent: bool,
-}
-
-impl<'a> Call<'a> {
-    /// An idempotent request without a body.
-    pub fn new(op: &'static str, path: &'a StoragePath, method: Method, url: Url) -> Self {
-        Self {
-            op,
-            path,
-            method,
-            url,
-            headers: Vec::new(),
-            body: None,
-            idempotent: true,
-        }
-    }
-
-    /// Adds a header.
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
-        self
-    }
-
-    /// Sets the body.
-    pub fn body(mut self, body: Bytes) -> Self {
-        self.body = Some(body);
-        self
     }
 }
 
@@ -260,24 +216,10 @@ impl Client {
     }
 
     async fn build(&self, call: &Call<'_>) -> Result<reqwest::Request> {
-        let (mut parts, ()) = http::Request::new(()).into_parts();
-        parts.method = call.method.clone();
-        parts.uri = call
-            .url
-            .as_str()
-            .parse()
-            .map_err(|e| internal(call.op, call.path, format_args!("bad URL: {e}")))?;
-        let h = &mut parts.headers;
-        h.insert("x-ms-version", HeaderValue::from_static(API_VERSION));
-        for (k, v) in &call.headers {
-            let v = HeaderValue::from_str(v)
-                .map_err(|_| internal(call.op, call.path, format_args!("bad header {k}")))?;
-            h.insert(HeaderName::from_static(k), v);
-        }
-        let len = call.body.as_ref().map_or(0, Bytes::len);
-        if call.body.is_some() || matches!(call.method, Method::PUT | Method::POST) {
-            h.insert(CONTENT_LENGTH, HeaderValue::from(len));
-        }
+        let mut parts = call.parts(DRIVER)?;
+        parts
+            .headers
+            .insert("x-ms-version", HeaderValue::from_static(API_VERSION));
         self.signer.sign(&mut parts, None).await.map_err(|e| {
             StorageError::backend(
                 DRIVER,
@@ -286,14 +228,7 @@ impl Client {
                 format!("cannot sign the request: {e}"),
             )
         })?;
-        let url = Url::parse(&parts.uri.to_string())
-            .map_err(|e| internal(call.op, call.path, format_args!("bad signed URL: {e}")))?;
-        let mut req = reqwest::Request::new(parts.method, url);
-        *req.headers_mut() = std::mem::take(&mut parts.headers);
-        if let Some(b) = &call.body {
-            *req.body_mut() = Some(b.clone().into());
-        }
-        Ok(req)
+        call.request(DRIVER, parts)
     }
 
     /// A read-only URL for the blob `name`, valid for `expiry`: a service SAS signed with

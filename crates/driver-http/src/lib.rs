@@ -9,6 +9,7 @@
 //! - [`Retry`]: retries with capped exponential backoff and full jitter, for requests the
 //!   caller declares idempotent; `Retry-After` is honoured; each attempt is rebuilt (and
 //!   re-signed) by the caller's closure, so signatures never go stale.
+//! - [`Call`]: a request described once and rebuilt (and re-signed) for every attempt.
 //! - [`transport_error`], [`status_error`], [`body_stream`]: failures become
 //!   [`StorageError`]s that name the driver, the operation and the path, and say whether
 //!   trying again may help.
@@ -31,6 +32,10 @@
 //! }
 //! # Ok(()) }
 //! ```
+
+mod call;
+
+pub use call::Call;
 
 use std::future::Future;
 use std::time::Duration;
