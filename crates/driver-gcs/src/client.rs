@@ -204,7 +204,19 @@ impl Client {
     /// `objects.rewrite` of `src` onto `dst`.
     pub fn rewrite_url(&self, src: &str, dst: &str, token: Option<&str>) -> Url {
         let b = self.bucket.as_str();
-        let mut url = self.url(&["storage", "v1", "b", b, "o", src, "rewriteTo", "b", b, "o", dst]);
+        let mut url = self.url(&[
+            "storage",
+            "v1",
+            "b",
+            b,
+            "o",
+            src,
+            "rewriteTo",
+            "b",
+            b,
+            "o",
+            dst,
+        ]);
         if let Some(t) = token {
             url.query_pairs_mut().append_pair("rewriteToken", t);
         }
@@ -262,9 +274,8 @@ impl Client {
             .bytes()
             .await
             .map_err(|e| driver_http::transport_error(DRIVER, op, path, e))?;
-        serde_json::from_slice(&body).map_err(|e| {
-            StorageError::backend(DRIVER, op, path, format!("unexpected answer: {e}"))
-        })
+        serde_json::from_slice(&body)
+            .map_err(|e| StorageError::backend(DRIVER, op, path, format!("unexpected answer: {e}")))
     }
 
     /// Maps an unsuccessful answer about an object: 404 is `PathNotFound`;
@@ -309,7 +320,13 @@ impl Client {
             .map(|r| r.reason.clone())
             .unwrap_or_default();
         let mut detail = match (reason.is_empty(), parsed.error.message.is_empty()) {
-            (_, true) => body.lines().next().unwrap_or("").chars().take(200).collect(),
+            (_, true) => body
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect(),
             (true, false) => parsed.error.message,
             (false, false) => format!("{reason}: {}", parsed.error.message),
         };

@@ -45,8 +45,8 @@ use bytes::Bytes;
 use driver_api::keys::KeySpace;
 use driver_api::walk::flat::FlatWalk;
 use driver_api::{
-    register_driver, ByteStream, FileInfo, FileWriter, Parameters, RedirectMethod,
-    RedirectRequest, Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
+    register_driver, ByteStream, FileInfo, FileWriter, Parameters, RedirectMethod, RedirectRequest,
+    Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
 };
 use driver_http::Call;
 use futures::{StreamExt, TryStreamExt};
@@ -129,9 +129,16 @@ impl Inner {
     }
 
     /// The metadata of the object at `path`, if it exists.
-    pub(crate) async fn head(&self, op: &'static str, path: &StoragePath) -> Result<Option<Object>> {
+    pub(crate) async fn head(
+        &self,
+        op: &'static str,
+        path: &StoragePath,
+    ) -> Result<Option<Object>> {
         let url = self.client.object_url(&self.name(path));
-        let resp = self.client.send(Call::new(op, path, Method::GET, url)).await?;
+        let resp = self
+            .client
+            .send(Call::new(op, path, Method::GET, url))
+            .await?;
         match resp.status().as_u16() {
             200 => self.client.json(op, path, resp).await.map(Some),
             404 => Ok(None),
@@ -148,7 +155,10 @@ impl Inner {
     ) -> Result<Option<Bytes>> {
         let mut url = self.client.object_url(name);
         url.query_pairs_mut().append_pair("alt", "media");
-        let resp = self.client.send(Call::new(op, path, Method::GET, url)).await?;
+        let resp = self
+            .client
+            .send(Call::new(op, path, Method::GET, url))
+            .await?;
         match resp.status().as_u16() {
             200 => resp
                 .bytes()
@@ -183,7 +193,10 @@ impl Inner {
         name: &str,
     ) -> Result<bool> {
         let url = self.client.object_url(name);
-        let resp = self.client.send(Call::new(op, path, Method::DELETE, url)).await?;
+        let resp = self
+            .client
+            .send(Call::new(op, path, Method::DELETE, url))
+            .await?;
         match resp.status().as_u16() {
             200 | 204 => Ok(true),
             404 => Ok(false),
@@ -212,13 +225,17 @@ impl Inner {
         if let Some(s) = page.start {
             q.push(("startOffset", s));
         }
-        let max = page.max.map(|m| m.to_string());
+        // GCS's page maximum, asked for explicitly (some servers default to everything).
+        let max = Some(page.max.unwrap_or(1000).to_string());
         if let Some(m) = &max {
             q.push(("maxResults", m));
         }
         LIST_REQUESTS.fetch_add(1, Relaxed);
         let url = self.client.objects_url(&q);
-        let resp = self.client.send(Call::new(op, path, Method::GET, url)).await?;
+        let resp = self
+            .client
+            .send(Call::new(op, path, Method::GET, url))
+            .await?;
         if resp.status().as_u16() != 200 {
             return Err(self.client.list_error(op, path, resp).await);
         }
@@ -278,7 +295,8 @@ impl StorageDriver for GcsDriver {
 
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
         let s = &self.inner;
-        s.put_object("put_content", path, &s.name(path), content).await
+        s.put_object("put_content", path, &s.name(path), content)
+            .await
     }
 
     async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
@@ -399,7 +417,10 @@ impl StorageDriver for GcsDriver {
             let url = s.client.rewrite_url(&from, &to, token.as_deref());
             let resp = s
                 .client
-                .send(Call::new("rename", src, Method::POST, url).header("content-type", "application/json"))
+                .send(
+                    Call::new("rename", src, Method::POST, url)
+                        .header("content-type", "application/json"),
+                )
                 .await?;
             if resp.status().as_u16() != 200 {
                 return Err(s.client.error("rename", src, resp).await);

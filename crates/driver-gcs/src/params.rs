@@ -216,14 +216,54 @@ mod tests {
     fn bad_values_name_their_key() {
         let cases = [
             (Parameters::new(), "bucket"),
-            (Parameters::new().with("bucket", "b").with("chunksize", 300_000), "chunksize"),
-            (Parameters::new().with("bucket", "b").with("chunksize", 1000), "chunksize"),
-            (Parameters::new().with("bucket", "b").with("endpoint", "ftp://x"), "endpoint"),
-            (Parameters::new().with("bucket", "b").with("keyfile", "/nonexistent/key.json"), "keyfile"),
-            (Parameters::new().with("bucket", "b").with("credentials", serde_json::json!({"type": "service_account"})), "credentials"),
-            (Parameters::new().with("bucket", "b").with("credentials", "{not json"), "credentials"),
-            (Parameters::new().with("bucket", "b").with("credentials", key()).with("anonymous", true), "anonymous"),
-            (Parameters::new().with("bucket", "b").with("bogus", 1), "bogus"),
+            (
+                Parameters::new()
+                    .with("bucket", "b")
+                    .with("chunksize", 300_000),
+                "chunksize",
+            ),
+            (
+                Parameters::new()
+                    .with("bucket", "b")
+                    .with("chunksize", 1000),
+                "chunksize",
+            ),
+            (
+                Parameters::new()
+                    .with("bucket", "b")
+                    .with("endpoint", "ftp://x"),
+                "endpoint",
+            ),
+            (
+                Parameters::new()
+                    .with("bucket", "b")
+                    .with("keyfile", "/nonexistent/key.json"),
+                "keyfile",
+            ),
+            (
+                Parameters::new().with("bucket", "b").with(
+                    "credentials",
+                    serde_json::json!({"type": "service_account"}),
+                ),
+                "credentials",
+            ),
+            (
+                Parameters::new()
+                    .with("bucket", "b")
+                    .with("credentials", "{not json"),
+                "credentials",
+            ),
+            (
+                Parameters::new()
+                    .with("bucket", "b")
+                    .with("credentials", key())
+                    .with("anonymous", true),
+                "anonymous",
+            ),
+            (
+                Parameters::new().with("bucket", "b").with("bogus", 1),
+                "bogus",
+            ),
         ];
         for (p, k) in cases {
             let e = GcsParams::parse(p).unwrap_err();

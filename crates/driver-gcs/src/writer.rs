@@ -80,7 +80,10 @@ impl GcsWriter {
     pub(crate) async fn resume(s: Arc<Inner>, path: StoragePath) -> Result<Self> {
         let mut w = Self::new(s.clone(), path.clone());
         if let Some(bytes) = s.get_object("writer", &path, &state_name(&w.name)).await? {
-            let nl = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+            let nl = bytes
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(bytes.len());
             let state: State = serde_json::from_slice(&bytes[..nl]).map_err(|e| {
                 StorageError::backend(DRIVER, "writer", &path, format!("bad upload state: {e}"))
             })?;

@@ -54,7 +54,11 @@ async fn expiry_is_bounded_to_seven_days() {
         Duration::from_secs(30 * 24 * 3600),
     );
     assert!(c.url.contains("X-Goog-Expires=604800&"), "{}", c.url);
-    assert!(c.url.starts_with("http://127.0.0.1:4443/b/a/b%20c?"), "{}", c.url);
+    assert!(
+        c.url.starts_with("http://127.0.0.1:4443/b/a/b%20c?"),
+        "{}",
+        c.url
+    );
     // The signed host has no port (as Google's vectors for custom endpoints).
     assert!(c.canonical_request.contains("\nhost:127.0.0.1\n"));
 }

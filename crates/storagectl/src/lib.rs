@@ -36,6 +36,7 @@ use crate::progress::Progress;
 // Link every driver this build ships, so the factory finds them by name.
 use driver_azure as _;
 use driver_filesystem as _;
+use driver_gcs as _;
 use driver_inmemory as _;
 use driver_s3 as _;
 

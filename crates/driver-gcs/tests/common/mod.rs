@@ -18,7 +18,10 @@ pub fn var(name: &str) -> Option<String> {
 /// The public dummy service-account key of Google's conformance tests (inactive; the
 /// emulator does not check tokens).
 pub fn test_key() -> String {
-    format!("{}/tests/data/service_account.json", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/tests/data/service_account.json",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// Whether the tests run against an emulator (which accepts any or no credentials).
