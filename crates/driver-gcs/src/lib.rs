@@ -134,7 +134,9 @@ impl Inner {
         op: &'static str,
         path: &StoragePath,
     ) -> Result<Option<Object>> {
-        let url = self.client.object_url(&self.name(path));
+        let mut url = self.client.object_url(&self.name(path));
+        url.query_pairs_mut()
+            .append_pair("fields", "name,size,updated");
         let resp = self
             .client
             .send(Call::new(op, path, Method::GET, url))
