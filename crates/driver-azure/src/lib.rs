@@ -69,22 +69,6 @@ const BATCH: usize = 256;
 /// Longest wait for a pending server-side copy.
 const COPY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-static LIST_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// `List Blobs` requests this process has sent so far, all drivers together (a metric,
-/// and how the tests prove that a walk is one listing pass).
-pub fn list_requests() -> u64 {
-    LIST_REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-static DELETE_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Deletion requests (`Delete Blob` and `Blob Batch`) this process has sent so far: how
-/// the tests prove that deletes are batched.
-pub fn delete_requests() -> u64 {
-    DELETE_REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 register_driver! {
     name: DRIVER,
     description: "Azure Blob Storage (Blob REST API; shared key, SAS or Entra ID)",
@@ -104,6 +88,10 @@ pub(crate) struct Inner {
     /// The service refused a blob batch: delete one by one from now on.
     no_batch: std::sync::atomic::AtomicBool,
     p: AzureParams,
+    /// `List Blobs` requests sent.
+    list_requests: std::sync::atomic::AtomicU64,
+    /// Deletion requests (`Delete Blob` and `Blob Batch`) sent.
+    delete_requests: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AzureDriver {
@@ -128,8 +116,26 @@ impl AzureDriver {
                 keys: KeySpace::new(&p.root),
                 no_batch: std::sync::atomic::AtomicBool::new(false),
                 p,
+                list_requests: Default::default(),
+                delete_requests: Default::default(),
             }),
         })
+    }
+
+    /// `List Blobs` requests this driver (and its clones) sent so far: a metric, and how
+    /// the tests prove that a walk is one listing pass.
+    pub fn list_requests(&self) -> u64 {
+        self.inner
+            .list_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Deletion requests (`Delete Blob` and `Blob Batch`) this driver sent so far: how the
+    /// tests prove that deletes are batched.
+    pub fn delete_requests(&self) -> u64 {
+        self.inner
+            .delete_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Creates the container if it does not exist. For tests and first-time setup: the
@@ -227,7 +233,8 @@ impl Inner {
                 q.append_pair("maxresults", &n.to_string());
             }
         }
-        LIST_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.list_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let resp = self
             .client
             .expect(Call::new(op, path, Method::GET, url), &[200])
@@ -293,7 +300,8 @@ impl Inner {
             let chunks: Vec<Vec<String>> = names.chunks(BATCH).map(<[String]>::to_vec).collect();
             let batches: Vec<Option<Vec<u16>>> = futures::stream::iter(chunks)
                 .map(|chunk| async move {
-                    DELETE_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.delete_requests
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.client.delete_batch(path, &chunk).await
                 })
                 .buffer_unordered(self.p.max_concurrency.div_ceil(BATCH / 8).max(1))
@@ -332,7 +340,8 @@ impl Inner {
 
     /// Deletes blob `name`; whether it existed.
     async fn delete_blob(&self, path: &StoragePath, name: &str) -> Result<bool> {
-        DELETE_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.delete_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let url = self.client.blob_url(name);
         let call = Call::new("delete", path, Method::DELETE, url)
             .header("x-ms-delete-snapshots", "include");

@@ -62,14 +62,6 @@ pub const DRIVER: &str = "gcs";
 /// Default lifetime of a redirect URL (as Distribution).
 const REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
 
-static LIST_REQUESTS: AtomicU64 = AtomicU64::new(0);
-
-/// `objects.list` requests this process has sent so far, all drivers together (a
-/// metric, and how the tests prove that a walk is one listing pass).
-pub fn list_requests() -> u64 {
-    LIST_REQUESTS.load(Relaxed)
-}
-
 register_driver! {
     name: DRIVER,
     description: "Google Cloud Storage (JSON API; service-account key, ADC or anonymous)",
@@ -87,6 +79,8 @@ pub(crate) struct Inner {
     client: Client,
     keys: KeySpace,
     p: GcsParams,
+    /// `objects.list` requests sent.
+    list_requests: AtomicU64,
 }
 
 impl std::fmt::Debug for GcsDriver {
@@ -110,6 +104,12 @@ impl GcsDriver {
         Self::new(p)
     }
 
+    /// `objects.list` requests this driver (and its clones) sent so far: a metric, and how
+    /// the tests prove that a walk is one listing pass.
+    pub fn list_requests(&self) -> u64 {
+        self.inner.list_requests.load(Relaxed)
+    }
+
     /// Creates the driver from parsed parameters. No request is made.
     pub fn new(p: GcsParams) -> Result<Self> {
         Ok(Self {
@@ -117,6 +117,7 @@ impl GcsDriver {
                 client: Client::new(&p)?,
                 keys: KeySpace::new(&p.root),
                 p,
+                list_requests: AtomicU64::new(0),
             }),
         })
     }
@@ -232,7 +233,7 @@ impl Inner {
         if let Some(m) = &max {
             q.push(("maxResults", m));
         }
-        LIST_REQUESTS.fetch_add(1, Relaxed);
+        self.list_requests.fetch_add(1, Relaxed);
         let url = self.client.objects_url(&q);
         let resp = self
             .client
