@@ -1,0 +1,292 @@
+//! One request's frames, on either side: sending with credit, receiving with grants.
+//!
+//! A connection's reader task routes each incoming frame to the [`Chan`] of its id (an
+//! unbounded inbox: the task never waits for a slow consumer, and flow control bounds
+//! what a stream can queue to one window). Outgoing frames go through one bounded queue to
+//! the connection's writer task.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::frame::{Frame, Kind};
+use crate::wire::WireError;
+
+/// Each stream's initial window, and the most a receiver buffers.
+pub const WINDOW: u32 = 1 << 20;
+/// The largest `DATA` frame this crate sends.
+pub const CHUNK: usize = 256 << 10;
+
+/// Why a request's frames stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChanError {
+    /// The peer reported an error (`ERROR`, or a failed `HELLO`).
+    Remote(WireError),
+    /// The peer broke the protocol.
+    Protocol(String),
+    /// The connection is gone (the reason, e.g. the child's exit status).
+    Closed(String),
+    /// The host cancelled the request.
+    Cancelled,
+    /// Nothing arrived in time.
+    Timeout(Duration),
+}
+
+/// Routes incoming frames to requests; remembers why the connection died.
+#[derive(Debug, Default)]
+pub struct Router {
+    inboxes: Mutex<HashMap<u64, mpsc::UnboundedSender<Frame>>>,
+    dead: Mutex<Option<String>>,
+}
+
+impl Router {
+    /// Registers `id`; `None` if the connection is already dead.
+    pub fn register(&self, id: u64) -> Result<mpsc::UnboundedReceiver<Frame>, ChanError> {
+        if let Some(why) = self.dead_reason() {
+            return Err(ChanError::Closed(why));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().insert(id, tx);
+        Ok(rx)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::UnboundedSender<Frame>>> {
+        self.inboxes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets `id`.
+    pub fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Hands `f` to its request; frames for unknown ids (late, after a cancel) are
+    /// dropped. Returns whether the id was known.
+    pub fn route(&self, f: Frame) -> bool {
+        let map = self.lock();
+        match map.get(&f.id) {
+            Some(tx) => tx.send(f).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Whether `id` is registered.
+    pub fn contains(&self, id: u64) -> bool {
+        self.lock().contains_key(&id)
+    }
+
+    /// The connection died: every request in flight sees `Closed(why)`.
+    pub fn kill(&self, why: String) {
+        let mut d = self.dead.lock().unwrap_or_else(|p| p.into_inner());
+        if d.is_none() {
+            *d = Some(why);
+        }
+        drop(d);
+        self.lock().clear();
+    }
+
+    /// Why the connection died, if it did.
+    pub fn dead_reason(&self) -> Option<String> {
+        self.dead.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// One request's end of the connection.
+pub struct Chan {
+    /// Its id.
+    pub id: u64,
+    out: mpsc::Sender<Frame>,
+    inbox: mpsc::UnboundedReceiver<Frame>,
+    router: Arc<Router>,
+    /// Bytes this side may still send.
+    credit: u64,
+    /// Bytes received and handed out but not yet granted back.
+    ungranted: u32,
+    /// Longest wait for the next frame (`None`: forever).
+    timeout: Option<Duration>,
+    /// Frames arrived while waiting for credit, to hand out next.
+    held: std::collections::VecDeque<Frame>,
+    /// Send `CANCEL` if dropped before [`finish`](Self::finish) (the host's side).
+    cancel_on_drop: bool,
+}
+
+impl Chan {
+    /// A channel for `id` (registered with `router` already: `inbox`).
+    pub fn new(
+        id: u64,
+        out: mpsc::Sender<Frame>,
+        inbox: mpsc::UnboundedReceiver<Frame>,
+        router: Arc<Router>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        Self {
+            id,
+            out,
+            inbox,
+            router,
+            credit: WINDOW as u64,
+            ungranted: 0,
+            timeout,
+            held: Default::default(),
+            cancel_on_drop: false,
+        }
+    }
+
+    /// Sends `CANCEL` for the request if this is dropped before [`finish`](Self::finish).
+    pub fn cancel_on_drop(mut self) -> Self {
+        self.cancel_on_drop = true;
+        self
+    }
+
+    /// The request ended normally: nothing to cancel on drop.
+    pub fn finish(&mut self) {
+        self.cancel_on_drop = false;
+    }
+
+    fn closed(&self) -> ChanError {
+        ChanError::Closed(
+            self.router
+                .dead_reason()
+                .unwrap_or_else(|| "the connection closed".into()),
+        )
+    }
+
+    /// Sends a frame of this request.
+    pub async fn send(&self, kind: Kind, payload: impl Into<Bytes>) -> Result<(), ChanError> {
+        self.out
+            .send(Frame::new(kind, self.id, payload))
+            .await
+            .map_err(|_| self.closed())
+    }
+
+    /// Sends a JSON payload.
+    pub async fn send_json<T: serde::Serialize>(&self, kind: Kind, v: &T) -> Result<(), ChanError> {
+        let body = serde_json::to_vec(v).map_err(|e| ChanError::Protocol(e.to_string()))?;
+        self.send(kind, body).await
+    }
+
+    async fn raw_next(&mut self) -> Result<Frame, ChanError> {
+        let next = self.inbox.recv();
+        let f = match self.timeout {
+            Some(t) => tokio::time::timeout(t, next)
+                .await
+                .map_err(|_| ChanError::Timeout(t))?,
+            None => next.await,
+        };
+        f.ok_or_else(|| self.closed())
+    }
+
+    /// The next frame for this request. `CREDIT` frames are absorbed; `DATA` is granted
+    /// back as it is handed out; `ERROR` becomes `Remote`; `CANCEL` becomes `Cancelled`.
+    pub async fn next(&mut self) -> Result<Frame, ChanError> {
+        loop {
+            let f = match self.held.pop_front() {
+                Some(f) => f,
+                None => self.raw_next().await?,
+            };
+            match f.kind {
+                Kind::Credit => self.add_credit(&f)?,
+                Kind::Error => return Err(ChanError::Remote(parse_error(&f.payload))),
+                Kind::Cancel => return Err(ChanError::Cancelled),
+                Kind::Data => {
+                    self.ungranted = self.ungranted.saturating_add(f.payload.len() as u32);
+                    if self.ungranted >= WINDOW / 2 {
+                        let n = std::mem::take(&mut self.ungranted);
+                        self.out
+                            .send(Frame::credit(self.id, n))
+                            .await
+                            .map_err(|_| self.closed())?;
+                    }
+                    return Ok(f);
+                }
+                _ => return Ok(f),
+            }
+        }
+    }
+
+    fn add_credit(&mut self, f: &Frame) -> Result<(), ChanError> {
+        let n = f
+            .credit_amount()
+            .ok_or_else(|| ChanError::Protocol("a CREDIT frame without 4 bytes".into()))?;
+        self.credit = self.credit.saturating_add(n as u64);
+        Ok(())
+    }
+
+    /// Sends `data` as `DATA` frames, waiting for credit as needed. Frames other than
+    /// `CREDIT` that arrive meanwhile are kept for [`next`](Self::next), except `ERROR`
+    /// and `CANCEL`, which end the send.
+    pub async fn send_data(&mut self, mut data: Bytes) -> Result<(), ChanError> {
+        while !data.is_empty() {
+            while self.credit == 0 {
+                let f = self.raw_next().await?;
+                match f.kind {
+                    Kind::Credit => self.add_credit(&f)?,
+                    Kind::Error => return Err(ChanError::Remote(parse_error(&f.payload))),
+                    Kind::Cancel => return Err(ChanError::Cancelled),
+                    _ => self.held.push_back(f),
+                }
+            }
+            // Absorb credit that is already there without waiting.
+            while let Ok(f) = self.inbox.try_recv() {
+                match f.kind {
+                    Kind::Credit => self.add_credit(&f)?,
+                    Kind::Error => return Err(ChanError::Remote(parse_error(&f.payload))),
+                    Kind::Cancel => return Err(ChanError::Cancelled),
+                    _ => self.held.push_back(f),
+                }
+            }
+            let n = data.len().min(CHUNK).min(self.credit as usize);
+            let part = data.split_to(n);
+            self.credit -= n as u64;
+            self.send(Kind::Data, part).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether an `ERROR` (or `CANCEL`) is already waiting, without blocking: how a
+    /// sender learns early that the peer gave up.
+    pub fn pending_error(&mut self) -> Option<ChanError> {
+        while let Ok(f) = self.inbox.try_recv() {
+            match f.kind {
+                Kind::Error => return Some(ChanError::Remote(parse_error(&f.payload))),
+                Kind::Cancel => return Some(ChanError::Cancelled),
+                Kind::Credit => {
+                    if let Err(e) = self.add_credit(&f) {
+                        return Some(e);
+                    }
+                }
+                _ => self.held.push_back(f),
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Chan {
+    fn drop(&mut self) {
+        self.router.remove(self.id);
+        if self.cancel_on_drop && self.router.dead_reason().is_none() {
+            let f = Frame::new(Kind::Cancel, self.id, Bytes::new());
+            if let Err(mpsc::error::TrySendError::Full(f)) = self.out.try_send(f) {
+                let out = self.out.clone();
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        let _ = out.send(f).await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Reads an error object (a malformed one becomes a `backend` error saying so).
+pub fn parse_error(payload: &[u8]) -> WireError {
+    serde_json::from_slice(payload).unwrap_or_else(|_| {
+        WireError::backend(format!(
+            "malformed error from the driver: {}",
+            String::from_utf8_lossy(&payload[..payload.len().min(200)])
+        ))
+    })
+}

@@ -1,0 +1,189 @@
+//! Frames: the 16-byte header and the payload (docs/ipc-protocol.md, "Frames").
+//!
+//! [`FrameCodec`] is a `tokio_util` codec: it never panics on malformed input, never
+//! allocates more than the declared (and bounded) payload, and reports what was wrong.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use driver_ipc::frame::{Frame, FrameCodec, Kind};
+//! use tokio_util::codec::{Decoder, Encoder};
+//! let mut buf = BytesMut::new();
+//! FrameCodec.encode(Frame::new(Kind::Data, 7, "abc"), &mut buf).unwrap();
+//! assert_eq!(buf.len(), 16 + 3);
+//! let f = FrameCodec.decode(&mut buf).unwrap().unwrap();
+//! assert_eq!((f.kind, f.id, &f.payload[..]), (Kind::Data, 7, &b"abc"[..]));
+//! ```
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// The first two bytes of every frame.
+pub const MAGIC: [u8; 2] = *b"SD";
+/// Header length.
+pub const HEADER_LEN: usize = 16;
+/// Largest payload.
+pub const MAX_PAYLOAD: usize = 4 << 20;
+
+/// What a frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// The child's handshake.
+    Hello = 1,
+    /// A request (host to child).
+    Request = 2,
+    /// A result (child to host).
+    Response = 3,
+    /// Stream bytes.
+    Data = 4,
+    /// End of a stream.
+    End = 5,
+    /// More bytes the peer may send.
+    Credit = 6,
+    /// Abandon a request (host to child).
+    Cancel = 7,
+    /// A request failed (child to host).
+    Error = 8,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Hello,
+            2 => Kind::Request,
+            3 => Kind::Response,
+            4 => Kind::Data,
+            5 => Kind::End,
+            6 => Kind::Credit,
+            7 => Kind::Cancel,
+            8 => Kind::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// One frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Its kind.
+    pub kind: Kind,
+    /// The request it belongs to (0: the handshake).
+    pub id: u64,
+    /// Raw bytes (`Data`) or JSON.
+    pub payload: Bytes,
+}
+
+impl Frame {
+    /// A frame.
+    pub fn new(kind: Kind, id: u64, payload: impl Into<Bytes>) -> Self {
+        Self {
+            kind,
+            id,
+            payload: payload.into(),
+        }
+    }
+
+    /// A `Credit` frame granting `n` bytes.
+    pub fn credit(id: u64, n: u32) -> Self {
+        Self::new(Kind::Credit, id, Bytes::copy_from_slice(&n.to_be_bytes()))
+    }
+
+    /// The grant of a `Credit` frame.
+    pub fn credit_amount(&self) -> Option<u32> {
+        let b: [u8; 4] = self.payload.as_ref().try_into().ok()?;
+        Some(u32::from_be_bytes(b))
+    }
+}
+
+/// Why a byte stream is not (or no longer) a frame stream.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    /// The first bytes are not the magic (the peer wrote something else, e.g. a `print`).
+    #[error("not a frame: the stream starts with {0:02x?} (expected \"SD\"; did the driver print to stdout?)")]
+    BadMagic([u8; 2]),
+    /// An unknown kind.
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    /// Reserved flags set.
+    #[error("frame flags {0:#04x} are reserved (must be 0)")]
+    Flags(u8),
+    /// A payload over [`MAX_PAYLOAD`].
+    #[error("frame payload of {0} bytes is over the 4 MiB limit")]
+    TooLarge(u64),
+    /// The stream ended inside a frame.
+    #[error("the stream ended inside a frame ({0} bytes of it read)")]
+    Truncated(usize),
+    /// Reading or writing failed.
+    #[error("pipe failed: {0}")]
+    Io(String),
+}
+
+impl From<std::io::Error> for FrameError {
+    fn from(e: std::io::Error) -> Self {
+        FrameError::Io(e.to_string())
+    }
+}
+
+/// The frame codec (see the module docs).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FrameCodec;
+
+impl tokio_util::codec::Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        if src.len() >= 2 && src[..2] != MAGIC {
+            return Err(FrameError::BadMagic([src[0], src[1]]));
+        }
+        if src.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let kind = Kind::from_u8(src[2]).ok_or(FrameError::UnknownKind(src[2]))?;
+        if src[3] != 0 {
+            return Err(FrameError::Flags(src[3]));
+        }
+        let len = u32::from_be_bytes([src[4], src[5], src[6], src[7]]) as usize;
+        if len > MAX_PAYLOAD {
+            return Err(FrameError::TooLarge(len as u64));
+        }
+        if src.len() < HEADER_LEN + len {
+            src.reserve(HEADER_LEN + len - src.len());
+            return Ok(None);
+        }
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&src[8..16]);
+        src.advance(HEADER_LEN);
+        let payload = src.split_to(len).freeze();
+        Ok(Some(Frame {
+            kind,
+            id: u64::from_be_bytes(id),
+            payload,
+        }))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        match self.decode(src)? {
+            Some(f) => Ok(Some(f)),
+            None if src.is_empty() => Ok(None),
+            None => Err(FrameError::Truncated(src.len())),
+        }
+    }
+}
+
+impl tokio_util::codec::Encoder<Frame> for FrameCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, f: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
+        if f.payload.len() > MAX_PAYLOAD {
+            return Err(FrameError::TooLarge(f.payload.len() as u64));
+        }
+        dst.reserve(HEADER_LEN + f.payload.len());
+        dst.put_slice(&MAGIC);
+        dst.put_u8(f.kind as u8);
+        dst.put_u8(0);
+        dst.put_u32(f.payload.len() as u32);
+        dst.put_u64(f.id);
+        dst.put_slice(&f.payload);
+        Ok(())
+    }
+}

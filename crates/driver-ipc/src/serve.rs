@@ -1,0 +1,361 @@
+//! The child side: [`serve`] turns any driver into an out-of-process driver executable.
+//!
+//! ```no_run
+//! // src/bin/registry-storage-mydriver.rs
+//! use driver_inmemory as _; // or your own driver crate
+//! fn main() -> std::process::ExitCode {
+//!     driver_ipc::serve::main("inmemory")
+//! }
+//! ```
+//!
+//! Requests are served concurrently, each in its own task; `CANCEL` aborts the task.
+//! Streams are sent in 256 KiB `DATA` frames within the host's credit, so a child's memory
+//! per stream stays around one window (1 MiB) whatever the object's size.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use driver_api::{Driver, Parameters, RedirectRequest, StorageError, WalkControl, WalkOptions};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::chan::{Chan, ChanError, Router};
+use crate::frame::{Frame, FrameCodec, FrameError, Kind};
+use crate::wire::{Action, Finish, Hello, Info, Request, SizeReply, UrlReply, WireError, PROTOCOL};
+
+/// Walk entries sent per batch (the child walks again after the last one sent).
+const WALK_BATCH: usize = 1000;
+
+/// Runs the executable for the registered driver `name`: parameters from `argv[1]` (JSON),
+/// frames on stdin/stdout, logs on stderr. Returns when the host closes stdin.
+pub fn main(name: &str) -> std::process::ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("registry-storage-{name}: cannot start a runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let arg = std::env::args().nth(1).unwrap_or_else(|| "{}".into());
+    let outcome = rt.block_on(async {
+        let driver = match serde_json::from_str::<serde_json::Value>(&arg) {
+            Ok(v) => match Parameters::from_json(name.to_owned(), v) {
+                Ok(p) => driver_api::factory::create(name, p).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(StorageError::Config {
+                driver: name.to_owned().into(),
+                message: format!("argv[1] is not a JSON object of parameters: {e}"),
+            }),
+        };
+        serve_io(name, driver, tokio::io::stdin(), tokio::io::stdout()).await
+    });
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("registry-storage-{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves `driver` over stdin/stdout (see the module docs).
+pub async fn serve(driver: Driver) -> Result<(), FrameError> {
+    let name = driver.name().to_owned();
+    serve_io(&name, Ok(driver), tokio::io::stdin(), tokio::io::stdout()).await
+}
+
+/// Serves over any pipe pair. `driver` is the driver, or why it could not be created
+/// (sent in `HELLO`; then the function returns once the host hangs up).
+pub async fn serve_io<R, W>(
+    name: &str,
+    driver: driver_api::Result<Driver>,
+    input: R,
+    output: W,
+) -> Result<(), FrameError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (out_tx, out_rx) = mpsc::channel::<Frame>(64);
+    let writer = tokio::spawn(write_frames(FramedWrite::new(output, FrameCodec), out_rx));
+    let hello = Hello {
+        protocol: PROTOCOL.to_string(),
+        api: driver_api::CURRENT_VERSION.to_string(),
+        driver: name.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        shared_state: driver
+            .as_ref()
+            .ok()
+            .map(|d| d.capabilities().shared_state),
+        error: driver.as_ref().err().map(WireError::from_storage),
+    };
+    let hello = serde_json::to_vec(&hello).map_err(|e| FrameError::Io(e.to_string()))?;
+    let _ = out_tx.send(Frame::new(Kind::Hello, 0, hello)).await;
+
+    let router = Arc::new(Router::default());
+    let tasks: Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>> = Default::default();
+    let mut frames = FramedRead::new(input, FrameCodec);
+    let result = loop {
+        let f = match frames.next().await {
+            None => break Ok(()),
+            Some(Err(e)) => break Err(e),
+            Some(Ok(f)) => f,
+        };
+        match (f.kind, &driver) {
+            (Kind::Request, Ok(d)) => {
+                let inbox = match router.register(f.id) {
+                    Ok(i) => i,
+                    Err(_) => break Ok(()),
+                };
+                let chan = Chan::new(f.id, out_tx.clone(), inbox, router.clone(), None);
+                let d = d.clone();
+                let t = tasks.clone();
+                let id = f.id;
+                let h = tokio::spawn(async move {
+                    handle(d, chan, f.payload).await;
+                    lock(&t).remove(&id);
+                });
+                lock(&tasks).insert(id, h.abort_handle());
+            }
+            (Kind::Request, Err(e)) => {
+                let err = serde_json::to_vec(&WireError::from_storage(e)).unwrap_or_default();
+                let _ = out_tx.send(Frame::new(Kind::Error, f.id, err)).await;
+            }
+            (Kind::Cancel, _) => {
+                if let Some(h) = lock(&tasks).remove(&f.id) {
+                    h.abort();
+                }
+                router.remove(f.id);
+            }
+            (Kind::Data | Kind::End | Kind::Credit, _) => {
+                router.route(f);
+            }
+            (k, _) => {
+                tracing::warn!(kind = ?k, id = f.id, "unexpected frame from the host, ignored");
+            }
+        }
+    };
+    for (_, h) in lock(&tasks).drain() {
+        h.abort();
+    }
+    router.kill("the host closed the connection".into());
+    drop(out_tx);
+    let _ = writer.await;
+    result
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes queued frames, flushing when the queue is empty.
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
+    mut sink: FramedWrite<W, FrameCodec>,
+    mut rx: mpsc::Receiver<Frame>,
+) -> Result<(), FrameError> {
+    while let Some(f) = rx.recv().await {
+        sink.feed(f).await?;
+        while let Ok(f) = rx.try_recv() {
+            sink.feed(f).await?;
+        }
+        sink.flush().await?;
+    }
+    Ok(())
+}
+
+/// Why a request ended without a result to send.
+enum Fail {
+    /// Send this error.
+    Wire(WireError),
+    /// The connection or the request is gone: send nothing.
+    Gone,
+}
+
+impl From<StorageError> for Fail {
+    fn from(e: StorageError) -> Self {
+        Fail::Wire(WireError::from_storage(&e))
+    }
+}
+
+impl From<ChanError> for Fail {
+    fn from(e: ChanError) -> Self {
+        match e {
+            ChanError::Protocol(m) => Fail::Wire(WireError::backend(format!("protocol: {m}"))),
+            _ => Fail::Gone,
+        }
+    }
+}
+
+async fn handle(d: Driver, mut chan: Chan, payload: Bytes) {
+    let outcome = match serde_json::from_slice::<Request>(&payload) {
+        Ok(req) => run(&d, &mut chan, req).await,
+        Err(e) => Err(Fail::Wire(WireError {
+            kind: "unsupported".into(),
+            message: format!("request not understood: {e}"),
+            ..Default::default()
+        })),
+    };
+    if let Err(Fail::Wire(e)) = outcome {
+        let _ = chan.send_json(Kind::Error, &e).await;
+    }
+}
+
+async fn ok(chan: &Chan) -> Result<(), Fail> {
+    Ok(chan.send(Kind::Response, &b"{}"[..]).await?)
+}
+
+async fn run(d: &Driver, chan: &mut Chan, req: Request) -> Result<(), Fail> {
+    match req {
+        Request::GetContent { path } => {
+            let data = d.get_content(&path).await?;
+            ok(chan).await?;
+            chan.send_data(data).await?;
+            chan.send(Kind::End, Bytes::new()).await?;
+        }
+        Request::PutContent { path } => {
+            let mut buf = BytesMut::new();
+            loop {
+                let f = chan.next().await?;
+                match f.kind {
+                    Kind::Data => buf.extend_from_slice(&f.payload),
+                    Kind::End => break,
+                    k => return Err(protocol(k)),
+                }
+            }
+            d.put_content(&path, buf.freeze()).await?;
+            ok(chan).await?;
+        }
+        Request::Reader { path, offset } => {
+            let mut s = d.reader(&path, offset).await?;
+            ok(chan).await?;
+            while let Some(chunk) = s.next().await {
+                chan.send_data(chunk?).await?;
+            }
+            chan.send(Kind::End, Bytes::new()).await?;
+        }
+        Request::Writer { path, append } => {
+            let mut w = d.writer(&path, append).await?;
+            chan.send_json(Kind::Response, &SizeReply { size: w.size() })
+                .await?;
+            let action = loop {
+                let f = match chan.next().await {
+                    Ok(f) => f,
+                    Err(ChanError::Cancelled) => {
+                        w.cancel().await?;
+                        return Err(Fail::Gone);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match f.kind {
+                    Kind::Data => w.write(f.payload).await?,
+                    Kind::End => {
+                        let fin: Finish = serde_json::from_slice(&f.payload)
+                            .map_err(|e| Fail::Wire(WireError::backend(format!("bad END: {e}"))))?;
+                        break fin.action;
+                    }
+                    k => return Err(protocol(k)),
+                }
+            };
+            match action {
+                Action::Commit => w.commit().await?,
+                Action::Close => w.close().await?,
+                Action::Cancel => w.cancel().await?,
+            }
+            chan.send_json(Kind::Response, &SizeReply { size: w.size() })
+                .await?;
+        }
+        Request::Stat { path } => {
+            let info = d.stat(&path).await?;
+            chan.send_json(Kind::Response, &Info::from(&info)).await?;
+        }
+        Request::List { path } => {
+            let children = d.list(&path).await?;
+            ok(chan).await?;
+            let mut buf = String::new();
+            for c in children {
+                buf.push_str(c.as_str());
+                buf.push('\n');
+            }
+            chan.send_data(Bytes::from(buf)).await?;
+            chan.send(Kind::End, Bytes::new()).await?;
+        }
+        Request::Rename { src, dst } => {
+            d.rename(&src, &dst).await?;
+            ok(chan).await?;
+        }
+        Request::Delete { path } => {
+            d.delete(&path).await?;
+            ok(chan).await?;
+        }
+        Request::RedirectUrl {
+            path,
+            method,
+            expires_in_ms,
+        } => {
+            let mut r = match method.as_str() {
+                "HEAD" => RedirectRequest::head(),
+                _ => RedirectRequest::get(),
+            };
+            if let Some(ms) = expires_in_ms {
+                r = r.expires_in(std::time::Duration::from_millis(ms));
+            }
+            let url = d.redirect_url(&r, &path).await?;
+            chan.send_json(Kind::Response, &UrlReply { url }).await?;
+        }
+        Request::Walk { path, start_after } => walk(d, chan, &path, start_after).await?,
+    }
+    Ok(())
+}
+
+/// Walks in batches of [`WALK_BATCH`] entries, each batch a walk that starts after the
+/// last entry sent: memory stays bounded whatever the tree's size.
+async fn walk(d: &Driver, chan: &mut Chan, path: &str, start: Option<String>) -> Result<(), Fail> {
+    let mut hint = match start {
+        Some(s) => Some(d.path(&s)?),
+        None => None,
+    };
+    let mut first = true;
+    loop {
+        let mut batch: Vec<Info> = Vec::new();
+        let opts = match &hint {
+            Some(h) => WalkOptions::start_after(h.clone()),
+            None => WalkOptions::default(),
+        };
+        d.walk(path, &opts, |fi| {
+            batch.push(Info::from(fi));
+            if batch.len() >= WALK_BATCH {
+                WalkControl::Stop
+            } else {
+                WalkControl::Continue
+            }
+        })
+        .await?;
+        if first {
+            ok(chan).await?;
+            first = false;
+        }
+        let full = batch.len() >= WALK_BATCH;
+        if let Some(last) = batch.last() {
+            hint = Some(d.path(&last.path)?);
+        }
+        let mut buf = Vec::new();
+        for i in &batch {
+            serde_json::to_writer(&mut buf, i).map_err(|e| Fail::Wire(WireError::backend(e.to_string())))?;
+            buf.push(b'\n');
+        }
+        chan.send_data(Bytes::from(buf)).await?;
+        if !full {
+            break;
+        }
+    }
+    chan.send(Kind::End, Bytes::new()).await?;
+    Ok(())
+}
+
+fn protocol(k: Kind) -> Fail {
+    Fail::Wire(WireError::backend(format!("protocol: unexpected {k:?} frame")))
+}

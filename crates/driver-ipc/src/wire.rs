@@ -1,0 +1,289 @@
+//! The JSON payloads of frames (docs/ipc-protocol.md, "Handshake", "Requests", "Errors").
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use driver_api::{FileInfo, StorageError, StoragePath};
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL: driver_api::Version = driver_api::Version { major: 1, minor: 0 };
+
+/// The child's first frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    /// Wire protocol version, `major.minor`.
+    pub protocol: String,
+    /// Storage API version, `major.minor`.
+    pub api: String,
+    /// The driver's name.
+    pub driver: String,
+    /// The driver's own version.
+    #[serde(default)]
+    pub version: String,
+    /// Whether another instance with the same parameters sees the same files (absent:
+    /// true; false for in-memory drivers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_state: Option<bool>,
+    /// Why the driver could not start, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<WireError>,
+}
+
+/// A request (`REQUEST` payload).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// The whole content, as a stream.
+    GetContent {
+        /// Path.
+        path: String,
+    },
+    /// Store the stream that follows.
+    PutContent {
+        /// Path.
+        path: String,
+    },
+    /// The bytes from `offset`, as a stream.
+    Reader {
+        /// Path.
+        path: String,
+        /// Start.
+        offset: u64,
+    },
+    /// Open an upload.
+    Writer {
+        /// Path.
+        path: String,
+        /// Resume.
+        append: bool,
+    },
+    /// File information.
+    Stat {
+        /// Path.
+        path: String,
+    },
+    /// Children, one path per line.
+    List {
+        /// Path.
+        path: String,
+    },
+    /// Move.
+    Rename {
+        /// From.
+        src: String,
+        /// To.
+        dst: String,
+    },
+    /// Delete a subtree.
+    Delete {
+        /// Path.
+        path: String,
+    },
+    /// A direct URL.
+    RedirectUrl {
+        /// Path.
+        path: String,
+        /// `GET` or `HEAD`.
+        method: String,
+        /// Lifetime asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_in_ms: Option<u64>,
+    },
+    /// Everything below, one file information object per line.
+    Walk {
+        /// Path.
+        path: String,
+        /// Start strictly after this path.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_after: Option<String>,
+    },
+}
+
+/// What a writer's final `END` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Make the content the file.
+    Commit,
+    /// Keep the upload for a later resume.
+    Close,
+    /// Discard the upload.
+    Cancel,
+}
+
+/// The `END` payload of a writer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finish {
+    /// The action.
+    pub action: Action,
+}
+
+/// A writer's answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SizeReply {
+    /// Bytes in the upload.
+    pub size: u64,
+}
+
+/// `redirect_url`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UrlReply {
+    /// The URL, if the driver redirects.
+    pub url: Option<String>,
+}
+
+/// File information.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Info {
+    /// Path.
+    pub path: String,
+    /// Size.
+    pub size: u64,
+    /// Nanoseconds since the Unix epoch.
+    pub mod_time_ns: u64,
+    /// Directory.
+    pub is_dir: bool,
+}
+
+impl From<&FileInfo> for Info {
+    fn from(i: &FileInfo) -> Self {
+        Info {
+            path: i.path.as_str().to_owned(),
+            size: i.size,
+            mod_time_ns: nanos(i.mod_time),
+            is_dir: i.is_dir,
+        }
+    }
+}
+
+impl Info {
+    /// Back to the API's type; `None` if the path is not valid.
+    pub fn into_file_info(self) -> Option<FileInfo> {
+        Some(FileInfo {
+            path: StoragePath::new(&self.path).ok()?,
+            size: self.size,
+            mod_time: UNIX_EPOCH + Duration::from_nanos(self.mod_time_ns),
+            is_dir: self.is_dir,
+        })
+    }
+}
+
+/// An error on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// `path_not_found`, `invalid_offset`, ... (see the protocol).
+    pub kind: String,
+    /// For people.
+    #[serde(default)]
+    pub message: String,
+    /// The path involved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `invalid_offset`: the offset asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// `invalid_offset`: the size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// `invalid_parameter`: the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `backend`: whether trying again may help.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retryable: bool,
+}
+
+impl WireError {
+    /// A `backend` error.
+    pub fn backend(message: impl Into<String>) -> Self {
+        WireError {
+            kind: "backend".into(),
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The wire form of a driver's error.
+    pub fn from_storage(e: &StorageError) -> Self {
+        let mut w = WireError {
+            message: e.to_string(),
+            ..Default::default()
+        };
+        match e {
+            StorageError::PathNotFound { path, .. } => {
+                w.kind = "path_not_found".into();
+                w.path = Some(path.clone());
+            }
+            StorageError::InvalidPath { path, .. } => {
+                w.kind = "invalid_path".into();
+                w.path = Some(path.clone());
+            }
+            StorageError::InvalidOffset {
+                path, offset, size, ..
+            } => {
+                w.kind = "invalid_offset".into();
+                w.path = Some(path.clone());
+                w.offset = Some(*offset);
+                w.size = Some(*size);
+            }
+            StorageError::Unsupported { path, .. } => {
+                w.kind = "unsupported".into();
+                w.path = path.clone();
+            }
+            StorageError::InvalidParameter { key, .. } => {
+                w.kind = "invalid_parameter".into();
+                w.key = Some(key.clone());
+            }
+            StorageError::Config { .. } => w.kind = "config".into(),
+            other => {
+                w.kind = "backend".into();
+                w.retryable = other.is_retryable();
+            }
+        }
+        w
+    }
+
+    /// The host's error for it: `driver` is the name the host knows the driver by,
+    /// `op` and `path` the operation that failed.
+    pub fn into_storage(self, driver: &str, op: &'static str, path: &str) -> StorageError {
+        let driver: driver_api::DriverName = driver.to_owned().into();
+        let at = self.path.clone().unwrap_or_else(|| path.to_owned());
+        match self.kind.as_str() {
+            "path_not_found" => StorageError::PathNotFound { driver, path: at },
+            "invalid_offset" => StorageError::InvalidOffset {
+                driver,
+                path: at,
+                offset: self.offset.unwrap_or(0),
+                size: self.size.unwrap_or(0),
+            },
+            "unsupported" => StorageError::Unsupported {
+                driver,
+                operation: format!("{op}: {}", self.message).into(),
+                path: self.path,
+            },
+            "invalid_parameter" => StorageError::InvalidParameter {
+                driver,
+                key: self.key.unwrap_or_default(),
+                expected: self.message,
+            },
+            "config" => StorageError::Config {
+                driver,
+                message: self.message,
+            },
+            _ => StorageError::Backend {
+                driver,
+                operation: op,
+                path: at,
+                retryable: self.retryable,
+                source: self.message.into(),
+            },
+        }
+    }
+}
+
+/// A `SystemTime` as nanoseconds since the epoch (0 before it).
+pub fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
+}
