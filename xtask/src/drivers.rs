@@ -68,4 +68,12 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: Some(crate::emulators::start_gcs),
         compare: false,
     },
+    // Out-of-process drivers: the suite over IPC for the inmemory and filesystem
+    // executables and the Python example, plus the fault and codec tests.
+    DriverSuite {
+        name: "ipc",
+        package: "driver-ipc",
+        emulator: None,
+        compare: false,
+    },
 ];

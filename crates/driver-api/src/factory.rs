@@ -127,6 +127,24 @@ pub struct DriverFactory {
 
 inventory::collect!(DriverFactory);
 
+/// Provides a driver for a name nothing is registered under, some other way: returns
+/// `None` when it has none either.
+pub type FallbackFn =
+    fn(String, Parameters) -> BoxFuture<'static, Option<Result<Arc<dyn StorageDriver>>>>;
+
+/// A fallback [`create`] consults, in no particular order, when no [`DriverFactory`] has
+/// the name asked for. `driver-ipc` submits one that runs an executable
+/// `registry-storage-<name>` found on `PATH` (an out-of-process driver).
+#[derive(Debug)]
+pub struct DriverFallback {
+    /// What it does, for `storagectl drivers`.
+    pub description: &'static str,
+    /// The lookup.
+    pub create: FallbackFn,
+}
+
+inventory::collect!(DriverFallback);
+
 /// Registers a driver with the factory: expands to `inventory::submit!` of a
 /// [`DriverFactory`] whose `create` awaits `$create(params)` (any function or closure
 /// returning a future of `Result<impl StorageDriver>`). The driver crate needs no
@@ -204,10 +222,17 @@ pub fn find(name: &str) -> Option<&'static DriverFactory> {
 
 /// Creates the driver registered as `name` from `params`.
 ///
-/// Unknown names give [`StorageError::InvalidStorageDriver`] listing what is registered;
-/// bad parameters give [`StorageError::InvalidParameter`].
+/// A name no driver is registered under is offered to the [`DriverFallback`]s (an
+/// out-of-process driver, when `driver-ipc` is linked). Unknown names give
+/// [`StorageError::InvalidStorageDriver`] listing what is registered; bad parameters give
+/// [`StorageError::InvalidParameter`].
 pub async fn create(name: &str, params: Parameters) -> Result<Driver> {
     let Some(factory) = find(name) else {
+        for fallback in inventory::iter::<DriverFallback> {
+            if let Some(made) = (fallback.create)(name.to_owned(), params.clone()).await {
+                return made.map(Driver::from_arc);
+            }
+        }
         return Err(StorageError::InvalidStorageDriver {
             name: name.to_owned(),
             registered: registered_drivers()

@@ -55,7 +55,7 @@ pub use driver::{
     WalkControl, WalkFn, WalkOptions,
 };
 pub use error::{BoxError, DriverName, Result, StorageError, WriterStatus};
-pub use factory::{DriverFactory, ParamKind, ParamReader, ParamSpec, Parameters};
+pub use factory::{DriverFactory, DriverFallback, ParamKind, ParamReader, ParamSpec, Parameters};
 pub use handle::{AsyncWriter, Driver, Writer};
 pub use path::{cmp_paths, validate_component, InvalidPathError, StoragePath};
 pub use version::{Version, CURRENT_VERSION};

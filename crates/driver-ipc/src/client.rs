@@ -68,6 +68,7 @@ struct Conn {
     reader: tokio::task::AbortHandle,
     writer: tokio::task::AbortHandle,
     started: Instant,
+    pid: Option<u32>,
 }
 
 impl Drop for Conn {
@@ -130,6 +131,14 @@ impl IpcDriver {
         };
         d.host.conn("create").await?;
         Ok(d)
+    }
+
+    /// The process id of the running child, if one runs.
+    pub async fn pid(&self) -> Option<u32> {
+        let c = self.host.conn.lock().await;
+        c.as_ref()
+            .filter(|c| c.router.dead_reason().is_none())
+            .and_then(|c| c.pid)
     }
 }
 
@@ -204,6 +213,7 @@ impl Host {
                 tracing::info!(target: "driver_ipc::child", driver = %name, "{line}");
             }
         });
+        let pid = child.id();
         let mut frames = FramedRead::new(stdout, FrameCodec);
         let hello = match tokio::time::timeout(self.opts.hello_timeout, frames.next()).await {
             Err(_) => {
@@ -242,13 +252,16 @@ impl Host {
         let writer = tokio::spawn(write_frames(FramedWrite::new(stdin, FrameCodec), out_rx));
         let router = Arc::new(Router::default());
         let r = router.clone();
-        let timeout = self.opts.timeout;
-        let _ = timeout;
         let reader = tokio::spawn(async move {
             let why = loop {
                 match frames.next().await {
                     Some(Ok(f)) => {
                         r.route(f);
+                    }
+                    Some(Err(crate::frame::FrameError::Truncated(_))) => {
+                        // Died while writing a frame.
+                        let status = exit_status(&mut child).await;
+                        break format!("the driver process exited in the middle of a frame ({status})");
                     }
                     Some(Err(e)) => {
                         let _ = child.start_kill();
@@ -264,6 +277,7 @@ impl Host {
             r.kill(why);
         });
         Ok(Conn {
+            pid,
             out,
             router,
             reader: reader.abort_handle(),

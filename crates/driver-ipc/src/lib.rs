@@ -27,6 +27,7 @@
 
 pub mod chan;
 pub mod client;
+pub mod exec;
 pub mod frame;
 pub mod serve;
 pub mod wire;

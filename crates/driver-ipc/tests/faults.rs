@@ -1,0 +1,153 @@
+//! Children that fail: killed mid-stream, writing garbage, never answering, speaking an
+//! incompatible version. Each must give a clear error, quickly, without hanging or
+//! panicking the host; the next operation starts a new child.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use driver_api::{Driver, StorageError};
+use driver_ipc::client::{IpcDriver, IpcOptions};
+use futures::StreamExt;
+
+fn fixture() -> String {
+    format!("{}/tests/fixtures/misbehaving-driver", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn opts(mode: &str) -> IpcOptions {
+    let mut o = IpcOptions::new("misbehaving", fixture(), serde_json::json!({ "mode": mode }));
+    o.hello_timeout = Duration::from_secs(2);
+    o.timeout = Duration::from_secs(2);
+    o
+}
+
+async fn spawn_err(mode: &str) -> StorageError {
+    let started = Instant::now();
+    let e = IpcDriver::spawn(opts(mode)).await.map(drop).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{mode}: took {:?}", started.elapsed());
+    e
+}
+
+#[tokio::test]
+async fn a_child_that_never_says_hello_times_out() {
+    let e = spawn_err("silent").await;
+    assert!(e.to_string().contains("no HELLO within"), "{e}");
+    assert!(e.is_retryable());
+}
+
+#[tokio::test]
+async fn a_child_that_writes_garbage_is_refused() {
+    let e = spawn_err("garbage").await;
+    let text = e.to_string();
+    assert!(text.contains("not a frame"), "{text}");
+    assert!(text.contains("print to stdout"), "says why: {text}");
+}
+
+#[tokio::test]
+async fn incompatible_versions_are_refused_with_both_versions_named() {
+    let e = spawn_err("old_protocol").await;
+    assert!(matches!(e, StorageError::Config { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains("\"2.0\"") && text.contains("1.0"), "{text}");
+    let e = spawn_err("old_api").await;
+    assert!(e.to_string().contains("incompatible storage API version"), "{e}");
+}
+
+#[tokio::test]
+async fn a_creation_error_in_hello_is_the_creation_error() {
+    let e = spawn_err("create_error").await;
+    match &e {
+        StorageError::InvalidParameter { driver, key, .. } => {
+            assert_eq!(driver, "misbehaving");
+            assert_eq!(key, "root");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_child_that_stops_answering_times_out_and_is_replaced() {
+    let d = Driver::new(IpcDriver::spawn(opts("mute")).await.unwrap());
+    let started = Instant::now();
+    let e = d.stat("/a").await.unwrap_err();
+    assert!(e.to_string().contains("sent nothing for"), "{e}");
+    assert!(e.is_retryable());
+    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    // The next operation runs on a new child (mute again: the same error, not a hang).
+    let e = d.get_content("/a").await.unwrap_err();
+    assert!(e.to_string().contains("sent nothing for"), "{e}");
+}
+
+#[tokio::test]
+async fn garbage_mid_session_fails_the_operation_and_the_child_is_replaced() {
+    let ipc = IpcDriver::spawn(opts("garbage_later")).await.unwrap();
+    let first = ipc.pid().await.unwrap();
+    let d = Driver::new(ipc.clone());
+    let e = d.stat("/a").await.unwrap_err();
+    assert!(e.to_string().contains("protocol error"), "{e}");
+    assert!(e.to_string().contains("not a frame"), "{e}");
+    // A new child answers the next operation (and misbehaves in its turn).
+    let e = d.stat("/a").await.unwrap_err();
+    assert!(e.to_string().contains("protocol error"), "{e}");
+    let second = ipc.pid().await;
+    assert_ne!(second, Some(first), "a new process");
+}
+
+#[tokio::test]
+async fn a_child_that_exits_fails_in_flight_operations_with_its_status() {
+    let d = Driver::new(IpcDriver::spawn(opts("exit_later")).await.unwrap());
+    let e = d.list("/").await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("exited") && text.contains("3"), "{text}");
+    assert!(text.starts_with("misbehaving:"), "names the driver: {text}");
+    assert!(e.is_retryable());
+}
+
+#[tokio::test]
+async fn a_child_killed_mid_stream_ends_the_stream_with_an_error_and_is_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = IpcOptions::new(
+        "filesystem",
+        env!("CARGO_BIN_EXE_registry-storage-filesystem"),
+        serde_json::json!({ "rootdirectory": dir.path().to_string_lossy() }),
+    );
+    let ipc = IpcDriver::spawn(o).await.unwrap();
+    let d = Driver::new(ipc.clone());
+    let size = 32usize << 20;
+    d.put_content("/big", vec![7u8; size]).await.unwrap();
+    let mut s = d.reader("/big", 0).await.unwrap();
+    let first = s.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    let pid = ipc.pid().await.unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let mut read = first.len();
+    let err = loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.next()).await {
+            Ok(Some(Ok(b))) => read += b.len(),
+            Ok(Some(Err(e))) => break e,
+            Ok(None) => panic!("the stream ended cleanly after {read} bytes of {size}"),
+            Err(_) => panic!("the stream hung"),
+        }
+    };
+    assert!(read < size);
+    let text = err.to_string();
+    assert!(text.contains("exited") && text.contains("signal: 9"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The next operation starts a new child; the data is still there (filesystem).
+    assert_eq!(d.stat("/big").await.unwrap().size, size as u64);
+    assert_ne!(ipc.pid().await, Some(pid));
+}
+
+#[tokio::test]
+async fn a_missing_executable_is_a_config_error() {
+    let e = IpcDriver::spawn(IpcOptions::new("nope", "/nonexistent/registry-storage-nope", serde_json::json!({})))
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Config { .. }), "{e:?}");
+    assert!(e.to_string().contains("cannot start"), "{e}");
+}
