@@ -31,9 +31,14 @@ fn benches(c: &mut criterion::Criterion) {
     );
     let stores: [(&str, &dyn BenchStore); 2] = [("ipc", &ipc), ("inproc", &inproc)];
     let sizes = [0, KIB, MIB, 16 * MIB];
-    bench::paired(c, &rt, "ipc-vs-inproc-put_get", &sizes, stores, |s, p, d| {
-        bench::put_get_op(s, p, d)
-    });
+    bench::paired(
+        c,
+        &rt,
+        "ipc-vs-inproc-put_get",
+        &sizes,
+        stores,
+        |s, p, d| bench::put_get_op(s, p, d),
+    );
     bench::paired(c, &rt, "ipc-vs-inproc-stream", &sizes, stores, |s, p, d| {
         bench::stream_op(s, p, d)
     });

@@ -24,7 +24,7 @@ pub const CHUNK: usize = 256 << 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChanError {
     /// The peer reported an error (`ERROR`, or a failed `HELLO`).
-    Remote(WireError),
+    Remote(Box<WireError>),
     /// The peer broke the protocol.
     Protocol(String),
     /// The connection is gone (the reason, e.g. the child's exit status).
@@ -188,7 +188,7 @@ impl Chan {
             };
             match f.kind {
                 Kind::Credit => self.add_credit(&f)?,
-                Kind::Error => return Err(ChanError::Remote(parse_error(&f.payload))),
+                Kind::Error => return Err(ChanError::Remote(Box::new(parse_error(&f.payload)))),
                 Kind::Cancel => return Err(ChanError::Cancelled),
                 Kind::Data => {
                     self.ungranted = self.ungranted.saturating_add(f.payload.len() as u32);
@@ -223,7 +223,9 @@ impl Chan {
                 let f = self.raw_next().await?;
                 match f.kind {
                     Kind::Credit => self.add_credit(&f)?,
-                    Kind::Error => return Err(ChanError::Remote(parse_error(&f.payload))),
+                    Kind::Error => {
+                        return Err(ChanError::Remote(Box::new(parse_error(&f.payload))))
+                    }
                     Kind::Cancel => return Err(ChanError::Cancelled),
                     _ => self.held.push_back(f),
                 }
@@ -232,7 +234,9 @@ impl Chan {
             while let Ok(f) = self.inbox.try_recv() {
                 match f.kind {
                     Kind::Credit => self.add_credit(&f)?,
-                    Kind::Error => return Err(ChanError::Remote(parse_error(&f.payload))),
+                    Kind::Error => {
+                        return Err(ChanError::Remote(Box::new(parse_error(&f.payload))))
+                    }
                     Kind::Cancel => return Err(ChanError::Cancelled),
                     _ => self.held.push_back(f),
                 }
@@ -250,7 +254,7 @@ impl Chan {
     pub fn pending_error(&mut self) -> Option<ChanError> {
         while let Ok(f) = self.inbox.try_recv() {
             match f.kind {
-                Kind::Error => return Some(ChanError::Remote(parse_error(&f.payload))),
+                Kind::Error => return Some(ChanError::Remote(Box::new(parse_error(&f.payload)))),
                 Kind::Cancel => return Some(ChanError::Cancelled),
                 Kind::Credit => {
                     if let Err(e) = self.add_credit(&f) {

@@ -50,7 +50,11 @@ pub struct IpcOptions {
 
 impl IpcOptions {
     /// Options with the default timeouts (10 s for `HELLO`, 120 s per frame).
-    pub fn new(name: impl Into<String>, program: impl Into<PathBuf>, params: serde_json::Value) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        program: impl Into<PathBuf>,
+        params: serde_json::Value,
+    ) -> Self {
         Self {
             name: name.into(),
             program: program.into(),
@@ -65,6 +69,8 @@ impl IpcOptions {
 struct Conn {
     out: mpsc::Sender<Frame>,
     router: Arc<Router>,
+    /// Tells the reader task the host is done (it then waits for the child to exit).
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     reader: tokio::task::AbortHandle,
     writer: tokio::task::AbortHandle,
     started: Instant,
@@ -73,9 +79,15 @@ struct Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // The reader task owns the child (killed on drop).
-        self.reader.abort();
+        // Closing stdin asks the child to exit; the reader task (which owns the child)
+        // waits a moment for that, then kills it. A dead connection's child is killed.
         self.writer.abort();
+        match self.stop.take() {
+            Some(stop) if self.router.dead_reason().is_none() => {
+                let _ = stop.send(());
+            }
+            _ => self.reader.abort(),
+        }
     }
 }
 
@@ -154,7 +166,9 @@ impl Host {
                 true,
                 format!("the driver process sent nothing for {t:?}; it was stopped"),
             ),
-            ChanError::Protocol(m) => backend(&self.name, op, path, false, format!("protocol error: {m}")),
+            ChanError::Protocol(m) => {
+                backend(&self.name, op, path, false, format!("protocol error: {m}"))
+            }
             ChanError::Cancelled => backend(&self.name, op, path, false, "cancelled".into()),
         }
     }
@@ -168,7 +182,11 @@ impl Host {
             }
             let lived = c.started.elapsed();
             let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            *f = if lived > Duration::from_secs(30) { 0 } else { *f + 1 };
+            *f = if lived > Duration::from_secs(30) {
+                0
+            } else {
+                *f + 1
+            };
         }
         *slot = None;
         let failures = *self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -202,10 +220,11 @@ impl Host {
                 driver: self.name.clone().into(),
                 message: format!("cannot start {}: {e}", program.display()),
             })?;
-        let (stdin, stdout, stderr) = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
-            (Some(i), Some(o), Some(e)) => (i, o, e),
-            _ => return Err(fail("the driver process has no pipes".into())),
-        };
+        let (stdin, stdout, stderr) =
+            match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+                (Some(i), Some(o), Some(e)) => (i, o, e),
+                _ => return Err(fail("the driver process has no pipes".into())),
+            };
         let name = self.name.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
@@ -225,7 +244,9 @@ impl Host {
             }
             Ok(None) => {
                 let status = exit_status(&mut child).await;
-                return Err(fail(format!("the driver process exited before its HELLO ({status})")));
+                return Err(fail(format!(
+                    "the driver process exited before its HELLO ({status})"
+                )));
             }
             Ok(Some(Err(e))) => {
                 let _ = child.start_kill();
@@ -252,16 +273,30 @@ impl Host {
         let writer = tokio::spawn(write_frames(FramedWrite::new(stdin, FrameCodec), out_rx));
         let router = Arc::new(Router::default());
         let r = router.clone();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let reader = tokio::spawn(async move {
             let why = loop {
-                match frames.next().await {
+                let next = tokio::select! {
+                    biased;
+                    f = frames.next() => f,
+                    _ = &mut stopped => {
+                        // The driver was dropped and stdin closed: give the child a
+                        // moment to finish and exit, then kill it.
+                        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                        let _ = child.start_kill();
+                        return;
+                    }
+                };
+                match next {
                     Some(Ok(f)) => {
                         r.route(f);
                     }
                     Some(Err(crate::frame::FrameError::Truncated(_))) => {
                         // Died while writing a frame.
                         let status = exit_status(&mut child).await;
-                        break format!("the driver process exited in the middle of a frame ({status})");
+                        break format!(
+                            "the driver process exited in the middle of a frame ({status})"
+                        );
                     }
                     Some(Err(e)) => {
                         let _ = child.start_kill();
@@ -280,6 +315,7 @@ impl Host {
             pid,
             out,
             router,
+            stop: Some(stop),
             reader: reader.abort_handle(),
             writer: writer.abort_handle(),
             started: Instant::now(),
@@ -317,9 +353,18 @@ impl Host {
     async fn call(&self, op: &'static str, path: &str, req: &Request) -> Result<Chan> {
         let conn = self.conn(op).await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let inbox = conn.router.register(id).map_err(|e| self.err(op, path, e))?;
-        let chan = Chan::new(id, conn.out.clone(), inbox, conn.router.clone(), Some(self.opts.timeout))
-            .cancel_on_drop();
+        let inbox = conn
+            .router
+            .register(id)
+            .map_err(|e| self.err(op, path, e))?;
+        let chan = Chan::new(
+            id,
+            conn.out.clone(),
+            inbox,
+            conn.router.clone(),
+            Some(self.opts.timeout),
+        )
+        .cancel_on_drop();
         chan.send_json(Kind::Request, req)
             .await
             .map_err(|e| self.err(op, path, e))?;
@@ -341,7 +386,8 @@ impl Host {
 
     async fn kill_current(&self) {
         if let Some(c) = self.conn.lock().await.take() {
-            c.router.kill("the driver process stopped answering and was stopped".into());
+            c.router
+                .kill("the driver process stopped answering and was stopped".into());
         }
     }
 
@@ -350,13 +396,27 @@ impl Host {
         let f = self.next(chan, op, path).await?;
         match f.kind {
             Kind::Response => Ok(f.payload),
-            k => Err(self.err(op, path, ChanError::Protocol(format!("expected RESPONSE, got {k:?}")))),
+            k => Err(self.err(
+                op,
+                path,
+                ChanError::Protocol(format!("expected RESPONSE, got {k:?}")),
+            )),
         }
     }
 
-    fn json<T: serde::de::DeserializeOwned>(&self, op: &'static str, path: &str, b: &[u8]) -> Result<T> {
-        serde_json::from_slice(b)
-            .map_err(|e| self.err(op, path, ChanError::Protocol(format!("malformed RESPONSE: {e}"))))
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        path: &str,
+        b: &[u8],
+    ) -> Result<T> {
+        serde_json::from_slice(b).map_err(|e| {
+            self.err(
+                op,
+                path,
+                ChanError::Protocol(format!("malformed RESPONSE: {e}")),
+            )
+        })
     }
 
     /// Collects a stream to its `END`.
@@ -370,7 +430,13 @@ impl Host {
                     chan.finish();
                     return Ok(buf.freeze());
                 }
-                k => return Err(self.err(op, path, ChanError::Protocol(format!("unexpected {k:?} in a stream")))),
+                k => {
+                    return Err(self.err(
+                        op,
+                        path,
+                        ChanError::Protocol(format!("unexpected {k:?} in a stream")),
+                    ))
+                }
             }
         }
     }
@@ -411,7 +477,10 @@ impl IpcWriter {
                 Action::Close | Action::Commit => Ok(()),
                 // Cancel after close: resume the upload to cancel it.
                 Action::Cancel => {
-                    let req = Request::Writer { path: p.clone(), append: true };
+                    let req = Request::Writer {
+                        path: p.clone(),
+                        append: true,
+                    };
                     let mut chan = match self.host.call("writer.cancel", &p, &req).await {
                         Ok(c) => c,
                         Err(e) => return Err(e),
@@ -456,7 +525,13 @@ impl FileWriter for IpcWriter {
     async fn write(&mut self, data: Bytes) -> Result<()> {
         let p = self.path.as_str();
         let Some(chan) = self.chan.as_mut() else {
-            return Err(backend(&self.host.name, "writer.write", p, false, "the upload is finished".into()));
+            return Err(backend(
+                &self.host.name,
+                "writer.write",
+                p,
+                false,
+                "the upload is finished".into(),
+            ));
         };
         if let Some(e) = chan.pending_error() {
             chan.finish();
@@ -501,16 +576,24 @@ impl StorageDriver for IpcDriver {
 
     async fn get_content(&self, path: &StoragePath) -> Result<Bytes> {
         let (h, p) = (&self.host, path.as_str());
-        let mut chan = h.call("get_content", p, &Request::GetContent { path: p.into() }).await?;
+        let mut chan = h
+            .call("get_content", p, &Request::GetContent { path: p.into() })
+            .await?;
         h.response(&mut chan, "get_content", p).await?;
         h.collect(&mut chan, "get_content", p).await
     }
 
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
         let (h, p) = (&self.host, path.as_str());
-        let mut chan = h.call("put_content", p, &Request::PutContent { path: p.into() }).await?;
-        chan.send_data(content).await.map_err(|e| h.err("put_content", p, e))?;
-        chan.send(Kind::End, Bytes::new()).await.map_err(|e| h.err("put_content", p, e))?;
+        let mut chan = h
+            .call("put_content", p, &Request::PutContent { path: p.into() })
+            .await?;
+        chan.send_data(content)
+            .await
+            .map_err(|e| h.err("put_content", p, e))?;
+        chan.send(Kind::End, Bytes::new())
+            .await
+            .map_err(|e| h.err("put_content", p, e))?;
         h.response(&mut chan, "put_content", p).await?;
         chan.finish();
         Ok(())
@@ -519,7 +602,16 @@ impl StorageDriver for IpcDriver {
     async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
         let h = self.host.clone();
         let p = path.as_str().to_owned();
-        let mut chan = h.call("reader", &p, &Request::Reader { path: p.clone(), offset }).await?;
+        let mut chan = h
+            .call(
+                "reader",
+                &p,
+                &Request::Reader {
+                    path: p.clone(),
+                    offset,
+                },
+            )
+            .await?;
         h.response(&mut chan, "reader", &p).await?;
         let s = futures::stream::unfold(Some((h, chan, p)), |st| async move {
             let (h, mut chan, p) = st?;
@@ -530,7 +622,11 @@ impl StorageDriver for IpcDriver {
                     None
                 }
                 Ok(f) => {
-                    let e = h.err("reader", &p, ChanError::Protocol(format!("unexpected {:?} in a stream", f.kind)));
+                    let e = h.err(
+                        "reader",
+                        &p,
+                        ChanError::Protocol(format!("unexpected {:?} in a stream", f.kind)),
+                    );
                     Some((Err(e), None))
                 }
                 Err(e) => {
@@ -544,7 +640,16 @@ impl StorageDriver for IpcDriver {
 
     async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>> {
         let (h, p) = (&self.host, path.as_str());
-        let mut chan = h.call("writer", p, &Request::Writer { path: p.into(), append }).await?;
+        let mut chan = h
+            .call(
+                "writer",
+                p,
+                &Request::Writer {
+                    path: p.into(),
+                    append,
+                },
+            )
+            .await?;
         let r = h.response(&mut chan, "writer", p).await?;
         let s: SizeReply = h.json("writer", p, &r)?;
         Ok(Box::new(IpcWriter {
@@ -557,10 +662,17 @@ impl StorageDriver for IpcDriver {
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let (h, p) = (&self.host, path.as_str());
-        let r = h.simple("stat", p, Request::Stat { path: p.into() }).await?;
+        let r = h
+            .simple("stat", p, Request::Stat { path: p.into() })
+            .await?;
         let info: Info = h.json("stat", p, &r)?;
-        info.into_file_info()
-            .ok_or_else(|| h.err("stat", p, ChanError::Protocol("an invalid path in stat".into())))
+        info.into_file_info().ok_or_else(|| {
+            h.err(
+                "stat",
+                p,
+                ChanError::Protocol("an invalid path in stat".into()),
+            )
+        })
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
@@ -573,23 +685,41 @@ impl StorageDriver for IpcDriver {
         text.lines()
             .filter(|l| !l.is_empty())
             .map(|l| {
-                StoragePath::new(l)
-                    .map_err(|_| h.err("list", p, ChanError::Protocol(format!("invalid path {l:?} in list"))))
+                StoragePath::new(l).map_err(|_| {
+                    h.err(
+                        "list",
+                        p,
+                        ChanError::Protocol(format!("invalid path {l:?} in list")),
+                    )
+                })
             })
             .collect()
     }
 
     async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {
-        let req = Request::Rename { src: src.as_str().into(), dst: dst.as_str().into() };
-        self.host.simple("rename", src.as_str(), req).await.map(drop)
+        let req = Request::Rename {
+            src: src.as_str().into(),
+            dst: dst.as_str().into(),
+        };
+        self.host
+            .simple("rename", src.as_str(), req)
+            .await
+            .map(drop)
     }
 
     async fn delete(&self, path: &StoragePath) -> Result<()> {
         let p = path.as_str();
-        self.host.simple("delete", p, Request::Delete { path: p.into() }).await.map(drop)
+        self.host
+            .simple("delete", p, Request::Delete { path: p.into() })
+            .await
+            .map(drop)
     }
 
-    async fn redirect_url(&self, request: &RedirectRequest, path: &StoragePath) -> Result<Option<String>> {
+    async fn redirect_url(
+        &self,
+        request: &RedirectRequest,
+        path: &StoragePath,
+    ) -> Result<Option<String>> {
         let (h, p) = (&self.host, path.as_str());
         let req = Request::RedirectUrl {
             path: p.into(),
@@ -597,17 +727,27 @@ impl StorageDriver for IpcDriver {
                 RedirectMethod::Head => "HEAD".into(),
                 _ => "GET".into(),
             },
-            expires_in_ms: request.expires_in.map(|d| d.as_millis().min(u64::MAX as u128) as u64),
+            expires_in_ms: request
+                .expires_in
+                .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
         };
         let r = h.simple("redirect_url", p, req).await?;
         Ok(h.json::<UrlReply>("redirect_url", p, &r)?.url)
     }
 
-    async fn walk(&self, path: &StoragePath, options: &WalkOptions, f: &mut WalkFn<'_>) -> Result<()> {
+    async fn walk(
+        &self,
+        path: &StoragePath,
+        options: &WalkOptions,
+        f: &mut WalkFn<'_>,
+    ) -> Result<()> {
         let (h, p) = (&self.host, path.as_str());
         let req = Request::Walk {
             path: p.into(),
-            start_after: options.start_after_hint.as_ref().map(|s| s.as_str().to_owned()),
+            start_after: options
+                .start_after_hint
+                .as_ref()
+                .map(|s| s.as_str().to_owned()),
         };
         let mut chan = h.call("walk", p, &req).await?;
         h.response(&mut chan, "walk", p).await?;
@@ -621,14 +761,24 @@ impl StorageDriver for IpcDriver {
                     chan.finish();
                     return Ok(());
                 }
-                k => return Err(h.err("walk", p, ChanError::Protocol(format!("unexpected {k:?} in a stream")))),
+                k => {
+                    return Err(h.err(
+                        "walk",
+                        p,
+                        ChanError::Protocol(format!("unexpected {k:?} in a stream")),
+                    ))
+                }
             }
             while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
                 let line = partial.split_to(nl + 1);
                 let info: Info = h.json("walk", p, &line[..nl])?;
-                let info = info
-                    .into_file_info()
-                    .ok_or_else(|| h.err("walk", p, ChanError::Protocol("an invalid path in walk".into())))?;
+                let info = info.into_file_info().ok_or_else(|| {
+                    h.err(
+                        "walk",
+                        p,
+                        ChanError::Protocol("an invalid path in walk".into()),
+                    )
+                })?;
                 if skip.as_ref().is_some_and(|s| s.is_ancestor_of(&info.path)) {
                     continue;
                 }

@@ -43,12 +43,7 @@ fn is_executable(p: &std::path::Path) -> bool {
 
 /// The parameters as the JSON object passed in `argv[1]`.
 pub fn params_json(params: &Parameters) -> serde_json::Value {
-    serde_json::Value::Object(
-        params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    )
+    serde_json::Value::Object(params.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 async fn fallback(name: String, params: Parameters) -> Option<Result<Arc<dyn StorageDriver>>> {
@@ -80,7 +75,10 @@ mod tests {
 
     #[test]
     fn names_cannot_escape() {
-        assert_eq!(executable_name("pyfs").as_deref(), Some("registry-storage-pyfs"));
+        assert_eq!(
+            executable_name("pyfs").as_deref(),
+            Some("registry-storage-pyfs")
+        );
         for bad in ["", "../x", "a/b", ".hidden", "a b"] {
             assert_eq!(executable_name(bad), None, "{bad:?}");
         }

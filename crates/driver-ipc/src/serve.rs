@@ -32,7 +32,10 @@ const WALK_BATCH: usize = 1000;
 /// Runs the executable for the registered driver `name`: parameters from `argv[1]` (JSON),
 /// frames on stdin/stdout, logs on stderr. Returns when the host closes stdin.
 pub fn main(name: &str) -> std::process::ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("registry-storage-{name}: cannot start a runtime: {e}");
@@ -87,10 +90,7 @@ where
         api: driver_api::CURRENT_VERSION.to_string(),
         driver: name.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        shared_state: driver
-            .as_ref()
-            .ok()
-            .map(|d| d.capabilities().shared_state),
+        shared_state: driver.as_ref().ok().map(|d| d.capabilities().shared_state),
         error: driver.as_ref().err().map(WireError::from_storage),
     };
     let hello = serde_json::to_vec(&hello).map_err(|e| FrameError::Io(e.to_string()))?;
@@ -344,7 +344,8 @@ async fn walk(d: &Driver, chan: &mut Chan, path: &str, start: Option<String>) ->
         }
         let mut buf = Vec::new();
         for i in &batch {
-            serde_json::to_writer(&mut buf, i).map_err(|e| Fail::Wire(WireError::backend(e.to_string())))?;
+            serde_json::to_writer(&mut buf, i)
+                .map_err(|e| Fail::Wire(WireError::backend(e.to_string())))?;
             buf.push(b'\n');
         }
         chan.send_data(Bytes::from(buf)).await?;
@@ -357,5 +358,7 @@ async fn walk(d: &Driver, chan: &mut Chan, path: &str, start: Option<String>) ->
 }
 
 fn protocol(k: Kind) -> Fail {
-    Fail::Wire(WireError::backend(format!("protocol: unexpected {k:?} frame")))
+    Fail::Wire(WireError::backend(format!(
+        "protocol: unexpected {k:?} frame"
+    )))
 }

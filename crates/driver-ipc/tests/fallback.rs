@@ -37,9 +37,21 @@ async fn create_finds_an_executable_driver_by_name() {
     assert!(matches!(e, StorageError::InvalidParameter { .. }), "{e:?}");
 
     // No executable, no driver: the usual error.
-    let e = factory::create("nosuch", Parameters::new()).await.map(drop).unwrap_err();
-    assert!(matches!(e, StorageError::InvalidStorageDriver { .. }), "{e:?}");
+    let e = factory::create("nosuch", Parameters::new())
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert!(
+        matches!(e, StorageError::InvalidStorageDriver { .. }),
+        "{e:?}"
+    );
     // Names that could walk out of the directory are never looked up.
-    let e = factory::create("../fsx", Parameters::new()).await.map(drop).unwrap_err();
-    assert!(matches!(e, StorageError::InvalidStorageDriver { .. }), "{e:?}");
+    let e = factory::create("../fsx", Parameters::new())
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert!(
+        matches!(e, StorageError::InvalidStorageDriver { .. }),
+        "{e:?}"
+    );
 }

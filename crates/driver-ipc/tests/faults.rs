@@ -10,11 +10,18 @@ use driver_ipc::client::{IpcDriver, IpcOptions};
 use futures::StreamExt;
 
 fn fixture() -> String {
-    format!("{}/tests/fixtures/misbehaving-driver", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/tests/fixtures/misbehaving-driver",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 fn opts(mode: &str) -> IpcOptions {
-    let mut o = IpcOptions::new("misbehaving", fixture(), serde_json::json!({ "mode": mode }));
+    let mut o = IpcOptions::new(
+        "misbehaving",
+        fixture(),
+        serde_json::json!({ "mode": mode }),
+    );
     o.hello_timeout = Duration::from_secs(2);
     o.timeout = Duration::from_secs(2);
     o
@@ -23,7 +30,11 @@ fn opts(mode: &str) -> IpcOptions {
 async fn spawn_err(mode: &str) -> StorageError {
     let started = Instant::now();
     let e = IpcDriver::spawn(opts(mode)).await.map(drop).unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(10), "{mode}: took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{mode}: took {:?}",
+        started.elapsed()
+    );
     e
 }
 
@@ -49,7 +60,10 @@ async fn incompatible_versions_are_refused_with_both_versions_named() {
     let text = e.to_string();
     assert!(text.contains("\"2.0\"") && text.contains("1.0"), "{text}");
     let e = spawn_err("old_api").await;
-    assert!(e.to_string().contains("incompatible storage API version"), "{e}");
+    assert!(
+        e.to_string().contains("incompatible storage API version"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -71,7 +85,11 @@ async fn a_child_that_stops_answering_times_out_and_is_replaced() {
     let e = d.stat("/a").await.unwrap_err();
     assert!(e.to_string().contains("sent nothing for"), "{e}");
     assert!(e.is_retryable());
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
     // The next operation runs on a new child (mute again: the same error, not a hang).
     let e = d.get_content("/a").await.unwrap_err();
     assert!(e.to_string().contains("sent nothing for"), "{e}");
@@ -135,7 +153,10 @@ async fn a_child_killed_mid_stream_ends_the_stream_with_an_error_and_is_restarte
     };
     assert!(read < size);
     let text = err.to_string();
-    assert!(text.contains("exited") && text.contains("signal: 9"), "{text}");
+    assert!(
+        text.contains("exited") && text.contains("signal: 9"),
+        "{text}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     // The next operation starts a new child; the data is still there (filesystem).
     assert_eq!(d.stat("/big").await.unwrap().size, size as u64);
@@ -144,10 +165,14 @@ async fn a_child_killed_mid_stream_ends_the_stream_with_an_error_and_is_restarte
 
 #[tokio::test]
 async fn a_missing_executable_is_a_config_error() {
-    let e = IpcDriver::spawn(IpcOptions::new("nope", "/nonexistent/registry-storage-nope", serde_json::json!({})))
-        .await
-        .map(drop)
-        .unwrap_err();
+    let e = IpcDriver::spawn(IpcOptions::new(
+        "nope",
+        "/nonexistent/registry-storage-nope",
+        serde_json::json!({}),
+    ))
+    .await
+    .map(drop)
+    .unwrap_err();
     assert!(matches!(e, StorageError::Config { .. }), "{e:?}");
     assert!(e.to_string().contains("cannot start"), "{e}");
 }

@@ -167,18 +167,27 @@ fn every_header_violation_is_named() {
         (header(b"SD", 9, 0, 0), FrameError::UnknownKind(9)),
         (header(b"SD", 4, 1, 0), FrameError::Flags(1)),
         // Refused from the header alone: no 4 GiB buffer is waited for.
-        (header(b"SD", 4, 0, u32::MAX), FrameError::TooLarge(u32::MAX as u64)),
+        (
+            header(b"SD", 4, 0, u32::MAX),
+            FrameError::TooLarge(u32::MAX as u64),
+        ),
     ];
     for (mut buf, want) in cases {
         assert_eq!(codec.decode(&mut buf).unwrap_err(), want);
     }
     // The magic is checked as soon as two bytes are there.
     let mut two = BytesMut::from(&b"{\""[..]);
-    assert!(matches!(codec.decode(&mut two), Err(FrameError::BadMagic(_))));
+    assert!(matches!(
+        codec.decode(&mut two),
+        Err(FrameError::BadMagic(_))
+    ));
     // A clean end between frames is fine; inside one it is named.
     let mut part = header(b"SD", 4, 0, 10);
     part.extend_from_slice(b"abc");
-    assert_eq!(codec.decode_eof(&mut part).unwrap_err(), FrameError::Truncated(19));
+    assert_eq!(
+        codec.decode_eof(&mut part).unwrap_err(),
+        FrameError::Truncated(19)
+    );
     let mut empty = BytesMut::new();
     assert_eq!(codec.decode_eof(&mut empty).unwrap(), None);
     // The encoder refuses what the decoder would.

@@ -39,8 +39,8 @@ use driver_filesystem as _;
 use driver_gcs as _;
 // Out-of-process drivers: `--driver NAME` runs `registry-storage-NAME` when no linked
 // driver has that name.
-use driver_ipc as _;
 use driver_inmemory as _;
+use driver_ipc as _;
 use driver_s3 as _;
 
 /// What went wrong, and which exit code it maps to.
