@@ -35,6 +35,51 @@ pub enum ChanError {
     Timeout(Duration),
 }
 
+/// Where a request's outgoing frames go: a queue drained by a writer task (the child
+/// side, where one task owns stdout), or the pipe itself behind a lock (the host side:
+/// the caller writes its own frames, one task hop less per request).
+#[derive(Clone)]
+pub enum Outbox {
+    /// A writer task's queue.
+    Queue(mpsc::Sender<Frame>),
+    /// The pipe.
+    Direct(Arc<tokio::sync::Mutex<DirectSink>>),
+}
+
+/// The host's end of a child's stdin.
+pub type DirectSink = tokio_util::codec::FramedWrite<
+    Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    crate::frame::FrameCodec,
+>;
+
+impl Outbox {
+    /// Sends one frame; `Err` when the other side is gone.
+    pub async fn send(&self, f: Frame) -> Result<(), ()> {
+        use futures::SinkExt;
+        match self {
+            Outbox::Queue(tx) => tx.send(f).await.map_err(drop),
+            Outbox::Direct(sink) => sink.lock().await.send(f).await.map_err(drop),
+        }
+    }
+
+    /// Sends `f` from a destructor: at once if possible, else from a task.
+    fn send_soon(&self, f: Frame) {
+        let f = match self {
+            Outbox::Queue(tx) => match tx.try_send(f) {
+                Err(mpsc::error::TrySendError::Full(f)) => f,
+                _ => return,
+            },
+            Outbox::Direct(_) => f,
+        };
+        let out = self.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = out.send(f).await;
+            });
+        }
+    }
+}
+
 /// Routes incoming frames to requests; remembers why the connection died.
 #[derive(Debug, Default)]
 pub struct Router {
@@ -97,7 +142,7 @@ impl Router {
 pub struct Chan {
     /// Its id.
     pub id: u64,
-    out: mpsc::Sender<Frame>,
+    out: Outbox,
     inbox: mpsc::UnboundedReceiver<Frame>,
     router: Arc<Router>,
     /// Bytes this side may still send.
@@ -116,7 +161,7 @@ impl Chan {
     /// A channel for `id` (registered with `router` already: `inbox`).
     pub fn new(
         id: u64,
-        out: mpsc::Sender<Frame>,
+        out: Outbox,
         inbox: mpsc::UnboundedReceiver<Frame>,
         router: Arc<Router>,
         timeout: Option<Duration>,
@@ -272,15 +317,8 @@ impl Drop for Chan {
     fn drop(&mut self) {
         self.router.remove(self.id);
         if self.cancel_on_drop && self.router.dead_reason().is_none() {
-            let f = Frame::new(Kind::Cancel, self.id, Bytes::new());
-            if let Err(mpsc::error::TrySendError::Full(f)) = self.out.try_send(f) {
-                let out = self.out.clone();
-                if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    rt.spawn(async move {
-                        let _ = out.send(f).await;
-                    });
-                }
-            }
+            self.out
+                .send_soon(Frame::new(Kind::Cancel, self.id, Bytes::new()));
         }
     }
 }

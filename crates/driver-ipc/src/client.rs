@@ -24,12 +24,10 @@ use driver_api::{
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-use crate::chan::{Chan, ChanError, Router};
+use crate::chan::{Chan, ChanError, DirectSink, Outbox, Router};
 use crate::frame::{Frame, FrameCodec, Kind};
-use crate::serve::write_frames;
 use crate::wire::{Action, Finish, Hello, Info, Request, SizeReply, UrlReply, PROTOCOL};
 
 /// How to run a driver executable.
@@ -67,21 +65,20 @@ impl IpcOptions {
 
 /// One running child.
 struct Conn {
-    out: mpsc::Sender<Frame>,
+    out: Outbox,
     router: Arc<Router>,
     /// Tells the reader task the host is done (it then waits for the child to exit).
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     reader: tokio::task::AbortHandle,
-    writer: tokio::task::AbortHandle,
     started: Instant,
     pid: Option<u32>,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // Closing stdin asks the child to exit; the reader task (which owns the child)
-        // waits a moment for that, then kills it. A dead connection's child is killed.
-        self.writer.abort();
+        // Dropping the sink (with the last request) closes stdin, which asks the child to
+        // exit; the reader task (which owns the child) waits a moment for that, then
+        // kills it. A dead connection's child is killed at once.
         match self.stop.take() {
             Some(stop) if self.router.dead_reason().is_none() => {
                 let _ = stop.send(());
@@ -232,6 +229,8 @@ impl Host {
                 tracing::info!(target: "driver_ipc::child", driver = %name, "{line}");
             }
         });
+        crate::pipes::grow(&stdin);
+        crate::pipes::grow(&stdout);
         let pid = child.id();
         let mut frames = FramedRead::new(stdout, FrameCodec);
         let hello = match tokio::time::timeout(self.opts.hello_timeout, frames.next()).await {
@@ -269,8 +268,8 @@ impl Host {
             .store(hello.shared_state.unwrap_or(true), Ordering::Relaxed);
         tracing::debug!(driver = %self.name, child = %hello.driver, version = %hello.version, "driver process ready");
 
-        let (out, out_rx) = mpsc::channel::<Frame>(64);
-        let writer = tokio::spawn(write_frames(FramedWrite::new(stdin, FrameCodec), out_rx));
+        let sink: DirectSink = FramedWrite::new(Box::new(stdin), FrameCodec);
+        let out = Outbox::Direct(Arc::new(tokio::sync::Mutex::new(sink)));
         let router = Arc::new(Router::default());
         let r = router.clone();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -317,7 +316,6 @@ impl Host {
             router,
             stop: Some(stop),
             reader: reader.abort_handle(),
-            writer: writer.abort_handle(),
             started: Instant::now(),
         })
     }

@@ -29,5 +29,6 @@ pub mod chan;
 pub mod client;
 pub mod exec;
 pub mod frame;
+mod pipes;
 pub mod serve;
 pub mod wire;

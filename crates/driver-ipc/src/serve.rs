@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-use crate::chan::{Chan, ChanError, Router};
+use crate::chan::{Chan, ChanError, Outbox, Router};
 use crate::frame::{Frame, FrameCodec, FrameError, Kind};
 use crate::wire::{Action, Finish, Hello, Info, Request, SizeReply, UrlReply, WireError, PROTOCOL};
 
@@ -54,7 +54,8 @@ pub fn main(name: &str) -> std::process::ExitCode {
                 message: format!("argv[1] is not a JSON object of parameters: {e}"),
             }),
         };
-        serve_io(name, driver, tokio::io::stdin(), tokio::io::stdout()).await
+        let (input, output) = stdio();
+        serve_io(name, driver, input, output).await
     });
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -68,7 +69,45 @@ pub fn main(name: &str) -> std::process::ExitCode {
 /// Serves `driver` over stdin/stdout (see the module docs).
 pub async fn serve(driver: Driver) -> Result<(), FrameError> {
     let name = driver.name().to_owned();
-    serve_io(&name, Ok(driver), tokio::io::stdin(), tokio::io::stdout()).await
+    let (input, output) = stdio();
+    serve_io(&name, Ok(driver), input, output).await
+}
+
+type Input = Box<dyn AsyncRead + Unpin + Send>;
+type Output = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Stdin and stdout as non-blocking pipes driven by the reactor when they are pipes (as
+/// the host starts us), with 1 MiB pipe buffers where the system allows; otherwise
+/// tokio's stdio, which goes through blocking threads.
+fn stdio() -> (Input, Output) {
+    use std::os::fd::AsFd;
+    use tokio::net::unix::pipe;
+    let input = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| {
+            crate::pipes::grow(&fd);
+            pipe::Receiver::from_file(std::fs::File::from(fd)).ok()
+        });
+    let output = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| {
+            crate::pipes::grow(&fd);
+            pipe::Sender::from_file(std::fs::File::from(fd)).ok()
+        });
+    (
+        match input {
+            Some(p) => Box::new(p),
+            None => Box::new(tokio::io::stdin()),
+        },
+        match output {
+            Some(p) => Box::new(p),
+            None => Box::new(tokio::io::stdout()),
+        },
+    )
 }
 
 /// Serves over any pipe pair. `driver` is the driver, or why it could not be created
@@ -111,7 +150,13 @@ where
                     Ok(i) => i,
                     Err(_) => break Ok(()),
                 };
-                let chan = Chan::new(f.id, out_tx.clone(), inbox, router.clone(), None);
+                let chan = Chan::new(
+                    f.id,
+                    Outbox::Queue(out_tx.clone()),
+                    inbox,
+                    router.clone(),
+                    None,
+                );
                 let d = d.clone();
                 let t = tasks.clone();
                 let id = f.id;
