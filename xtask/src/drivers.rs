@@ -69,7 +69,7 @@ pub const DRIVERS: &[DriverSuite] = &[
         compare: false,
     },
     // Out-of-process drivers: the suite over IPC for the inmemory and filesystem
-    // executables and the Python example, plus the fault and codec tests.
+    // executables, plus the fault, fallback and codec tests.
     DriverSuite {
         name: "ipc",
         package: "driver-ipc",
