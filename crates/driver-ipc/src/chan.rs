@@ -198,12 +198,29 @@ impl Chan {
         )
     }
 
+    /// Why a write to the peer failed: the pipe breaks before the reader side has seen
+    /// the peer exit, so wait a moment for the reason (its exit status) to be known.
+    async fn write_failed(&self) -> ChanError {
+        for _ in 0..300 {
+            if let Some(why) = self.router.dead_reason() {
+                return ChanError::Closed(why);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.closed()
+    }
+
     /// Sends a frame of this request.
     pub async fn send(&self, kind: Kind, payload: impl Into<Bytes>) -> Result<(), ChanError> {
-        self.out
+        if self
+            .out
             .send(Frame::new(kind, self.id, payload))
             .await
-            .map_err(|_| self.closed())
+            .is_err()
+        {
+            return Err(self.write_failed().await);
+        }
+        Ok(())
     }
 
     /// Sends a JSON payload.
@@ -239,10 +256,9 @@ impl Chan {
                     self.ungranted = self.ungranted.saturating_add(f.payload.len() as u32);
                     if self.ungranted >= WINDOW / 2 {
                         let n = std::mem::take(&mut self.ungranted);
-                        self.out
-                            .send(Frame::credit(self.id, n))
-                            .await
-                            .map_err(|_| self.closed())?;
+                        if self.out.send(Frame::credit(self.id, n)).await.is_err() {
+                            return Err(self.write_failed().await);
+                        }
                     }
                     return Ok(f);
                 }
