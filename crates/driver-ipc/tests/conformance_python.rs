@@ -1,0 +1,30 @@
+//! The whole conformance suite over IPC against a driver written in another language:
+//! `examples/python-driver/registry-storage-pyfs`, a filesystem driver in Python using
+//! only the standard library, written from docs/ipc-protocol.md. Each case is rooted in
+//! its own directory under one temporary directory per test process.
+#![allow(clippy::expect_used)]
+
+use std::sync::OnceLock;
+
+fn base() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temporary directory"))
+        .path()
+}
+
+fn executable() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/python-driver/registry-storage-pyfs")
+}
+
+driver_testsuite::conformance_tests!(|root: String| async move {
+    let dir = base().join(root);
+    let opts = driver_ipc::client::IpcOptions::new(
+        "pyfs",
+        executable(),
+        serde_json::json!({ "rootdirectory": dir.to_string_lossy() }),
+    );
+    Ok(driver_api::Driver::new(
+        driver_ipc::client::IpcDriver::spawn(opts).await?,
+    ))
+});
