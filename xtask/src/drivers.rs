@@ -69,7 +69,7 @@ pub const DRIVERS: &[DriverSuite] = &[
         compare: false,
     },
     // Out-of-process drivers: the suite over IPC for the inmemory and filesystem
-    // executables, plus the fault, fallback and codec tests.
+    // executables and the Python example driver, plus the fault, fallback and codec tests.
     DriverSuite {
         name: "ipc",
         package: "driver-ipc",

@@ -28,3 +28,32 @@ driver_testsuite::conformance_tests!(|root: String| async move {
         driver_ipc::client::IpcDriver::spawn(opts).await?,
     ))
 });
+
+/// Parameters the Python driver cannot use come back through `HELLO` as a typed error
+/// naming the key, not as a dead child.
+#[tokio::test]
+async fn bad_parameters_are_typed_errors_naming_the_key() {
+    use driver_api::StorageError;
+    for (params, key) in [
+        (serde_json::json!({}), "rootdirectory"),
+        (serde_json::json!({ "rootdirectory": "" }), "rootdirectory"),
+        (
+            serde_json::json!({ "rootdirectory": "/proc/no/such/place" }),
+            "rootdirectory",
+        ),
+        (
+            serde_json::json!({ "rootdirectory": "/tmp", "rootdir": "/tmp" }),
+            "rootdir",
+        ),
+    ] {
+        let opts = driver_ipc::client::IpcOptions::new("pyfs", executable(), params.clone());
+        match driver_ipc::client::IpcDriver::spawn(opts).await {
+            Err(StorageError::InvalidParameter { driver, key: k, .. }) => {
+                assert_eq!(driver, "pyfs");
+                assert_eq!(k, key, "{params}");
+            }
+            Err(other) => panic!("{params}: {other:?}"),
+            Ok(_) => panic!("{params}: accepted"),
+        }
+    }
+}
