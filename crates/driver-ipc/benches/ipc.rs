@@ -3,11 +3,80 @@
 //! `paired/ipc-vs-inproc-*` interleaves the same operations on the filesystem driver
 //! called directly and on the `registry-storage-filesystem` child (same disk, same
 //! driver code), so the ratio is the cost of the process boundary: frames over two pipes,
-//! a JSON request and answer per operation, and the copies through the pipes. Then the
-//! whole shared suite runs over IPC.
+//! a JSON request and answer per operation, and the copies through the pipes.
+//! `small-ops/<op>/{ipc,inproc}` times single small operations from a task on the
+//! runtime's workers, as a server's request handlers run them (the harness's `block_on`
+//! thread would add a thread wake-up to every operation, on both sides). Then the whole
+//! shared suite runs over IPC.
 #![allow(missing_docs, clippy::expect_used)]
 
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use driver_api::Driver;
 use driver_testsuite::bench::{self, BenchStore, KIB, MIB};
+use futures::future::BoxFuture;
+
+type SmallOp = fn(Driver) -> BoxFuture<'static, ()>;
+
+/// Small operations on objects made beforehand: `stat` of a file, `list` of a directory
+/// of 5, `get_content` of 1 KiB, `stat` of a missing path (an error answer).
+fn small_ops(
+    c: &mut criterion::Criterion,
+    rt: &tokio::runtime::Runtime,
+    stores: [(&str, &Driver); 2],
+) {
+    for (_, d) in stores {
+        rt.block_on(async {
+            for i in 0..5 {
+                let data = Bytes::from(vec![7u8; if i == 0 { KIB } else { 0 }]);
+                d.put_content(&format!("/small/f{i}"), data)
+                    .await
+                    .expect("put");
+            }
+        });
+    }
+    let ops: [(&str, SmallOp); 4] = [
+        ("stat", |d| {
+            Box::pin(async move { d.stat("/small/f1").await.map(drop).expect("stat") })
+        }),
+        ("list", |d| {
+            Box::pin(async move { assert_eq!(d.list("/small").await.expect("list").len(), 5) })
+        }),
+        ("get_1KiB", |d| {
+            Box::pin(async move {
+                assert_eq!(d.get_content("/small/f0").await.expect("get").len(), KIB)
+            })
+        }),
+        ("stat_missing", |d| {
+            Box::pin(async move { assert!(d.stat("/small/none").await.is_err()) })
+        }),
+    ];
+    let mut group = c.benchmark_group("small-ops");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    for (name, op) in ops {
+        for (label, d) in stores {
+            group.bench_function(criterion::BenchmarkId::new(name, label), |b| {
+                b.iter_custom(|iters| {
+                    let d = d.clone();
+                    rt.block_on(rt.spawn(async move {
+                        let t = Instant::now();
+                        for _ in 0..iters {
+                            op(d.clone()).await;
+                        }
+                        t.elapsed()
+                    }))
+                    .expect("bench task")
+                })
+            });
+        }
+    }
+    group.finish();
+    for (_, d) in stores {
+        rt.block_on(async { d.delete("/small").await.expect("cleanup") });
+    }
+}
 
 fn benches(c: &mut criterion::Criterion) {
     let rt = bench::runtime();
@@ -29,6 +98,7 @@ fn benches(c: &mut criterion::Criterion) {
         rt.block_on(driver_ipc::client::IpcDriver::spawn(opts))
             .expect("starting registry-storage-filesystem"),
     );
+    small_ops(c, &rt, [("ipc", &ipc), ("inproc", &inproc)]);
     let stores: [(&str, &dyn BenchStore); 2] = [("ipc", &ipc), ("inproc", &inproc)];
     let sizes = [0, KIB, MIB, 16 * MIB];
     bench::paired(

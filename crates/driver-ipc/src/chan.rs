@@ -18,7 +18,7 @@ use crate::wire::WireError;
 /// Each stream's initial window, and the most a receiver buffers.
 pub const WINDOW: u32 = 1 << 20;
 /// The largest `DATA` frame this crate sends.
-pub const CHUNK: usize = 256 << 10;
+pub const CHUNK: usize = 512 << 10;
 
 /// Why a request's frames stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,15 +47,11 @@ pub enum Outbox {
 }
 
 /// The host's end of a child's stdin.
-pub type DirectSink = tokio_util::codec::FramedWrite<
-    Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
-    crate::frame::FrameCodec,
->;
+pub type DirectSink = crate::frame::FrameWriter<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>;
 
 impl Outbox {
     /// Sends one frame; `Err` when the other side is gone.
     pub async fn send(&self, f: Frame) -> Result<(), ()> {
-        use futures::SinkExt;
         match self {
             Outbox::Queue(tx) => tx.send(f).await.map_err(drop),
             Outbox::Direct(sink) => sink.lock().await.send(f).await.map_err(drop),

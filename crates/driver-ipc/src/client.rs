@@ -24,11 +24,13 @@ use driver_api::{
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedRead;
 
 use crate::chan::{Chan, ChanError, DirectSink, Outbox, Router};
 use crate::frame::{Frame, FrameCodec, Kind};
-use crate::wire::{Action, Finish, Hello, Info, Request, SizeReply, UrlReply, PROTOCOL};
+use crate::wire::{
+    size_hint, Action, Finish, Hello, Info, Request, SizeHint, SizeReply, UrlReply, PROTOCOL,
+};
 
 /// How to run a driver executable.
 #[derive(Debug, Clone)]
@@ -268,7 +270,7 @@ impl Host {
             .store(hello.shared_state.unwrap_or(true), Ordering::Relaxed);
         tracing::debug!(driver = %self.name, child = %hello.driver, version = %hello.version, "driver process ready");
 
-        let sink: DirectSink = FramedWrite::new(Box::new(stdin), FrameCodec);
+        let sink: DirectSink = crate::frame::FrameWriter::new(Box::new(stdin));
         let out = Outbox::Direct(Arc::new(tokio::sync::Mutex::new(sink)));
         let router = Arc::new(Router::default());
         let r = router.clone();
@@ -418,15 +420,30 @@ impl Host {
     }
 
     /// Collects a stream to its `END`.
-    async fn collect(&self, chan: &mut Chan, op: &'static str, path: &str) -> Result<Bytes> {
+    async fn collect(
+        &self,
+        chan: &mut Chan,
+        op: &'static str,
+        path: &str,
+        capacity: usize,
+    ) -> Result<Bytes> {
         let mut buf = BytesMut::new();
+        // A stream of one frame is returned as it came, without a copy.
+        let mut single: Option<Bytes> = None;
         loop {
             let f = self.next(chan, op, path).await?;
             match f.kind {
-                Kind::Data => buf.extend_from_slice(&f.payload),
+                Kind::Data if buf.is_empty() && single.is_none() => single = Some(f.payload),
+                Kind::Data => {
+                    if let Some(first) = single.take() {
+                        buf.reserve(capacity.max(first.len() + f.payload.len()));
+                        buf.extend_from_slice(&first);
+                    }
+                    buf.extend_from_slice(&f.payload)
+                }
                 Kind::End => {
                     chan.finish();
-                    return Ok(buf.freeze());
+                    return Ok(single.unwrap_or_else(|| buf.freeze()));
                 }
                 k => {
                     return Err(self.err(
@@ -577,14 +594,25 @@ impl StorageDriver for IpcDriver {
         let mut chan = h
             .call("get_content", p, &Request::GetContent { path: p.into() })
             .await?;
-        h.response(&mut chan, "get_content", p).await?;
-        h.collect(&mut chan, "get_content", p).await
+        let r = h.response(&mut chan, "get_content", p).await?;
+        let size = serde_json::from_slice::<SizeHint>(&r)
+            .unwrap_or_default()
+            .size;
+        h.collect(&mut chan, "get_content", p, size_hint(size))
+            .await
     }
 
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
         let (h, p) = (&self.host, path.as_str());
         let mut chan = h
-            .call("put_content", p, &Request::PutContent { path: p.into() })
+            .call(
+                "put_content",
+                p,
+                &Request::PutContent {
+                    path: p.into(),
+                    size: Some(content.len() as u64),
+                },
+            )
             .await?;
         chan.send_data(content)
             .await
@@ -677,7 +705,7 @@ impl StorageDriver for IpcDriver {
         let (h, p) = (&self.host, path.as_str());
         let mut chan = h.call("list", p, &Request::List { path: p.into() }).await?;
         h.response(&mut chan, "list", p).await?;
-        let body = h.collect(&mut chan, "list", p).await?;
+        let body = h.collect(&mut chan, "list", p, 0).await?;
         let text = std::str::from_utf8(&body)
             .map_err(|_| h.err("list", p, ChanError::Protocol("list is not UTF-8".into())))?;
         text.lines()

@@ -187,3 +187,99 @@ impl tokio_util::codec::Encoder<Frame> for FrameCodec {
         Ok(())
     }
 }
+
+/// Payloads up to this size are copied next to their header and written with it (and
+/// with other small frames) in one call; larger ones are written from their own buffer,
+/// never copied.
+const COALESCE: usize = 64 << 10;
+
+/// Writes frames to a pipe without copying large payloads: the header goes into a small
+/// buffer, the payload is written straight from its [`Bytes`] (one vectored write for
+/// both where the pipe supports it).
+///
+/// A frame handed to [`feed`](Self::feed) or [`send`](Self::send) is kept here until it is
+/// completely written, so a write interrupted by dropping its future (a cancelled
+/// request) is finished by the next call: the peer never sees half a frame followed by
+/// another.
+#[derive(Debug)]
+pub struct FrameWriter<W> {
+    io: W,
+    /// Headers and small payloads not yet written.
+    buf: BytesMut,
+    /// A large payload to write after `buf`.
+    big: Bytes,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> FrameWriter<W> {
+    /// A writer over `io`.
+    pub fn new(io: W) -> Self {
+        Self {
+            io,
+            buf: BytesMut::with_capacity(COALESCE + HEADER_LEN),
+            big: Bytes::new(),
+        }
+    }
+
+    /// Queues `f`, writing as much as needed to make room; call [`flush`](Self::flush)
+    /// to write the rest.
+    pub async fn feed(&mut self, f: Frame) -> Result<(), FrameError> {
+        if f.payload.len() > MAX_PAYLOAD {
+            return Err(FrameError::TooLarge(f.payload.len() as u64));
+        }
+        // Earlier frames first: a large payload, or a buffer that is full enough.
+        if !self.big.is_empty() || self.buf.len() + HEADER_LEN + f.payload.len() > COALESCE * 2 {
+            self.drain().await?;
+        }
+        self.buf.put_slice(&MAGIC);
+        self.buf.put_u8(f.kind as u8);
+        self.buf.put_u8(0);
+        self.buf.put_u32(f.payload.len() as u32);
+        self.buf.put_u64(f.id);
+        if f.payload.len() <= COALESCE {
+            self.buf.put_slice(&f.payload);
+        } else {
+            self.big = f.payload;
+            self.drain().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything queued and flushes the pipe.
+    pub async fn flush(&mut self) -> Result<(), FrameError> {
+        self.drain().await?;
+        tokio::io::AsyncWriteExt::flush(&mut self.io).await?;
+        Ok(())
+    }
+
+    /// Queues `f` and flushes.
+    pub async fn send(&mut self, f: Frame) -> Result<(), FrameError> {
+        self.feed(f).await?;
+        self.flush().await
+    }
+
+    /// Writes `buf`, then `big`, advancing both as bytes go out.
+    async fn drain(&mut self) -> Result<(), FrameError> {
+        use tokio::io::AsyncWriteExt;
+        while !self.buf.is_empty() || !self.big.is_empty() {
+            let n = if self.buf.is_empty() {
+                self.io.write(&self.big).await?
+            } else if self.big.is_empty() {
+                self.io.write(&self.buf).await?
+            } else {
+                let parts = [
+                    std::io::IoSlice::new(&self.buf),
+                    std::io::IoSlice::new(&self.big),
+                ];
+                self.io.write_vectored(&parts).await?
+            };
+            if n == 0 {
+                return Err(FrameError::Io("the pipe is closed".into()));
+            }
+            let from_buf = n.min(self.buf.len());
+            self.buf.advance(from_buf);
+            self.big.advance(n - from_buf);
+        }
+        self.buf.clear();
+        Ok(())
+    }
+}

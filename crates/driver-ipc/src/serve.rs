@@ -17,14 +17,17 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use driver_api::{Driver, Parameters, RedirectRequest, StorageError, WalkControl, WalkOptions};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedRead;
 
 use crate::chan::{Chan, ChanError, Outbox, Router};
-use crate::frame::{Frame, FrameCodec, FrameError, Kind};
-use crate::wire::{Action, Finish, Hello, Info, Request, SizeReply, UrlReply, WireError, PROTOCOL};
+use crate::frame::{Frame, FrameCodec, FrameError, FrameWriter, Kind};
+use crate::wire::{
+    size_hint, Action, Finish, Hello, Info, Request, SizeHint, SizeReply, UrlReply, WireError,
+    PROTOCOL,
+};
 
 /// Walk entries sent per batch (the child walks again after the last one sent).
 const WALK_BATCH: usize = 1000;
@@ -32,7 +35,7 @@ const WALK_BATCH: usize = 1000;
 /// Runs the executable for the registered driver `name`: parameters from `argv[1]` (JSON),
 /// frames on stdin/stdout, logs on stderr. Returns when the host closes stdin.
 pub fn main(name: &str) -> std::process::ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -123,7 +126,7 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (out_tx, out_rx) = mpsc::channel::<Frame>(64);
-    let writer = tokio::spawn(write_frames(FramedWrite::new(output, FrameCodec), out_rx));
+    let writer = tokio::spawn(write_frames(FrameWriter::new(output), out_rx));
     let hello = Hello {
         protocol: PROTOCOL.to_string(),
         api: driver_api::CURRENT_VERSION.to_string(),
@@ -199,7 +202,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Writes queued frames, flushing when the queue is empty.
 pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
-    mut sink: FramedWrite<W, FrameCodec>,
+    mut sink: FrameWriter<W>,
     mut rx: mpsc::Receiver<Frame>,
 ) -> Result<(), FrameError> {
     while let Some(f) = rx.recv().await {
@@ -257,12 +260,13 @@ async fn run(d: &Driver, chan: &mut Chan, req: Request) -> Result<(), Fail> {
     match req {
         Request::GetContent { path } => {
             let data = d.get_content(&path).await?;
-            ok(chan).await?;
+            let size = Some(data.len() as u64);
+            chan.send_json(Kind::Response, &SizeHint { size }).await?;
             chan.send_data(data).await?;
             chan.send(Kind::End, Bytes::new()).await?;
         }
-        Request::PutContent { path } => {
-            let mut buf = BytesMut::new();
+        Request::PutContent { path, size } => {
+            let mut buf = BytesMut::with_capacity(size_hint(size));
             loop {
                 let f = chan.next().await?;
                 match f.kind {

@@ -42,6 +42,9 @@ pub enum Request {
     PutContent {
         /// Path.
         path: String,
+        /// The content's length: a hint for the receiver's buffer, which may be absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
     },
     /// The bytes from `offset`, as a stream.
     Reader {
@@ -116,6 +119,21 @@ pub enum Action {
 pub struct Finish {
     /// The action.
     pub action: Action,
+}
+
+/// `get_content`'s answer: the length, a hint for the receiver's buffer (may be absent).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SizeHint {
+    /// Bytes that follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// The buffer to reserve for a stream of `size` bytes announced by the peer: the hint
+/// saves regrowing (and copying) the buffer, and is capped so that a wrong one cannot
+/// reserve much more than will arrive.
+pub fn size_hint(size: Option<u64>) -> usize {
+    size.unwrap_or(0).min(64 << 20) as usize
 }
 
 /// A writer's answers.
