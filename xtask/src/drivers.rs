@@ -68,6 +68,12 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: Some(crate::emulators::start_gcs),
         compare: false,
     },
+    DriverSuite {
+        name: "swift",
+        package: "driver-swift",
+        emulator: Some(crate::emulators::start_swift),
+        compare: false,
+    },
     // Out-of-process drivers: the suite over IPC for the inmemory and filesystem
     // executables, plus the fault, fallback and codec tests.
     DriverSuite {

@@ -346,6 +346,316 @@ pub fn start_gcs() -> Result<Emulator, Error> {
     Ok(em)
 }
 
+/// OpenStack Swift, pinned: the real thing from PyPI (proxy, account, container and
+/// object servers on one node; TempAuth keeps its tokens in memcached).
+const SWIFT_VERSION: &str = "2.38.3";
+/// TempAuth account and user of the suites.
+pub const SWIFT_USER: &str = "test:tester";
+/// Its key.
+pub const SWIFT_KEY: &str = "testing";
+/// The TempURL key the suites configure.
+pub const SWIFT_TEMPURL_KEY: &str = "storage-drivers-tempurl-key";
+
+/// Installs memcached from Debian when it is missing (as root; otherwise says what to do).
+fn ensure_memcached(dir: &Path) -> Result<PathBuf, Error> {
+    for p in ["/usr/bin/memcached", "/usr/local/bin/memcached"] {
+        if Path::new(p).exists() {
+            return Ok(PathBuf::from(p));
+        }
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        return Err(
+            "memcached is missing: install the Debian package (apt-get install memcached) \
+                    as root; xtask installs it itself only when it runs as root"
+                .into(),
+        );
+    }
+    let _ = run(
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "apt-get update",
+        &dir.join("apt-update.log"),
+    );
+    run(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "memcached",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "installing memcached from Debian",
+        &dir.join("apt.log"),
+    )?;
+    Ok(PathBuf::from("/usr/bin/memcached"))
+}
+
+/// One HTTP/1.1 GET with extra headers; returns the status and the response head.
+fn http_get_head(port: u16, path: &str, headers: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Connection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, head))
+}
+
+fn swift_configs(
+    etc: &Path,
+    dev: &Path,
+    cache: &Path,
+    ports: [u16; 4],
+    mc: u16,
+) -> Result<(), Error> {
+    let [proxy, account, container, object] = ports;
+    let user = String::from_utf8_lossy(&Command::new("id").arg("-un").output()?.stdout)
+        .trim()
+        .to_owned();
+    let (etc_s, dev_s, cache_s) = (etc.display(), dev.display(), cache.display());
+    std::fs::write(
+        etc.join("swift.conf"),
+        "[swift-hash]\nswift_hash_path_suffix = storage-drivers\nswift_hash_path_prefix = storage-drivers\n\n\
+         [storage-policy:0]\nname = gold\ndefault = yes\npolicy_type = replication\n\n\
+         [swift-constraints]\nmax_file_size = 5368709122\n",
+    )?;
+    let default = |port: u16| {
+        format!(
+            "[DEFAULT]\ndevices = {dev_s}\nmount_check = false\ndisable_fallocate = true\n\
+             bind_ip = 127.0.0.1\nbind_port = {port}\nworkers = 0\nuser = {user}\n\
+             swift_dir = {etc_s}\nlog_level = WARNING\nlog_address = /dev/null-not-a-socket\n\
+             log_udp_host =\n\n"
+        )
+    };
+    for (kind, port, extra) in [
+        ("account", account, "[account-replicator]\n[account-auditor]\n[account-reaper]\n"),
+        (
+            "container",
+            container,
+            "[container-replicator]\n[container-updater]\n[container-auditor]\n[container-sync]\n[container-sharder]\n",
+        ),
+        (
+            "object",
+            object,
+            "[object-replicator]\n[object-reconstructor]\n[object-updater]\n[object-auditor]\n",
+        ),
+    ] {
+        std::fs::write(
+            etc.join(format!("{kind}-server.conf")),
+            format!(
+                "{}[pipeline:main]\npipeline = healthcheck recon {kind}-server\n\n\
+                 [app:{kind}-server]\nuse = egg:swift#{kind}\n\n\
+                 [filter:healthcheck]\nuse = egg:swift#healthcheck\n\n\
+                 [filter:recon]\nuse = egg:swift#recon\nrecon_cache_path = {cache_s}\n\n{extra}",
+                default(port)
+            ),
+        )?;
+    }
+    let mut proxy_conf = format!(
+        "{}[pipeline:main]\npipeline = catch_errors gatekeeper healthcheck proxy-logging cache \
+         listing_formats bulk tempurl formpost tempauth staticweb copy container-quotas \
+         account-quotas slo dlo versioned_writes symlink proxy-logging proxy-server\n\n\
+         [app:proxy-server]\nuse = egg:swift#proxy\nallow_account_management = true\n\
+         account_autocreate = true\nnode_timeout = 10\nconn_timeout = 1\n\n\
+         [filter:tempauth]\nuse = egg:swift#tempauth\n\
+         user_admin_admin = admin .admin .reseller_admin\n\
+         user_test_tester = {SWIFT_KEY} .admin\nuser_test2_tester2 = testing2 .admin\n\
+         allow_overrides = true\n\n\
+         [filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = 127.0.0.1:{mc}\n\n",
+        default(proxy)
+    );
+    // (section as the pipeline names it, egg entry point)
+    let filters = [
+        ("catch_errors", "catch_errors"),
+        ("gatekeeper", "gatekeeper"),
+        ("healthcheck", "healthcheck"),
+        ("proxy-logging", "proxy_logging"),
+        ("listing_formats", "listing_formats"),
+        ("bulk", "bulk"),
+        ("tempurl", "tempurl"),
+        ("formpost", "formpost"),
+        ("staticweb", "staticweb"),
+        ("copy", "copy"),
+        ("container-quotas", "container_quotas"),
+        ("account-quotas", "account_quotas"),
+        ("slo", "slo"),
+        ("dlo", "dlo"),
+        ("versioned_writes", "versioned_writes"),
+        ("symlink", "symlink"),
+    ];
+    for (section, egg) in filters {
+        proxy_conf.push_str(&format!("[filter:{section}]\nuse = egg:swift#{egg}\n"));
+        if egg == "versioned_writes" {
+            proxy_conf.push_str("allow_versioned_writes = true\n");
+        }
+        proxy_conf.push('\n');
+    }
+    std::fs::write(etc.join("proxy-server.conf"), proxy_conf)?;
+    Ok(())
+}
+
+/// A real single-node OpenStack Swift (PyPI `swift`, pinned) with TempAuth and
+/// memcached (Debian), as plain processes on 127.0.0.1: rings with one replica and one
+/// device in a fresh directory, one process per server (`workers = 0`).
+pub fn start_swift() -> Result<Emulator, Error> {
+    let dir = cache_dir("swift")?;
+    let mut em = Emulator::default();
+    let memcached = ensure_memcached(&dir)?;
+    let venv = dir.join(format!("swift-{SWIFT_VERSION}"));
+    let bin = venv.join("bin");
+    if !bin.join("swift-proxy-server").exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating a virtualenv for swift",
+            &dir.join("venv.log"),
+        )?;
+        run(
+            Command::new(bin.join("pip")).args([
+                "install",
+                "--quiet",
+                &format!("swift=={SWIFT_VERSION}"),
+            ]),
+            &format!("installing swift=={SWIFT_VERSION} from PyPI"),
+            &dir.join("pip.log"),
+        )?;
+    }
+    // A fresh node each run: configuration, rings, data.
+    let run_dir = dir.join("node");
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let (etc, dev, cache, logs) = (
+        run_dir.join("etc"),
+        run_dir.join("srv"),
+        run_dir.join("cache"),
+        run_dir.join("log"),
+    );
+    for d in [&etc, &dev.join("d1"), &cache, &logs] {
+        std::fs::create_dir_all(d)?;
+    }
+    let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
+    let mc = free_port()?;
+    swift_configs(&etc, &dev, &cache, ports, mc)?;
+    let [proxy, account, container, object] = ports;
+    for (kind, port) in [
+        ("object", object),
+        ("container", container),
+        ("account", account),
+    ] {
+        let builder = format!("{kind}.builder");
+        let rb = bin.join("swift-ring-builder");
+        let log = logs.join("rings.log");
+        run(
+            Command::new(&rb)
+                .current_dir(&etc)
+                .args([&builder, "create", "10", "1", "1"]),
+            &format!("building the {kind} ring"),
+            &log,
+        )?;
+        run(
+            Command::new(&rb).current_dir(&etc).args([
+                builder.as_str(),
+                "add",
+                &format!("r1z1-127.0.0.1:{port}/d1"),
+                "1",
+            ]),
+            &format!("adding the {kind} device"),
+            &log,
+        )?;
+        // rebalance exits 1 with a warning on a one-device ring; the ring is written.
+        let _ = Command::new(&rb)
+            .current_dir(&etc)
+            .args([&builder, "rebalance"])
+            .output()?;
+        if !etc.join(format!("{kind}.ring.gz")).exists() {
+            return Err(format!("swift: the {kind} ring was not written").into());
+        }
+    }
+    let t0 = Instant::now();
+    let user = String::from_utf8_lossy(&Command::new("id").arg("-un").output()?.stdout)
+        .trim()
+        .to_owned();
+    let log = logs.join("memcached.log");
+    em.children.push(spawn(
+        Command::new(&memcached).args([
+            "-u",
+            &user,
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &mc.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "64",
+        ]),
+        &log,
+    )?);
+    for kind in ["account", "container", "object", "proxy"] {
+        let log = logs.join(format!("{kind}.log"));
+        em.children.push(spawn(
+            Command::new(bin.join(format!("swift-{kind}-server")))
+                .arg(etc.join(format!("{kind}-server.conf"))),
+            &log,
+        )?);
+    }
+    // Ready: every healthcheck answers and TempAuth hands out a token.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let healthy = [account, container, object]
+            .iter()
+            .all(|p| http(*p, "GET", "/healthcheck").is_ok_and(|s| s == 200));
+        let auth = http_get_head(
+            proxy,
+            "/auth/v1.0",
+            &format!("X-Auth-User: {SWIFT_USER}\r\nX-Auth-Key: {SWIFT_KEY}\r\n"),
+        );
+        if healthy && matches!(auth, Ok((200, _))) {
+            break;
+        }
+        for c in &mut em.children {
+            if let Some(status) = c.try_wait()? {
+                return Err(format!(
+                    "swift: a server exited with {status} (logs: {})",
+                    logs.display()
+                )
+                .into());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("swift: not ready after 60 s (logs: {})", logs.display()).into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("swift: node ready in {:.1} s", t0.elapsed().as_secs_f64());
+    em.env.insert(
+        "SWIFT_AUTH_URL".into(),
+        format!("http://127.0.0.1:{proxy}/auth/v1.0"),
+    );
+    em.env.insert("SWIFT_USERNAME".into(), SWIFT_USER.into());
+    em.env.insert("SWIFT_PASSWORD".into(), SWIFT_KEY.into());
+    em.env.insert("SWIFT_CONTAINER".into(), BUCKET.into());
+    em.env
+        .insert("SWIFT_SECRET_KEY".into(), SWIFT_TEMPURL_KEY.into());
+    em.env
+        .insert("SWIFT_MEMCACHED".into(), format!("127.0.0.1:{mc}"));
+    Ok(em)
+}
+
 /// The environment an emulator exports, for `cargo xtask emulators start`.
 pub fn print_env(env: &BTreeMap<String, String>) {
     for (k, v) in env {
