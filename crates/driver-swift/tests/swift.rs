@@ -168,7 +168,9 @@ fn no_orphaned_segments_after_overwrite_delete_cancel_and_restart() {
         if let Some(n) = n {
             assert_eq!(n, 4, "one object's segments");
         }
-        d.put_content("/a/big", Bytes::from_static(b"small")).await.unwrap();
+        d.put_content("/a/big", Bytes::from_static(b"small"))
+            .await
+            .unwrap();
         assert_no_segments(&root, "after put_content over a large object").await;
         assert_eq!(&d.get_content("/a/big").await.unwrap()[..], b"small");
 
@@ -205,7 +207,9 @@ fn no_orphaned_segments_after_overwrite_delete_cancel_and_restart() {
         let mut w = d.writer("/g/h", false).await.unwrap();
         w.write(big.clone()).await.unwrap();
         w.close().await.unwrap();
-        d.put_content("/g/i", Bytes::from_static(b"x")).await.unwrap();
+        d.put_content("/g/i", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
         d.delete("/g").await.unwrap();
         assert_no_segments(&root, "after deleting a directory with an open upload").await;
 
@@ -404,7 +408,10 @@ fn temp_urls_are_fetched_by_a_plain_client() {
             .await
             .unwrap();
         assert_eq!(
-            plain.redirect_url(&RedirectRequest::get(), "/t/obj").await.unwrap(),
+            plain
+                .redirect_url(&RedirectRequest::get(), "/t/obj")
+                .await
+                .unwrap(),
             None
         );
         d.delete("/t").await.unwrap();
@@ -419,7 +426,13 @@ fn a_wrong_password_fails_clearly() {
         let text = e.to_string();
         assert!(!text.contains("not-the-password-123"), "{text}");
         assert!(text.starts_with("swift:"), "{text}");
-        let StorageError::Backend { operation, source, retryable, .. } = &e else {
+        let StorageError::Backend {
+            operation,
+            source,
+            retryable,
+            ..
+        } = &e
+        else {
             panic!("expected a Backend error, got {e:?}");
         };
         assert_eq!(*operation, "authenticate");
