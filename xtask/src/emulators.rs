@@ -493,6 +493,10 @@ fn swift_configs(
     ];
     for (section, egg) in filters {
         proxy_conf.push_str(&format!("[filter:{section}]\nuse = egg:swift#{egg}\n"));
+        if egg == "bulk" {
+            // Deletes in flight per bulk-delete request (default 2): keeps the node busy.
+            proxy_conf.push_str("delete_concurrency = 8\n");
+        }
         proxy_conf.push('\n');
     }
     std::fs::write(etc.join("proxy-server.conf"), proxy_conf)?;
@@ -567,7 +571,13 @@ pub fn start_swift() -> Result<Emulator, Error> {
         run_dir.join("cache"),
         run_dir.join("log"),
     );
-    let dev = shm_devices(&bin).unwrap_or_else(|| run_dir.join("srv"));
+    let dev = match shm_devices(&bin) {
+        Some(d) => {
+            em.dirs.push(d.clone());
+            d
+        }
+        None => run_dir.join("srv"),
+    };
     for d in [&etc, &dev.join("d1"), &cache, &logs] {
         std::fs::create_dir_all(d)?;
     }

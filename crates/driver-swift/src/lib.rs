@@ -74,7 +74,8 @@ const REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
 pub const MAX_REDIRECT_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Objects per listing page (Swift's default `container_listing_limit`).
 const LIST_LIMIT: usize = 10_000;
-/// Names per bulk-delete request (Swift's default `max_deletes_per_request` is 10,000).
+/// Names per bulk-delete request (Swift's default `max_deletes_per_request` is 10,000);
+/// up to 4 such requests are in flight.
 const BULK_DELETE: usize = 1_000;
 /// Requests in flight when deleting large objects one by one.
 const CONCURRENCY: usize = 16;
@@ -365,43 +366,57 @@ impl Inner {
         path: &StoragePath,
         names: Vec<String>,
     ) -> Result<()> {
-        for batch in names.chunks(BULK_DELETE) {
-            let mut body = String::new();
-            for n in batch {
-                body.push_str(&client::encode(n));
-                body.push('\n');
-            }
-            let url = self.client.url(&[], &[("bulk-delete", "")]).await?;
-            let call = Call::new(op, path, Method::POST, url)
-                .header("content-type", "text/plain")
-                .header("accept", "application/json")
-                .body(body.into());
-            let resp = self.client.expect(call, &[200]).await?;
-            let v: serde_json::Value = resp
-                .json()
-                .await
-                .map_err(|e| driver_http::transport_error(DRIVER, op, path, e))?;
-            let status = v
-                .get("Response Status")
-                .and_then(|s| s.as_str())
-                .unwrap_or("");
-            let errors = v
-                .get("Errors")
-                .and_then(|e| e.as_array())
-                .map_or(0, Vec::len);
-            if !(status.starts_with('2') || status.starts_with("404")) || errors > 0 {
-                let retryable = status.starts_with('5');
-                return Err(StorageError::backend(
-                    DRIVER,
-                    op,
-                    path,
-                    format!(
-                        "bulk delete: {status}: {}",
-                        v.get("Errors").unwrap_or(&serde_json::Value::Null)
-                    ),
-                )
-                .with_retryable(retryable));
-            }
+        let bodies: Vec<String> = names
+            .chunks(BULK_DELETE)
+            .map(|batch| {
+                let mut body = String::new();
+                for n in batch {
+                    body.push_str(&client::encode(n));
+                    body.push('\n');
+                }
+                body
+            })
+            .collect();
+        futures::stream::iter(bodies)
+            .map(|body| self.bulk_request(op, path, body))
+            .buffer_unordered(4)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// One bulk-delete request (`body`: encoded names, one a line).
+    async fn bulk_request(&self, op: &'static str, path: &StoragePath, body: String) -> Result<()> {
+        let url = self.client.url(&[], &[("bulk-delete", "")]).await?;
+        let call = Call::new(op, path, Method::POST, url)
+            .header("content-type", "text/plain")
+            .header("accept", "application/json")
+            .body(body.into());
+        let resp = self.client.expect(call, &[200]).await?;
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| driver_http::transport_error(DRIVER, op, path, e))?;
+        let status = v
+            .get("Response Status")
+            .and_then(|s| s.as_str())
+            .unwrap_or("");
+        let errors = v
+            .get("Errors")
+            .and_then(|e| e.as_array())
+            .map_or(0, Vec::len);
+        if !(status.starts_with('2') || status.starts_with("404")) || errors > 0 {
+            let retryable = status.starts_with('5');
+            return Err(StorageError::backend(
+                DRIVER,
+                op,
+                path,
+                format!(
+                    "bulk delete: {status}: {}",
+                    v.get("Errors").unwrap_or(&serde_json::Value::Null)
+                ),
+            )
+            .with_retryable(retryable));
         }
         Ok(())
     }
@@ -431,17 +446,20 @@ impl Inner {
         }
     }
 
-    /// One listing page of `container` under `prefix` after `marker`.
+    /// One listing page (at most `limit` entries) after `marker`.
     async fn list_page(
         &self,
         op: &'static str,
         path: &StoragePath,
-        container: &str,
-        prefix: &str,
+        l: Listing<'_>,
         marker: Option<&str>,
-        delimiter: bool,
         limit: usize,
     ) -> Result<Vec<Entry>> {
+        let Listing {
+            container,
+            prefix,
+            delimiter,
+        } = l;
         let limit = limit.to_string();
         let mut q: Vec<(&str, &str)> =
             vec![("format", "json"), ("prefix", prefix), ("limit", &limit)];
@@ -471,30 +489,20 @@ impl Inner {
         })
     }
 
-    /// Every page of a listing, fed to `each` until it returns `false`.
-    #[allow(clippy::too_many_arguments)]
+    /// Every page of a listing, starting after `start`, fed to `each` until it returns
+    /// `false`.
     async fn list_all(
         &self,
         op: &'static str,
         path: &StoragePath,
-        container: &str,
-        prefix: &str,
+        l: Listing<'_>,
         start: Option<String>,
-        delimiter: bool,
         mut each: impl FnMut(Vec<Entry>) -> bool,
     ) -> Result<()> {
         let mut marker = start;
         loop {
             let page = self
-                .list_page(
-                    op,
-                    path,
-                    container,
-                    prefix,
-                    marker.as_deref(),
-                    delimiter,
-                    LIST_LIMIT,
-                )
+                .list_page(op, path, l, marker.as_deref(), LIST_LIMIT)
                 .await?;
             let full = page.len() >= LIST_LIMIT;
             let last = page
@@ -520,22 +528,15 @@ impl Inner {
         let mut states = vec![writer::state_name(&self.name(path))];
         if below {
             let seg = self.seg_container.clone();
-            self.list_all(
-                op,
-                path,
-                &seg,
-                &self.keys.dir_prefix(path),
-                None,
-                false,
-                |page| {
-                    states.extend(
-                        page.into_iter()
-                            .filter_map(|e| e.name)
-                            .filter(|n| n.ends_with(writer::STATE_SUFFIX)),
-                    );
-                    true
-                },
-            )
+            let prefix = self.keys.dir_prefix(path);
+            self.list_all(op, path, Listing::flat(&seg, &prefix), None, |page| {
+                states.extend(
+                    page.into_iter()
+                        .filter_map(|e| e.name)
+                        .filter(|n| n.ends_with(writer::STATE_SUFFIX)),
+                );
+                true
+            })
             .await?;
         }
         futures::stream::iter(states)
@@ -544,6 +545,27 @@ impl Inner {
             .try_collect::<Vec<()>>()
             .await
             .map(drop)
+    }
+}
+
+/// What a listing lists.
+#[derive(Clone, Copy)]
+struct Listing<'a> {
+    container: &'a str,
+    /// Names starting with this.
+    prefix: &'a str,
+    /// `delimiter=/`: one level, with `subdir` entries.
+    delimiter: bool,
+}
+
+impl<'a> Listing<'a> {
+    /// Every name under `prefix`.
+    fn flat(container: &'a str, prefix: &'a str) -> Self {
+        Self {
+            container,
+            prefix,
+            delimiter: false,
+        }
     }
 }
 
@@ -641,10 +663,8 @@ impl StorageDriver for SwiftDriver {
             .list_page(
                 "stat",
                 path,
-                &s.p.container,
-                &s.keys.dir_prefix(path),
+                Listing::flat(&s.p.container, &s.keys.dir_prefix(path)),
                 None,
-                false,
                 1,
             )
             .await?;
@@ -670,7 +690,12 @@ impl StorageDriver for SwiftDriver {
         let prefix = s.keys.dir_prefix(path);
         let mut out = Vec::new();
         let mut any = false;
-        s.list_all("list", path, &s.p.container, &prefix, None, true, |page| {
+        let listing = Listing {
+            container: &s.p.container,
+            prefix: &prefix,
+            delimiter: true,
+        };
+        s.list_all("list", path, listing, None, |page| {
             for e in page {
                 let Some(name) = e.name.or(e.subdir) else {
                     continue;
@@ -737,25 +762,18 @@ impl StorageDriver for SwiftDriver {
                 plain.push(format!("/{c}/{name}"));
             }
         }
-        s.list_all(
-            "delete",
-            path,
-            &c,
-            &s.keys.dir_prefix(path),
-            None,
-            false,
-            |page| {
-                for e in page {
-                    let Some(n) = e.name else { continue };
-                    if e.slo_etag.is_some() {
-                        large.push(n);
-                    } else {
-                        plain.push(format!("/{c}/{n}"));
-                    }
+        let prefix = s.keys.dir_prefix(path);
+        s.list_all("delete", path, Listing::flat(&c, &prefix), None, |page| {
+            for e in page {
+                let Some(n) = e.name else { continue };
+                if e.slo_etag.is_some() {
+                    large.push(n);
+                } else {
+                    plain.push(format!("/{c}/{n}"));
                 }
-                true
-            },
-        )
+            }
+            true
+        })
         .await?;
         let any = !plain.is_empty() || !large.is_empty();
         s.bulk_delete("delete", path, plain).await?;
@@ -817,10 +835,8 @@ impl StorageDriver for SwiftDriver {
         s.list_all(
             "walk",
             path,
-            &s.p.container,
-            &prefix,
+            Listing::flat(&s.p.container, &prefix),
             start,
-            false,
             |page| {
                 for e in &page {
                     let Some(name) = &e.name else { continue };

@@ -126,16 +126,28 @@ async fn fake_keystone(token: String, storage: String, seen: Arc<Seen>) -> Strin
                 let (status, extra, answer) = if path == "/v3/auth/tokens" {
                     let user = &body["auth"]["identity"]["password"]["user"];
                     if user["password"] == "right" {
-                        ("201 Created", format!("X-Subject-Token: {token}\r\n"), v3_answer(&storage))
+                        (
+                            "201 Created",
+                            format!("X-Subject-Token: {token}\r\n"),
+                            v3_answer(&storage),
+                        )
                     } else {
-                        ("401 Unauthorized", String::new(), json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}))
+                        (
+                            "401 Unauthorized",
+                            String::new(),
+                            json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}),
+                        )
                     }
                 } else if path == "/v2.0/tokens" {
                     let creds = &body["auth"]["passwordCredentials"];
                     if creds["password"] == "right" {
                         ("200 OK", String::new(), v2_answer(&token, &storage))
                     } else {
-                        ("401 Unauthorized", String::new(), json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}))
+                        (
+                            "401 Unauthorized",
+                            String::new(),
+                            json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}),
+                        )
                     }
                 } else {
                     ("404 Not Found", String::new(), json!({}))
@@ -163,7 +175,10 @@ fn params(auth_url: String, password: &str) -> Parameters {
 
 async fn round_trip(d: &driver_api::Driver) {
     d.put_content("/k/a", "through keystone").await.unwrap();
-    assert_eq!(&d.get_content("/k/a").await.unwrap()[..], b"through keystone");
+    assert_eq!(
+        &d.get_content("/k/a").await.unwrap()[..],
+        b"through keystone"
+    );
     d.delete("/k").await.unwrap();
 }
 
@@ -202,18 +217,27 @@ async fn keystone_v3_password_project_scope() {
         body["auth"]["scope"]["project"],
         json!({"id": "a6944d763bf64ee6a275f1263fae0352"})
     );
-    assert_eq!(body["auth"]["identity"]["password"]["user"]["domain"], json!({"id": "default"}));
+    assert_eq!(
+        body["auth"]["identity"]["password"]["user"]["domain"],
+        json!({"id": "default"})
+    );
     let p = params(format!("{base}/v3"), "right")
         .with("trustid", "t-123")
         .with("region", "RegionOne");
     common::create(p).await.unwrap();
     let body = seen.bodies.lock().unwrap().last().unwrap().clone();
-    assert_eq!(body["auth"]["scope"], json!({"OS-TRUST:trust": {"id": "t-123"}}));
+    assert_eq!(
+        body["auth"]["scope"],
+        json!({"OS-TRUST:trust": {"id": "t-123"}})
+    );
 
     // A region without an object store.
     let p = params(format!("{base}/v3"), "right").with("region", "RegionNine");
     let e = common::create(p).await.unwrap_err();
-    assert!(matches!(source_of(&e), Some(AuthError::NoEndpoint { .. })), "{e}");
+    assert!(
+        matches!(source_of(&e), Some(AuthError::NoEndpoint { .. })),
+        "{e}"
+    );
 }
 
 fn source_of(e: &StorageError) -> Option<&AuthError> {
@@ -246,14 +270,25 @@ async fn keystone_v2_password_tenant() {
 #[tokio::test]
 async fn keystone_wrong_password_is_a_typed_error() {
     let seen = Arc::new(Seen::default());
-    let base = fake_keystone("unused".into(), "http://127.0.0.1:1/v1".into(), seen.clone()).await;
+    let base = fake_keystone(
+        "unused".into(),
+        "http://127.0.0.1:1/v1".into(),
+        seen.clone(),
+    )
+    .await;
     for url in [format!("{base}/v3"), format!("{base}/v2.0")] {
-        let e = common::create(params(url, "wrong-pw-456")).await.unwrap_err();
+        let e = common::create(params(url, "wrong-pw-456"))
+            .await
+            .unwrap_err();
         match source_of(&e) {
             Some(AuthError::Rejected { status, .. }) => assert_eq!(*status, 401),
             other => panic!("expected Rejected, got {other:?}: {e}"),
         }
         assert!(!e.to_string().contains("wrong-pw-456"), "{e}");
     }
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 2, "no retry of a refusal");
+    assert_eq!(
+        seen.calls.load(Ordering::SeqCst),
+        2,
+        "no retry of a refusal"
+    );
 }
