@@ -687,7 +687,230 @@ pub fn start_swift() -> Result<Emulator, Error> {
         .insert("SWIFT_SECRET_KEY".into(), SWIFT_TEMPURL_KEY.into());
     em.env
         .insert("SWIFT_MEMCACHED".into(), format!("127.0.0.1:{mc}"));
+    // Keystone is extra: without it only the real-Keystone test skips.
+    let t0 = Instant::now();
+    match start_keystone(&dir, &bin, &run_dir, &mut em) {
+        Ok(()) => eprintln!(
+            "swift: Keystone and a Keystone proxy ready in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        ),
+        Err(e) => eprintln!("swift: Keystone not started ({e}); the real-Keystone test skips"),
+    }
     Ok(em)
+}
+
+/// Keystone, pinned: the real identity service from PyPI (v3 only: Keystone dropped
+/// v2.0 in Queens), on an sqlite database, served by `keystone_serve.py`.
+const KEYSTONE_VERSION: &str = "30.0.0";
+/// keystonemiddleware (auth_token) for the Keystone proxy, pinned.
+const KEYSTONEMIDDLEWARE_VERSION: &str = "13.0.1";
+/// The bootstrap admin's password (local test service only).
+const KEYSTONE_ADMIN_PASSWORD: &str = "storage-drivers-admin";
+
+fn keystone_conf(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "[DEFAULT]\nlog_file = {d}/keystone.log\n\n[database]\nconnection = sqlite:///{d}/keystone.db\n\n\
+         [token]\nprovider = fernet\n\n[fernet_tokens]\nkey_repository = {d}/fernet\n\n\
+         [fernet_receipts]\nkey_repository = {d}/fernet\n\n[credential]\nkey_repository = {d}/cred\n"
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()))?;
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A real Keystone (v3, sqlite, fernet tokens) and a second Swift proxy on the same node
+/// that authenticates with it (keystonemiddleware's auth_token + Swift's keystoneauth).
+/// The database is bootstrapped once into the cache (about 20 s) and copied per run;
+/// each run creates project `swifttest`, user `swiftuser` and the object-store endpoints
+/// pointing at the Keystone proxy.
+fn start_keystone(
+    dir: &Path,
+    swift_bin: &Path,
+    run_dir: &Path,
+    em: &mut Emulator,
+) -> Result<(), Error> {
+    let venv = dir.join(format!("keystone-{KEYSTONE_VERSION}"));
+    let py = venv.join("bin/python");
+    if !venv.join("bin/keystone-manage").exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating a virtualenv for keystone",
+            &dir.join("keystone-venv.log"),
+        )?;
+        run(
+            Command::new(venv.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                &format!("keystone=={KEYSTONE_VERSION}"),
+            ]),
+            &format!("installing keystone=={KEYSTONE_VERSION} from PyPI"),
+            &dir.join("keystone-pip.log"),
+        )?;
+    }
+    let has_ksm = Command::new(swift_bin.join("python"))
+        .args(["-c", "import keystonemiddleware"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_ksm {
+        run(
+            Command::new(swift_bin.join("pip")).args([
+                "install",
+                "--quiet",
+                &format!("keystonemiddleware=={KEYSTONEMIDDLEWARE_VERSION}"),
+            ]),
+            &format!("installing keystonemiddleware=={KEYSTONEMIDDLEWARE_VERSION} into the swift virtualenv"),
+            &dir.join("keystonemiddleware-pip.log"),
+        )?;
+    }
+    // The bootstrapped database and keys, made once.
+    let base = dir.join(format!("keystone-{KEYSTONE_VERSION}-base"));
+    if !base.join(".done").exists() {
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("fernet"))?;
+        std::fs::create_dir_all(base.join("cred"))?;
+        let conf = base.join("keystone.conf");
+        std::fs::write(&conf, keystone_conf(&base))?;
+        let manage = venv.join("bin/keystone-manage");
+        let log = base.join("setup.log");
+        let me = String::from_utf8_lossy(&Command::new("id").arg("-un").output()?.stdout)
+            .trim()
+            .to_owned();
+        let steps: [&[&str]; 4] = [
+            &["db_sync"],
+            &[
+                "fernet_setup",
+                "--keystone-user",
+                &me,
+                "--keystone-group",
+                &me,
+            ],
+            &[
+                "credential_setup",
+                "--keystone-user",
+                &me,
+                "--keystone-group",
+                &me,
+            ],
+            &[
+                "bootstrap",
+                "--bootstrap-password",
+                KEYSTONE_ADMIN_PASSWORD,
+                "--bootstrap-region-id",
+                "RegionOne",
+            ],
+        ];
+        for step in steps {
+            run(
+                Command::new(&manage)
+                    .arg("--config-file")
+                    .arg(&conf)
+                    .args(step),
+                &format!("keystone-manage {} (once)", step[0]),
+                &log,
+            )?;
+        }
+        std::fs::write(base.join(".done"), "")?;
+    }
+    let node = run_dir.join("keystone");
+    std::fs::create_dir_all(&node)?;
+    std::fs::copy(base.join("keystone.db"), node.join("keystone.db"))?;
+    copy_dir(&base.join("fernet"), &node.join("fernet"))?;
+    copy_dir(&base.join("cred"), &node.join("cred"))?;
+    let conf = node.join("keystone.conf");
+    std::fs::write(&conf, keystone_conf(&node))?;
+    let serve = node.join("keystone_serve.py");
+    std::fs::write(&serve, include_str!("swift/keystone_serve.py"))?;
+    let setup = node.join("keystone_setup.py");
+    std::fs::write(&setup, include_str!("swift/keystone_setup.py"))?;
+
+    let ks_port = free_port()?;
+    let log = run_dir.join("log/keystone-serve.log");
+    let mut child = spawn(
+        Command::new(&py)
+            .arg(&serve)
+            .arg(ks_port.to_string())
+            .env("OS_KEYSTONE_CONFIG_FILES", &conf),
+        &log,
+    )?;
+    let ready = wait_http(ks_port, &mut child, &log);
+    em.children.push(child);
+    ready.map_err(|e| format!("keystone: {e}"))?;
+    let ks_url = format!("http://127.0.0.1:{ks_port}/v3");
+
+    // The Keystone proxy: the TempAuth proxy's configuration with auth_token +
+    // keystoneauth instead of tempauth, on its own port.
+    let etc = run_dir.join("etc");
+    let proxy_conf = std::fs::read_to_string(etc.join("proxy-server.conf"))?;
+    let ks_proxy = free_port()?;
+    let mut conf_text = String::new();
+    for line in proxy_conf.lines() {
+        if line.starts_with("bind_port = ") {
+            conf_text.push_str(&format!("bind_port = {ks_proxy}\n"));
+        } else if line.starts_with("pipeline = ") {
+            conf_text.push_str(&line.replace(" tempauth ", " authtoken keystoneauth "));
+            conf_text.push('\n');
+        } else {
+            conf_text.push_str(line);
+            conf_text.push('\n');
+        }
+    }
+    conf_text.push_str(&format!(
+        "\n[filter:authtoken]\npaste.filter_factory = keystonemiddleware.auth_token:filter_factory\n\
+         www_authenticate_uri = {ks_url}\nauth_url = {ks_url}\nauth_type = password\n\
+         username = admin\npassword = {KEYSTONE_ADMIN_PASSWORD}\nproject_name = admin\n\
+         user_domain_id = default\nproject_domain_id = default\ndelay_auth_decision = True\n\
+         interface = public\n\n\
+         [filter:keystoneauth]\nuse = egg:swift#keystoneauth\noperator_roles = admin, member\n"
+    ));
+    let ks_conf = etc.join("proxy-keystone-server.conf");
+    std::fs::write(&ks_conf, conf_text)?;
+    let log = run_dir.join("log/proxy-keystone.log");
+    em.children.push(spawn(
+        Command::new(swift_bin.join("swift-proxy-server")).arg(&ks_conf),
+        &log,
+    )?);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http(ks_proxy, "GET", "/healthcheck").is_ok_and(|s| s == 200) {
+        let child = em.children.last_mut().ok_or("no child")?;
+        if let Some(status) = child.try_wait()? {
+            return Err(format!(
+                "keystone proxy exited with {status} (log: {})",
+                log.display()
+            )
+            .into());
+        }
+        if Instant::now() > deadline {
+            return Err("keystone proxy not ready after 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run(
+        Command::new(&py).arg(&setup).args([
+            ks_url.as_str(),
+            KEYSTONE_ADMIN_PASSWORD,
+            &format!("http://127.0.0.1:{ks_proxy}"),
+        ]),
+        "creating the Keystone test project, user and endpoints",
+        &run_dir.join("log/keystone-setup.log"),
+    )?;
+    em.env.insert("SWIFT_KS_AUTH_URL".into(), ks_url);
+    em.env
+        .insert("SWIFT_KS_USERNAME".into(), "swiftuser".into());
+    em.env.insert("SWIFT_KS_PASSWORD".into(), "swiftpw".into());
+    em.env.insert("SWIFT_KS_TENANT".into(), "swifttest".into());
+    em.env.insert("SWIFT_KS_DOMAIN".into(), "Default".into());
+    Ok(())
 }
 
 /// The environment an emulator exports, for `cargo xtask emulators start`.

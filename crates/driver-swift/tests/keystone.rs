@@ -1,7 +1,13 @@
-//! Keystone v2.0 and v3 password authentication, request and response path.
+//! Keystone v2.0 and v3 password authentication.
 //!
-//! No real Keystone runs here (see docs/drivers/swift.md): a small fake identity
-//! endpoint answers with responses **shaped after the examples of the Keystone API
+//! `keystone_v3_real_end_to_end` runs against a **real Keystone** (PyPI `keystone`,
+//! v3 only) and a Swift proxy that validates its tokens (keystonemiddleware's auth_token
+//! + Swift's keystoneauth), both started by `cargo xtask test-all` (variables
+//! `SWIFT_KS_AUTH_URL`, `SWIFT_KS_USERNAME`, `SWIFT_KS_PASSWORD`, `SWIFT_KS_TENANT`,
+//! `SWIFT_KS_DOMAIN`; it skips without them).
+//!
+//! Keystone dropped the v2.0 API (Queens), so v2.0, and the request bodies of every
+//! scope form, are checked against a small fake identity endpoint that answers with responses **shaped after the examples of the Keystone API
 //! reference** (identity v3 `POST /v3/auth/tokens`, v2.0 `POST /v2.0/tokens`; not
 //! recorded from a real Keystone). It checks the request bodies the driver sends, and its
 //! catalog points at the real Swift node of the test run, with a real token obtained
@@ -290,5 +296,63 @@ async fn keystone_wrong_password_is_a_typed_error() {
         seen.calls.load(Ordering::SeqCst),
         2,
         "no retry of a refusal"
+    );
+}
+
+#[tokio::test]
+async fn keystone_v3_real_end_to_end() {
+    let Some(url) = common::var("SWIFT_KS_AUTH_URL") else {
+        eprintln!(
+            "SKIP: SWIFT_KS_AUTH_URL not set (a real Keystone; `cargo xtask test-all` starts one)"
+        );
+        return;
+    };
+    let v = |k: &str| common::var(k).unwrap();
+    let p = Parameters::new()
+        .with("authurl", url.clone())
+        .with("username", v("SWIFT_KS_USERNAME"))
+        .with("password", v("SWIFT_KS_PASSWORD"))
+        .with("tenant", v("SWIFT_KS_TENANT"))
+        .with("domain", v("SWIFT_KS_DOMAIN"))
+        .with("region", "RegionOne")
+        .with("container", "keystone-tests")
+        .with("prefix", common::root("ks"))
+        .with("chunksize", 1u64 << 20);
+    let d = common::create(p.clone()).await.unwrap();
+    d.put_content("/k/a", "through keystone").await.unwrap();
+    assert_eq!(
+        &d.get_content("/k/a").await.unwrap()[..],
+        b"through keystone"
+    );
+    // A segmented object (two segments and a manifest) under the Keystone token.
+    let data = driver_testsuite::data::DataGen::random().bytes((1 << 20) + 5);
+    let mut w = d.writer("/k/big", false).await.unwrap();
+    w.write(data.clone()).await.unwrap();
+    w.commit().await.unwrap();
+    assert!(d.get_content("/k/big").await.unwrap() == data);
+    assert_eq!(d.list("/k").await.unwrap().len(), 2);
+    d.delete("/k").await.unwrap();
+
+    // The internal endpoint.
+    let e = common::create(p.clone().with("endpointtype", "internal"))
+        .await
+        .map(drop);
+    assert!(e.is_ok(), "{e:?}");
+    // A wrong password: Keystone's 401, typed.
+    let e = common::create(p.clone().with("password", "wrong-pw-789"))
+        .await
+        .unwrap_err();
+    match source_of(&e) {
+        Some(AuthError::Rejected { status, .. }) => assert_eq!(*status, 401),
+        other => panic!("expected Rejected, got {other:?}: {e}"),
+    }
+    assert!(!e.to_string().contains("wrong-pw-789"), "{e}");
+    // No object store in that region.
+    let e = common::create(p.with("region", "RegionNine"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(source_of(&e), Some(AuthError::NoEndpoint { .. })),
+        "{e}"
     );
 }
