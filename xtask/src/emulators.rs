@@ -563,8 +563,20 @@ pub fn start_swift() -> Result<Emulator, Error> {
             &dir.join("pip.log"),
         )?;
     }
-    // A fresh node each run: configuration, rings, data.
-    let run_dir = dir.join("node");
+    // A fresh node each run: configuration, rings, logs (data in RAM where possible),
+    // in a directory of this process's own: Swift servers reload changed ring files, so
+    // two runs at once (two checkouts) must never share one. Directories of runs whose
+    // process is gone are removed; this run's stays until then, for its logs.
+    for e in std::fs::read_dir(&dir)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("node-") {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir.join("node"));
+    let run_dir = dir.join(format!("node-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&run_dir);
     let (etc, cache, logs) = (
         run_dir.join("etc"),
