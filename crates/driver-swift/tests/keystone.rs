@@ -2,7 +2,7 @@
 //!
 //! `keystone_v3_real_end_to_end` runs against a **real Keystone** (PyPI `keystone`,
 //! v3 only) and a Swift proxy that validates its tokens (keystonemiddleware's auth_token
-//! + Swift's keystoneauth), both started by `cargo xtask test-all` (variables
+//! and Swift's keystoneauth), both started by `cargo xtask test-all` (variables
 //! `SWIFT_KS_AUTH_URL`, `SWIFT_KS_USERNAME`, `SWIFT_KS_PASSWORD`, `SWIFT_KS_TENANT`,
 //! `SWIFT_KS_DOMAIN`; it skips without them).
 //!
