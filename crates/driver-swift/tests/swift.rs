@@ -410,6 +410,31 @@ fn temp_urls_are_fetched_by_a_plain_client() {
         let bad = url.replacen("temp_url_sig=", "temp_url_sig=0", 1);
         assert_eq!(http.get(&bad).send().await.unwrap().status(), 401);
 
+        // The key kept on the container instead (set by the driver), and methods limited.
+        let c = common::create(
+            params(&root)
+                .with("secretkey", "storage-drivers-container-key")
+                .with("tempurlcontainerkey", true)
+                .with("tempurlmethods", "GET"),
+        )
+        .await
+        .unwrap();
+        let url = c
+            .redirect_url(&RedirectRequest::get(), "/t/obj")
+            .await
+            .unwrap()
+            .unwrap();
+        let resp = http.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "container-key TempURL");
+        assert!(resp.bytes().await.unwrap() == data);
+        assert_eq!(
+            c.redirect_url(&RedirectRequest::head(), "/t/obj")
+                .await
+                .unwrap(),
+            None,
+            "HEAD not in tempurlmethods"
+        );
+
         // Without a key: no redirect.
         let plain = common::create(params(&root).with("secretkey", ""))
             .await
