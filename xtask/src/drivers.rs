@@ -10,6 +10,8 @@ pub struct Emulator {
     pub env: BTreeMap<String, String>,
     /// The server processes.
     pub children: Vec<std::process::Child>,
+    /// Directories removed once the processes are stopped (data kept in RAM).
+    pub dirs: Vec<std::path::PathBuf>,
 }
 
 impl Drop for Emulator {
@@ -17,6 +19,9 @@ impl Drop for Emulator {
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }
@@ -66,6 +71,12 @@ pub const DRIVERS: &[DriverSuite] = &[
         name: "gcs",
         package: "driver-gcs",
         emulator: Some(crate::emulators::start_gcs),
+        compare: false,
+    },
+    DriverSuite {
+        name: "swift",
+        package: "driver-swift",
+        emulator: Some(crate::emulators::start_swift),
         compare: false,
     },
     // Out-of-process drivers: the suite over IPC for the inmemory and filesystem

@@ -346,6 +346,585 @@ pub fn start_gcs() -> Result<Emulator, Error> {
     Ok(em)
 }
 
+/// OpenStack Swift, pinned: the real thing from PyPI (proxy, account, container and
+/// object servers on one node; TempAuth keeps its tokens in memcached).
+const SWIFT_VERSION: &str = "2.38.3";
+/// TempAuth account and user of the suites.
+pub const SWIFT_USER: &str = "test:tester";
+/// Its key.
+pub const SWIFT_KEY: &str = "testing";
+/// The TempURL key the suites configure.
+pub const SWIFT_TEMPURL_KEY: &str = "storage-drivers-tempurl-key";
+
+/// Installs memcached from Debian when it is missing (as root; otherwise says what to do).
+fn ensure_memcached(dir: &Path) -> Result<PathBuf, Error> {
+    for p in ["/usr/bin/memcached", "/usr/local/bin/memcached"] {
+        if Path::new(p).exists() {
+            return Ok(PathBuf::from(p));
+        }
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        return Err(
+            "memcached is missing: install the Debian package (apt-get install memcached) \
+                    as root; xtask installs it itself only when it runs as root"
+                .into(),
+        );
+    }
+    let _ = run(
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "apt-get update",
+        &dir.join("apt-update.log"),
+    );
+    run(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "memcached",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "installing memcached from Debian",
+        &dir.join("apt.log"),
+    )?;
+    Ok(PathBuf::from("/usr/bin/memcached"))
+}
+
+/// One HTTP/1.1 GET with extra headers; returns the status and the response head.
+fn http_get_head(port: u16, path: &str, headers: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Connection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, head))
+}
+
+fn swift_configs(
+    etc: &Path,
+    dev: &Path,
+    cache: &Path,
+    ports: [u16; 4],
+    mc: u16,
+) -> Result<(), Error> {
+    let [proxy, account, container, object] = ports;
+    let user = String::from_utf8_lossy(&Command::new("id").arg("-un").output()?.stdout)
+        .trim()
+        .to_owned();
+    let (etc_s, dev_s, cache_s) = (etc.display(), dev.display(), cache.display());
+    std::fs::write(
+        etc.join("swift.conf"),
+        "[swift-hash]\nswift_hash_path_suffix = storage-drivers\nswift_hash_path_prefix = storage-drivers\n\n\
+         [storage-policy:0]\nname = gold\ndefault = yes\npolicy_type = replication\n\n\
+         [swift-constraints]\nmax_file_size = 5368709122\n",
+    )?;
+    let default = |port: u16| {
+        format!(
+            "[DEFAULT]\ndevices = {dev_s}\nmount_check = false\ndisable_fallocate = true\n\
+             bind_ip = 127.0.0.1\nbind_port = {port}\nworkers = 0\nuser = {user}\n\
+             swift_dir = {etc_s}\nlog_level = WARNING\nlog_address = /dev/null-not-a-socket\n\
+             log_udp_host =\n\n"
+        )
+    };
+    for (kind, port, extra) in [
+        ("account", account, "[account-replicator]\n[account-auditor]\n[account-reaper]\n"),
+        (
+            "container",
+            container,
+            "[container-replicator]\n[container-updater]\n[container-auditor]\n[container-sync]\n[container-sharder]\n",
+        ),
+        (
+            "object",
+            object,
+            "[object-replicator]\n[object-reconstructor]\n[object-updater]\n[object-auditor]\n",
+        ),
+    ] {
+        std::fs::write(
+            etc.join(format!("{kind}-server.conf")),
+            format!(
+                "{}[pipeline:main]\npipeline = healthcheck recon {kind}-server\n\n\
+                 [app:{kind}-server]\nuse = egg:swift#{kind}\n\n\
+                 [filter:healthcheck]\nuse = egg:swift#healthcheck\n\n\
+                 [filter:recon]\nuse = egg:swift#recon\nrecon_cache_path = {cache_s}\n\n{extra}",
+                default(port)
+            ),
+        )?;
+    }
+    let mut proxy_conf = format!(
+        "{}[pipeline:main]\npipeline = catch_errors gatekeeper healthcheck proxy-logging cache \
+         listing_formats bulk tempurl tempauth copy slo proxy-logging proxy-server\n\n\
+         [app:proxy-server]\nuse = egg:swift#proxy\nallow_account_management = true\n\
+         account_autocreate = true\nnode_timeout = 10\nconn_timeout = 1\n\n\
+         [filter:tempauth]\nuse = egg:swift#tempauth\n\
+         user_admin_admin = admin .admin .reseller_admin\n\
+         user_test_tester = {SWIFT_KEY} .admin\nuser_test2_tester2 = testing2 .admin\n\
+         allow_overrides = true\n\n\
+         [filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = 127.0.0.1:{mc}\n\n",
+        default(proxy)
+    );
+    // (section as the pipeline names it, egg entry point)
+    let filters = [
+        ("catch_errors", "catch_errors"),
+        ("gatekeeper", "gatekeeper"),
+        ("healthcheck", "healthcheck"),
+        ("proxy-logging", "proxy_logging"),
+        ("listing_formats", "listing_formats"),
+        ("bulk", "bulk"),
+        ("tempurl", "tempurl"),
+        ("copy", "copy"),
+        ("slo", "slo"),
+    ];
+    for (section, egg) in filters {
+        proxy_conf.push_str(&format!("[filter:{section}]\nuse = egg:swift#{egg}\n"));
+        if egg == "bulk" {
+            // Deletes in flight per bulk-delete request (default 2): keeps the node busy.
+            proxy_conf.push_str("delete_concurrency = 8\n");
+        }
+        proxy_conf.push('\n');
+    }
+    std::fs::write(etc.join("proxy-server.conf"), proxy_conf)?;
+    Ok(())
+}
+
+/// A device directory in RAM (`/dev/shm`), where the node's per-object fsyncs cost
+/// nothing: a third less time for the many-object tests. `None` (use the disk) when
+/// there is no `/dev/shm` or it has no user xattrs (tmpfs before Linux 6.6). Directories
+/// of earlier runs whose process is gone are removed first.
+fn shm_devices(bin: &Path) -> Option<PathBuf> {
+    let shm = Path::new("/dev/shm");
+    for e in std::fs::read_dir(shm).ok()?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("storage-drivers-swift-") {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = shm.join(format!("storage-drivers-swift-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("d1")).ok()?;
+    let check = "import os,sys\np=os.path.join(sys.argv[1],'.x')\nopen(p,'w').close()\n\
+                 os.setxattr(p,'user.swift.check',b'1')\nos.unlink(p)";
+    let ok = Command::new(bin.join("python"))
+        .args(["-c", check])
+        .arg(dir.join("d1"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Some(dir)
+    } else {
+        eprintln!("swift: /dev/shm has no user xattrs; the node's devices stay on disk");
+        let _ = std::fs::remove_dir_all(&dir);
+        None
+    }
+}
+
+/// A real single-node OpenStack Swift (PyPI `swift`, pinned) with TempAuth and
+/// memcached (Debian), as plain processes on 127.0.0.1: rings with one replica and one
+/// device in a fresh directory (in RAM where possible), one process per server
+/// (`workers = 0`), and only the proxy middlewares the driver uses (the bulk, tempurl,
+/// copy and slo middlewares, TempAuth and the memcache cache).
+pub fn start_swift() -> Result<Emulator, Error> {
+    let dir = cache_dir("swift")?;
+    let mut em = Emulator::default();
+    let memcached = ensure_memcached(&dir)?;
+    let venv = dir.join(format!("swift-{SWIFT_VERSION}"));
+    let bin = venv.join("bin");
+    if !bin.join("swift-proxy-server").exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating a virtualenv for swift",
+            &dir.join("venv.log"),
+        )?;
+        run(
+            Command::new(bin.join("pip")).args([
+                "install",
+                "--quiet",
+                &format!("swift=={SWIFT_VERSION}"),
+            ]),
+            &format!("installing swift=={SWIFT_VERSION} from PyPI"),
+            &dir.join("pip.log"),
+        )?;
+    }
+    // A fresh node each run: configuration, rings, logs (data in RAM where possible),
+    // in a directory of this process's own: Swift servers reload changed ring files, so
+    // two runs at once (two checkouts) must never share one. Directories of runs whose
+    // process is gone are removed; this run's stays until then, for its logs.
+    for e in std::fs::read_dir(&dir)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("node-") {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir.join("node"));
+    let run_dir = dir.join(format!("node-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let (etc, cache, logs) = (
+        run_dir.join("etc"),
+        run_dir.join("cache"),
+        run_dir.join("log"),
+    );
+    let dev = match shm_devices(&bin) {
+        Some(d) => {
+            em.dirs.push(d.clone());
+            d
+        }
+        None => run_dir.join("srv"),
+    };
+    for d in [&etc, &dev.join("d1"), &cache, &logs] {
+        std::fs::create_dir_all(d)?;
+    }
+    let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
+    let mc = free_port()?;
+    swift_configs(&etc, &dev, &cache, ports, mc)?;
+    let [proxy, account, container, object] = ports;
+    for (kind, port) in [
+        ("object", object),
+        ("container", container),
+        ("account", account),
+    ] {
+        let builder = format!("{kind}.builder");
+        let rb = bin.join("swift-ring-builder");
+        let log = logs.join("rings.log");
+        run(
+            Command::new(&rb)
+                .current_dir(&etc)
+                .args([&builder, "create", "10", "1", "1"]),
+            &format!("building the {kind} ring"),
+            &log,
+        )?;
+        run(
+            Command::new(&rb).current_dir(&etc).args([
+                builder.as_str(),
+                "add",
+                &format!("r1z1-127.0.0.1:{port}/d1"),
+                "1",
+            ]),
+            &format!("adding the {kind} device"),
+            &log,
+        )?;
+        // rebalance exits 1 with a warning on a one-device ring; the ring is written.
+        let _ = Command::new(&rb)
+            .current_dir(&etc)
+            .args([&builder, "rebalance"])
+            .output()?;
+        if !etc.join(format!("{kind}.ring.gz")).exists() {
+            return Err(format!("swift: the {kind} ring was not written").into());
+        }
+    }
+    let t0 = Instant::now();
+    let user = String::from_utf8_lossy(&Command::new("id").arg("-un").output()?.stdout)
+        .trim()
+        .to_owned();
+    let log = logs.join("memcached.log");
+    em.children.push(spawn(
+        Command::new(&memcached).args([
+            "-u",
+            &user,
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &mc.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "64",
+        ]),
+        &log,
+    )?);
+    for kind in ["account", "container", "object", "proxy"] {
+        let log = logs.join(format!("{kind}.log"));
+        em.children.push(spawn(
+            Command::new(bin.join(format!("swift-{kind}-server")))
+                .arg(etc.join(format!("{kind}-server.conf"))),
+            &log,
+        )?);
+    }
+    // Ready: every healthcheck answers and TempAuth hands out a token.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let healthy = [account, container, object]
+            .iter()
+            .all(|p| http(*p, "GET", "/healthcheck").is_ok_and(|s| s == 200));
+        let auth = http_get_head(
+            proxy,
+            "/auth/v1.0",
+            &format!("X-Auth-User: {SWIFT_USER}\r\nX-Auth-Key: {SWIFT_KEY}\r\n"),
+        );
+        if healthy && matches!(auth, Ok((200, _))) {
+            break;
+        }
+        for c in &mut em.children {
+            if let Some(status) = c.try_wait()? {
+                return Err(format!(
+                    "swift: a server exited with {status} (logs: {})",
+                    logs.display()
+                )
+                .into());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("swift: not ready after 60 s (logs: {})", logs.display()).into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("swift: node ready in {:.1} s", t0.elapsed().as_secs_f64());
+    em.env.insert(
+        "SWIFT_AUTH_URL".into(),
+        format!("http://127.0.0.1:{proxy}/auth/v1.0"),
+    );
+    em.env.insert("SWIFT_USERNAME".into(), SWIFT_USER.into());
+    em.env.insert("SWIFT_PASSWORD".into(), SWIFT_KEY.into());
+    em.env.insert("SWIFT_CONTAINER".into(), BUCKET.into());
+    em.env
+        .insert("SWIFT_SECRET_KEY".into(), SWIFT_TEMPURL_KEY.into());
+    em.env
+        .insert("SWIFT_MEMCACHED".into(), format!("127.0.0.1:{mc}"));
+    // Keystone is extra: without it only the real-Keystone test skips.
+    let t0 = Instant::now();
+    match start_keystone(&dir, &bin, &run_dir, &mut em) {
+        Ok(()) => eprintln!(
+            "swift: Keystone and a Keystone proxy ready in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        ),
+        Err(e) => eprintln!("swift: Keystone not started ({e}); the real-Keystone test skips"),
+    }
+    Ok(em)
+}
+
+/// Keystone, pinned: the real identity service from PyPI (v3 only: Keystone dropped
+/// v2.0 in Queens), on an sqlite database, served by `keystone_serve.py`.
+const KEYSTONE_VERSION: &str = "30.0.0";
+/// keystonemiddleware (auth_token) for the Keystone proxy, pinned.
+const KEYSTONEMIDDLEWARE_VERSION: &str = "13.0.1";
+/// The bootstrap admin's password (local test service only).
+const KEYSTONE_ADMIN_PASSWORD: &str = "storage-drivers-admin";
+
+fn keystone_conf(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "[DEFAULT]\nlog_file = {d}/keystone.log\n\n[database]\nconnection = sqlite:///{d}/keystone.db\n\n\
+         [token]\nprovider = fernet\n\n[fernet_tokens]\nkey_repository = {d}/fernet\n\n\
+         [fernet_receipts]\nkey_repository = {d}/fernet\n\n[credential]\nkey_repository = {d}/cred\n"
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()))?;
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A real Keystone (v3, sqlite, fernet tokens) and a second Swift proxy on the same node
+/// that authenticates with it (keystonemiddleware's auth_token + Swift's keystoneauth).
+/// The database is bootstrapped once into the cache (about 20 s) and copied per run;
+/// each run creates project `swifttest`, user `swiftuser` and the object-store endpoints
+/// pointing at the Keystone proxy.
+fn start_keystone(
+    dir: &Path,
+    swift_bin: &Path,
+    run_dir: &Path,
+    em: &mut Emulator,
+) -> Result<(), Error> {
+    let venv = dir.join(format!("keystone-{KEYSTONE_VERSION}"));
+    let py = venv.join("bin/python");
+    if !venv.join("bin/keystone-manage").exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating a virtualenv for keystone",
+            &dir.join("keystone-venv.log"),
+        )?;
+        run(
+            Command::new(venv.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                &format!("keystone=={KEYSTONE_VERSION}"),
+            ]),
+            &format!("installing keystone=={KEYSTONE_VERSION} from PyPI"),
+            &dir.join("keystone-pip.log"),
+        )?;
+    }
+    let has_ksm = Command::new(swift_bin.join("python"))
+        .args(["-c", "import keystonemiddleware"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_ksm {
+        run(
+            Command::new(swift_bin.join("pip")).args([
+                "install",
+                "--quiet",
+                &format!("keystonemiddleware=={KEYSTONEMIDDLEWARE_VERSION}"),
+            ]),
+            &format!("installing keystonemiddleware=={KEYSTONEMIDDLEWARE_VERSION} into the swift virtualenv"),
+            &dir.join("keystonemiddleware-pip.log"),
+        )?;
+    }
+    // The bootstrapped database and keys, made once.
+    let base = dir.join(format!("keystone-{KEYSTONE_VERSION}-base"));
+    if !base.join(".done").exists() {
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("fernet"))?;
+        std::fs::create_dir_all(base.join("cred"))?;
+        let conf = base.join("keystone.conf");
+        std::fs::write(&conf, keystone_conf(&base))?;
+        let manage = venv.join("bin/keystone-manage");
+        let log = base.join("setup.log");
+        let me = String::from_utf8_lossy(&Command::new("id").arg("-un").output()?.stdout)
+            .trim()
+            .to_owned();
+        let steps: [&[&str]; 4] = [
+            &["db_sync"],
+            &[
+                "fernet_setup",
+                "--keystone-user",
+                &me,
+                "--keystone-group",
+                &me,
+            ],
+            &[
+                "credential_setup",
+                "--keystone-user",
+                &me,
+                "--keystone-group",
+                &me,
+            ],
+            &[
+                "bootstrap",
+                "--bootstrap-password",
+                KEYSTONE_ADMIN_PASSWORD,
+                "--bootstrap-region-id",
+                "RegionOne",
+            ],
+        ];
+        for step in steps {
+            run(
+                Command::new(&manage)
+                    .arg("--config-file")
+                    .arg(&conf)
+                    .args(step),
+                &format!("keystone-manage {} (once)", step[0]),
+                &log,
+            )?;
+        }
+        std::fs::write(base.join(".done"), "")?;
+    }
+    let node = run_dir.join("keystone");
+    std::fs::create_dir_all(&node)?;
+    std::fs::copy(base.join("keystone.db"), node.join("keystone.db"))?;
+    copy_dir(&base.join("fernet"), &node.join("fernet"))?;
+    copy_dir(&base.join("cred"), &node.join("cred"))?;
+    let conf = node.join("keystone.conf");
+    std::fs::write(&conf, keystone_conf(&node))?;
+    let serve = node.join("keystone_serve.py");
+    std::fs::write(&serve, include_str!("swift/keystone_serve.py"))?;
+    let setup = node.join("keystone_setup.py");
+    std::fs::write(&setup, include_str!("swift/keystone_setup.py"))?;
+
+    let ks_port = free_port()?;
+    let log = run_dir.join("log/keystone-serve.log");
+    let mut child = spawn(
+        Command::new(&py)
+            .arg(&serve)
+            .arg(ks_port.to_string())
+            .env("OS_KEYSTONE_CONFIG_FILES", &conf),
+        &log,
+    )?;
+    let ready = wait_http(ks_port, &mut child, &log);
+    em.children.push(child);
+    ready.map_err(|e| format!("keystone: {e}"))?;
+    let ks_url = format!("http://127.0.0.1:{ks_port}/v3");
+
+    // The Keystone proxy: the TempAuth proxy's configuration with auth_token +
+    // keystoneauth instead of tempauth, on its own port.
+    let etc = run_dir.join("etc");
+    let proxy_conf = std::fs::read_to_string(etc.join("proxy-server.conf"))?;
+    let ks_proxy = free_port()?;
+    let mut conf_text = String::new();
+    for line in proxy_conf.lines() {
+        if line.starts_with("bind_port = ") {
+            conf_text.push_str(&format!("bind_port = {ks_proxy}\n"));
+        } else if line.starts_with("pipeline = ") {
+            conf_text.push_str(&line.replace(" tempauth ", " authtoken keystoneauth "));
+            conf_text.push('\n');
+        } else {
+            conf_text.push_str(line);
+            conf_text.push('\n');
+        }
+    }
+    conf_text.push_str(&format!(
+        "\n[filter:authtoken]\npaste.filter_factory = keystonemiddleware.auth_token:filter_factory\n\
+         www_authenticate_uri = {ks_url}\nauth_url = {ks_url}\nauth_type = password\n\
+         username = admin\npassword = {KEYSTONE_ADMIN_PASSWORD}\nproject_name = admin\n\
+         user_domain_id = default\nproject_domain_id = default\ndelay_auth_decision = True\n\
+         interface = public\n\n\
+         [filter:keystoneauth]\nuse = egg:swift#keystoneauth\noperator_roles = admin, member\n"
+    ));
+    let ks_conf = etc.join("proxy-keystone-server.conf");
+    std::fs::write(&ks_conf, conf_text)?;
+    let log = run_dir.join("log/proxy-keystone.log");
+    em.children.push(spawn(
+        Command::new(swift_bin.join("swift-proxy-server")).arg(&ks_conf),
+        &log,
+    )?);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http(ks_proxy, "GET", "/healthcheck").is_ok_and(|s| s == 200) {
+        let child = em.children.last_mut().ok_or("no child")?;
+        if let Some(status) = child.try_wait()? {
+            return Err(format!(
+                "keystone proxy exited with {status} (log: {})",
+                log.display()
+            )
+            .into());
+        }
+        if Instant::now() > deadline {
+            return Err("keystone proxy not ready after 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run(
+        Command::new(&py).arg(&setup).args([
+            ks_url.as_str(),
+            KEYSTONE_ADMIN_PASSWORD,
+            &format!("http://127.0.0.1:{ks_proxy}"),
+        ]),
+        "creating the Keystone test project, user and endpoints",
+        &run_dir.join("log/keystone-setup.log"),
+    )?;
+    em.env.insert("SWIFT_KS_AUTH_URL".into(), ks_url);
+    em.env
+        .insert("SWIFT_KS_USERNAME".into(), "swiftuser".into());
+    em.env.insert("SWIFT_KS_PASSWORD".into(), "swiftpw".into());
+    em.env.insert("SWIFT_KS_TENANT".into(), "swifttest".into());
+    em.env.insert("SWIFT_KS_DOMAIN".into(), "Default".into());
+    Ok(())
+}
+
 /// The environment an emulator exports, for `cargo xtask emulators start`.
 pub fn print_env(env: &BTreeMap<String, String>) {
     for (k, v) in env {

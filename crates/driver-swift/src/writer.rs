@@ -1,0 +1,322 @@
+//! Resumable uploads as segments joined by a Static Large Object (SLO) manifest.
+//!
+//! A writer holds at most one segment (`chunksize`) in memory. Each full segment is
+//! uploaded to `<container>_segments` as `<prefix>/#segments/<upload id>/<n>` (the `#`
+//! keeps segment names apart from every valid path); a writer that never fills a
+//! segment is written with one plain PUT at commit.
+//!
+//! `close` uploads what is buffered as a (shorter) segment and records the upload in a
+//! state object `<name>#upload` in the segments container (JSON: upload id and the
+//! segments with their sizes and ETags). `writer(path, true)` reads it, from this process
+//! or another, so `size()` is the bytes already uploaded and the next segment follows.
+//!
+//! `commit` uploads the rest and PUTs the manifest (`?multipart-manifest=put`); Swift
+//! checks every segment's size and ETag, so a manifest never names a torn segment. The
+//! content it replaces loses its segments (if it was a large object), and the state
+//! object goes. `cancel` deletes the segments and the state. A fresh writer
+//! (`append = false`) discards an earlier uncommitted upload at the same path first.
+//!
+//! A manifest names at most 1,000 segments (Swift's default `max_manifest_segments`):
+//! one object is at most 1,000 × `chunksize` (20 GB by default).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
+use driver_http::Call;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+
+use crate::{Inner, DRIVER};
+
+/// What ends the name of a state object.
+pub(crate) const STATE_SUFFIX: &str = "#upload";
+/// Swift's default `max_manifest_segments`.
+const MAX_SEGMENTS: usize = 1000;
+
+/// The name of the state object of `name`.
+pub(crate) fn state_name(name: &str) -> String {
+    format!("{name}{STATE_SUFFIX}")
+}
+
+/// One uploaded segment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Segment {
+    /// Object name in the segments container.
+    name: String,
+    size: u64,
+    etag: String,
+}
+
+/// The content of a state object.
+#[derive(Debug, Serialize, Deserialize)]
+struct State {
+    /// Format version.
+    v: u32,
+    id: String,
+    segments: Vec<Segment>,
+}
+
+/// A random upload id (128 bits from the std hasher's random keys, the time and a
+/// counter).
+fn upload_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let mut out = String::new();
+    for i in 0..2u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n);
+        h.write_u64(t);
+        h.write_u64(i);
+        h.write_u32(std::process::id());
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+async fn read_state(
+    s: &Inner,
+    op: &'static str,
+    path: &StoragePath,
+    state: &str,
+) -> Result<Option<State>> {
+    let Some(bytes) = s.get_object(op, path, &s.seg_container, state).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        StorageError::backend(DRIVER, op, path, format!("bad upload state {state:?}: {e}"))
+    })
+}
+
+/// Deletes the uncommitted upload recorded in state object `state`, if any: its
+/// segments, then the state.
+pub(crate) async fn discard_state(
+    s: &Inner,
+    op: &'static str,
+    path: &StoragePath,
+    state: &str,
+) -> Result<()> {
+    let Some(st) = read_state(s, op, path, state).await? else {
+        return Ok(());
+    };
+    let c = &s.seg_container;
+    let mut names: Vec<String> = st
+        .segments
+        .iter()
+        .map(|g| format!("/{c}/{}", g.name))
+        .collect();
+    names.push(format!("/{c}/{state}"));
+    s.bulk_delete(op, path, names).await
+}
+
+pub(crate) struct SwiftWriter {
+    s: Arc<Inner>,
+    path: StoragePath,
+    name: String,
+    id: String,
+    segments: Vec<Segment>,
+    buf: BytesMut,
+    /// A state object exists for this upload (resumed, or closed before).
+    has_state: bool,
+    /// Bytes written in all; what `size` reports.
+    size: u64,
+}
+
+impl SwiftWriter {
+    fn new(s: Arc<Inner>, path: StoragePath) -> Self {
+        let name = s.name(&path);
+        Self {
+            s,
+            path,
+            name,
+            id: upload_id(),
+            segments: Vec::new(),
+            buf: BytesMut::new(),
+            has_state: false,
+            size: 0,
+        }
+    }
+
+    /// A new upload; an uncommitted one at the same path is discarded.
+    pub(crate) async fn fresh(s: Arc<Inner>, path: StoragePath) -> Result<Self> {
+        let w = Self::new(s, path);
+        discard_state(&w.s, "writer", &w.path, &state_name(&w.name)).await?;
+        Ok(w)
+    }
+
+    /// Continues the upload closed at `path`, or starts one over committed empty
+    /// content; anything else is refused.
+    pub(crate) async fn resume(s: Arc<Inner>, path: StoragePath) -> Result<Self> {
+        let mut w = Self::new(s.clone(), path.clone());
+        if let Some(st) = read_state(&s, "writer", &path, &state_name(&w.name)).await? {
+            w.id = st.id;
+            w.size = st.segments.iter().map(|g| g.size).sum();
+            w.segments = st.segments;
+            w.has_state = true;
+            return Ok(w);
+        }
+        match s.head("writer", &path, &s.p.container, &w.name).await? {
+            None => Err(StorageError::not_found(DRIVER, &path)),
+            Some(h) if crate::content_length(&h) == 0 => Ok(w),
+            Some(h) => Err(StorageError::Unsupported {
+                driver: DRIVER.into(),
+                operation: format!(
+                    "appending to committed content ({} bytes)",
+                    crate::content_length(&h)
+                )
+                .into(),
+                path: Some(path.as_str().to_owned()),
+            }),
+        }
+    }
+
+    fn fail(&self, what: String) -> StorageError {
+        StorageError::backend(DRIVER, "writer", &self.path, what)
+    }
+
+    /// Uploads the buffer as the next segment.
+    async fn flush_segment(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.segments.len() >= MAX_SEGMENTS {
+            return Err(self.fail(format!(
+                "more than {MAX_SEGMENTS} segments: raise chunksize for objects this large"
+            )));
+        }
+        let data = self.buf.split().freeze();
+        let root = self.s.keys.dir_prefix(&StoragePath::root());
+        let name = format!("{root}#segments/{}/{:08}", self.id, self.segments.len() + 1);
+        let size = data.len() as u64;
+        let etag = self
+            .s
+            .put_object("writer", &self.path, &self.s.seg_container, &name, data)
+            .await?;
+        self.segments.push(Segment { name, size, etag });
+        Ok(())
+    }
+
+    async fn write_state(&mut self) -> Result<()> {
+        let st = State {
+            v: 1,
+            id: self.id.clone(),
+            segments: self.segments.clone(),
+        };
+        let body = serde_json::to_vec(&st).map_err(|e| self.fail(e.to_string()))?;
+        self.s
+            .put_object(
+                "writer",
+                &self.path,
+                &self.s.seg_container,
+                &state_name(&self.name),
+                body.into(),
+            )
+            .await?;
+        self.has_state = true;
+        Ok(())
+    }
+
+    async fn put_manifest(&self) -> Result<()> {
+        let c = &self.s.seg_container;
+        let manifest: Vec<serde_json::Value> = self
+            .segments
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "path": format!("/{c}/{}", g.name),
+                    "etag": g.etag,
+                    "size_bytes": g.size,
+                })
+            })
+            .collect();
+        let body = serde_json::to_vec(&manifest).map_err(|e| self.fail(e.to_string()))?;
+        let url = self
+            .s
+            .client
+            .url(
+                &[&self.s.p.container, &self.name],
+                &[("multipart-manifest", "put")],
+            )
+            .await?;
+        let call = Call::new("writer", &self.path, Method::PUT, url)
+            .header("content-type", "application/octet-stream")
+            .body(Bytes::from(body));
+        self.s.client.expect(call, &[200, 201]).await.map(drop)
+    }
+}
+
+#[async_trait]
+impl FileWriter for SwiftWriter {
+    async fn write(&mut self, mut data: Bytes) -> Result<()> {
+        let chunk = self.s.p.chunk_size;
+        self.size += data.len() as u64;
+        while !data.is_empty() {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve(chunk);
+            }
+            let take = (chunk - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data.split_to(take));
+            if self.buf.len() >= chunk {
+                self.flush_segment().await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        self.flush_segment().await?;
+        self.write_state().await?;
+        self.buf = BytesMut::new();
+        Ok(())
+    }
+
+    async fn cancel(&mut self) -> Result<()> {
+        self.buf = BytesMut::new();
+        let c = &self.s.seg_container;
+        let mut names: Vec<String> = self
+            .segments
+            .iter()
+            .map(|g| format!("/{c}/{}", g.name))
+            .collect();
+        if self.has_state {
+            names.push(format!("/{c}/{}", state_name(&self.name)));
+        }
+        self.segments.clear();
+        self.s.bulk_delete("writer", &self.path, names).await
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        let s = self.s.clone();
+        if self.segments.is_empty() {
+            let data = std::mem::take(&mut self.buf).freeze();
+            let put = async {
+                s.put_object("writer", &self.path, &s.p.container, &self.name, data)
+                    .await
+                    .map(drop)
+            };
+            s.replace("writer", &self.path, &self.name, put).await?;
+        } else {
+            self.flush_segment().await?;
+            self.buf = BytesMut::new();
+            s.replace("writer", &self.path, &self.name, self.put_manifest())
+                .await?;
+        }
+        if self.has_state {
+            // The segments now belong to the manifest: only the state goes.
+            let state = format!("/{}/{}", s.seg_container, state_name(&self.name));
+            s.bulk_delete("writer", &self.path, vec![state]).await?;
+            self.has_state = false;
+        }
+        Ok(())
+    }
+}

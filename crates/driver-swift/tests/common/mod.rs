@@ -1,0 +1,65 @@
+//! Where the tests find Swift: the single-node cluster `cargo xtask test-all` starts, or
+//! any other cluster.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `SWIFT_AUTH_URL` | identity URL (required): TempAuth `…/auth/v1.0`, Keystone `…/v3` |
+//! | `SWIFT_USERNAME`, `SWIFT_PASSWORD` | credentials (required) |
+//! | `SWIFT_CONTAINER` | container (default `storage-driver-tests`; created if missing) |
+//! | `SWIFT_TENANT`, `SWIFT_DOMAIN`, `SWIFT_REGION` | Keystone scope, when needed |
+//! | `SWIFT_SECRET_KEY` | TempURL key (redirect tests skip without it) |
+//! | `SWIFT_MEMCACHED` | `host:port` of the proxy's memcached (token-expiry test; local node only) |
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use driver_api::{Parameters, StorageError};
+use driver_swift as _;
+
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Whether the tests run against the local node `cargo xtask` started.
+pub fn local() -> bool {
+    var("SWIFT_MEMCACHED").is_some()
+}
+
+pub fn container() -> String {
+    var("SWIFT_CONTAINER").unwrap_or_else(|| "storage-driver-tests".into())
+}
+
+/// Parameters for the test container, or a Config error saying what to set.
+pub fn params() -> Result<Parameters, StorageError> {
+    let missing = || StorageError::Config {
+        driver: "swift".into(),
+        message: "SWIFT_AUTH_URL / SWIFT_USERNAME / SWIFT_PASSWORD are not set: run the suite \
+                  with `cargo xtask test-all --only swift` (which starts a single-node Swift), \
+                  or set them yourself"
+            .into(),
+    };
+    let mut p = Parameters::new()
+        .with("authurl", var("SWIFT_AUTH_URL").ok_or_else(missing)?)
+        .with("username", var("SWIFT_USERNAME").ok_or_else(missing)?)
+        .with("password", var("SWIFT_PASSWORD").ok_or_else(missing)?)
+        .with("container", container());
+    for (v, k) in [
+        ("SWIFT_TENANT", "tenant"),
+        ("SWIFT_DOMAIN", "domain"),
+        ("SWIFT_REGION", "region"),
+        ("SWIFT_SECRET_KEY", "secretkey"),
+    ] {
+        if let Some(x) = var(v) {
+            p = p.with(k, x);
+        }
+    }
+    Ok(p)
+}
+
+/// The driver for `params`.
+pub async fn create(params: Parameters) -> driver_api::Result<driver_api::Driver> {
+    driver_api::factory::create("swift", params).await
+}
+
+/// A unique root for one test.
+pub fn root(name: &str) -> String {
+    format!("tests/{name}-{}", driver_testsuite::data::random_name(10))
+}

@@ -1,0 +1,530 @@
+//! Swift-specific behaviour on a real Swift (the single-node cluster under
+//! `cargo xtask test-all`): resume from a new instance after close, no orphaned segments
+//! after overwrite / delete / cancel (the segments container is listed), a 50 MiB
+//! segmented object moved by its manifest and read back, a walk over more than 10,000
+//! objects (two listing pages), TempURLs fetched by a plain HTTP client, a
+//! wrong password, and a token revoked mid-upload.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use driver_api::{Driver, Parameters, RedirectRequest, StorageError, WalkControl, WalkOptions};
+use driver_swift::{AuthError, SwiftDriver};
+use driver_testsuite::data::DataGen;
+use futures::StreamExt;
+
+const MIB: usize = 1 << 20;
+/// The smallest segment the driver allows.
+const CHUNK: usize = MIB;
+
+fn params(root: &str) -> Parameters {
+    common::params()
+        .expect("test cluster configured")
+        .with("prefix", root)
+        .with("chunksize", CHUNK as u64)
+}
+
+async fn driver(root: &str) -> Driver {
+    common::create(params(root))
+        .await
+        .expect("creating the swift driver")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A token and storage URL from TempAuth, by hand (no driver code involved).
+async fn raw_auth() -> Option<(String, String)> {
+    let url = common::var("SWIFT_AUTH_URL")?;
+    if !url.contains("/auth/v1") {
+        eprintln!("raw requests skipped: they use TempAuth (v1) only");
+        return None;
+    }
+    let resp = driver_testsuite::http_client()
+        .get(url)
+        .header("x-auth-user", common::var("SWIFT_USERNAME")?)
+        .header("x-auth-key", common::var("SWIFT_PASSWORD")?)
+        .send()
+        .await
+        .unwrap();
+    let h = |n: &str| resp.headers()[n].to_str().unwrap().to_owned();
+    Some((h("x-auth-token"), h("x-storage-url")))
+}
+
+/// Every object name under `root/` in the segments container (segments and upload
+/// state), listed by hand.
+async fn segment_names(root: &str) -> Option<Vec<String>> {
+    let (token, storage) = raw_auth().await?;
+    let v: serde_json::Value = driver_testsuite::http_client()
+        .get(format!(
+            "{storage}/{}_segments?format=json&prefix={root}/",
+            common::container()
+        ))
+        .header("x-auth-token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(serde_json::Value::Array(vec![]));
+    Some(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_owned())
+            .collect(),
+    )
+}
+
+async fn assert_no_segments(root: &str, when: &str) {
+    if let Some(names) = segment_names(root).await {
+        assert!(names.is_empty(), "{when}: segments left: {names:?}");
+    }
+}
+
+/// Writes `first`, closes, resumes from a new instance, checks the size, writes `second`,
+/// commits, and checks the content.
+async fn resume_case(first: usize, second: usize) {
+    let root = common::root("resume");
+    let a = driver(&root).await;
+    let data = DataGen::random().bytes(first + second);
+    let mut w = a.writer("/obj", false).await.unwrap();
+    w.write(data.slice(..first)).await.unwrap();
+    assert_eq!(w.size(), first as u64);
+    w.close().await.unwrap();
+    // Nothing is visible before commit.
+    assert!(a.stat("/obj").await.unwrap_err().is_not_found());
+    assert!(a.list("/").await.unwrap().is_empty());
+
+    let b = driver(&root).await;
+    let mut w = b.writer("/obj", true).await.unwrap();
+    assert_eq!(w.size(), first as u64, "resumed size");
+    w.write(data.slice(first..)).await.unwrap();
+    w.commit().await.unwrap();
+    let got = b.get_content("/obj").await.unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "content after resume");
+    assert_eq!(b.stat("/obj").await.unwrap().size, data.len() as u64);
+    // Committed: nothing left to resume, and the content may not be appended to.
+    let e = b.writer("/obj", true).await.map(drop).unwrap_err();
+    assert!(matches!(e, StorageError::Unsupported { .. }), "{e:?}");
+    b.delete("/obj").await.unwrap();
+    assert_no_segments(&root, "after delete").await;
+}
+
+#[test]
+fn resume_across_segment_boundaries_from_a_new_instance() {
+    rt().block_on(resume_case(2 * CHUNK + 12_345, 3 * CHUNK + 7));
+}
+
+#[test]
+fn resume_at_a_segment_boundary_and_with_nothing_written() {
+    rt().block_on(resume_case(2 * CHUNK, 0));
+    rt().block_on(resume_case(0, CHUNK / 3));
+    rt().block_on(async {
+        // Two closes in a row, each resumed from a fresh instance.
+        let root = common::root("resume-twice");
+        let data = DataGen::random().bytes(CHUNK + 99);
+        let mut w = driver(&root).await.writer("/e", false).await.unwrap();
+        w.write(data.slice(..100)).await.unwrap();
+        w.close().await.unwrap();
+        let mut w = driver(&root).await.writer("/e", true).await.unwrap();
+        assert_eq!(w.size(), 100);
+        w.write(data.slice(100..)).await.unwrap();
+        w.close().await.unwrap();
+        let d = driver(&root).await;
+        let mut w = d.writer("/e", true).await.unwrap();
+        assert_eq!(w.size(), data.len() as u64);
+        w.commit().await.unwrap();
+        assert!(d.get_content("/e").await.unwrap() == data);
+        d.delete("/e").await.unwrap();
+        assert_no_segments(&root, "after delete").await;
+    });
+}
+
+#[test]
+fn no_orphaned_segments_after_overwrite_delete_cancel_and_restart() {
+    rt().block_on(async {
+        let root = common::root("orphans");
+        let d = driver(&root).await;
+        let big = DataGen::random().bytes(3 * CHUNK + 5);
+
+        // Overwrite a segmented object with a segmented one, then with a small one.
+        for _ in 0..2 {
+            let mut w = d.writer("/a/big", false).await.unwrap();
+            w.write(big.clone()).await.unwrap();
+            w.commit().await.unwrap();
+        }
+        let n = segment_names(&root).await.map(|v| v.len());
+        if let Some(n) = n {
+            assert_eq!(n, 4, "one object's segments");
+        }
+        d.put_content("/a/big", Bytes::from_static(b"small"))
+            .await
+            .unwrap();
+        assert_no_segments(&root, "after put_content over a large object").await;
+        assert_eq!(&d.get_content("/a/big").await.unwrap()[..], b"small");
+
+        // Delete of a directory holding a large object and a plain one.
+        let mut w = d.writer("/a/b/big", false).await.unwrap();
+        w.write(big.clone()).await.unwrap();
+        w.commit().await.unwrap();
+        d.delete("/a").await.unwrap();
+        assert_no_segments(&root, "after delete").await;
+
+        // Cancel, fresh and after a close.
+        let mut w = d.writer("/c", false).await.unwrap();
+        w.write(big.clone()).await.unwrap();
+        w.cancel().await.unwrap();
+        assert_no_segments(&root, "after cancel").await;
+        let mut w = d.writer("/c", false).await.unwrap();
+        w.write(big.clone()).await.unwrap();
+        w.close().await.unwrap();
+        let mut w = driver(&root).await.writer("/c", true).await.unwrap();
+        w.cancel().await.unwrap();
+        assert_no_segments(&root, "after cancel of a resumed upload").await;
+        assert!(d.stat("/c").await.unwrap_err().is_not_found());
+
+        // A fresh writer supersedes an abandoned upload.
+        let mut w = d.writer("/f", false).await.unwrap();
+        w.write(big.clone()).await.unwrap();
+        w.close().await.unwrap();
+        let mut w = d.writer("/f", false).await.unwrap();
+        w.write(Bytes::from_static(b"newer")).await.unwrap();
+        w.commit().await.unwrap();
+        assert_no_segments(&root, "after a fresh writer replaced an upload").await;
+
+        // An abandoned upload under a deleted directory goes with it.
+        let mut w = d.writer("/g/h", false).await.unwrap();
+        w.write(big.clone()).await.unwrap();
+        w.close().await.unwrap();
+        d.put_content("/g/i", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        d.delete("/g").await.unwrap();
+        assert_no_segments(&root, "after deleting a directory with an open upload").await;
+
+        d.delete("/f").await.unwrap();
+        assert!(d.list("/").await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_large_segmented_object_is_moved_by_its_manifest() {
+    rt().block_on(async {
+        let mib: usize = common::var("SWIFT_TEST_MOVE_MIB")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50);
+        let root = common::root("move");
+        // 5 MiB segments: 10 of them for 50 MiB.
+        let d = common::create(params(&root).with("chunksize", 5u64 << 20))
+            .await
+            .unwrap();
+        let data = DataGen::random().bytes(mib * MIB);
+        let mut w = d.writer("/src/blob", false).await.unwrap();
+        for part in data.chunks(3 * MIB + 17) {
+            w.write(data.slice_ref(part)).await.unwrap();
+        }
+        w.commit().await.unwrap();
+        let before = segment_names(&root).await;
+
+        let t = Instant::now();
+        d.rename("/src/blob", "/dst/blob").await.unwrap();
+        eprintln!("moved {mib} MiB in {:?}", t.elapsed());
+        assert!(d.stat("/src/blob").await.unwrap_err().is_not_found());
+        assert_eq!(d.stat("/dst/blob").await.unwrap().size, data.len() as u64);
+        // Copied by the manifest: the same segments, no new ones.
+        assert_eq!(segment_names(&root).await, before);
+        let mut s = d.reader("/dst/blob", 0).await.unwrap();
+        let mut got = Vec::with_capacity(data.len());
+        while let Some(c) = s.next().await {
+            got.extend_from_slice(&c.unwrap());
+        }
+        assert!(got == data[..], "moved content differs");
+        // A read from inside a later segment.
+        let off = data.len() - 7 * MIB - 3;
+        let mut s = d.reader("/dst/blob", off as u64).await.unwrap();
+        let mut tail = Vec::new();
+        while let Some(c) = s.next().await {
+            tail.extend_from_slice(&c.unwrap());
+        }
+        assert!(tail == data[off..]);
+
+        // Moving onto a large object replaces it without orphaning its segments.
+        let mut w = d.writer("/other", false).await.unwrap();
+        w.write(DataGen::random().bytes(6 * MIB)).await.unwrap();
+        w.commit().await.unwrap();
+        d.rename("/other", "/dst/blob").await.unwrap();
+        assert_eq!(d.stat("/dst/blob").await.unwrap().size, (6 * MIB) as u64);
+        d.delete("/dst").await.unwrap();
+        assert_no_segments(&root, "after move over and delete").await;
+    });
+}
+
+#[test]
+fn walk_pages_through_more_than_ten_thousand_objects() {
+    rt().block_on(async {
+        let Some((token, storage)) = raw_auth().await else {
+            return;
+        };
+        let root = common::root("many");
+        // 10,050 objects: more than one 10,000-entry listing page. `/d/a` holds the
+        // first 1,500 (two bulk-delete requests), `/d/b` the rest.
+        let (n, in_a) = (10_050usize, 1_500usize);
+        let name = |i: usize| {
+            let dir = if i < in_a { "a" } else { "b" };
+            format!("d/{dir}/f{i:05}")
+        };
+        // Created fast: tiny bodies, 32 PUTs in flight (the node is CPU bound).
+        let t = Instant::now();
+        let http = driver_testsuite::http_client();
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let url = format!("{storage}/{}/{root}/{}", common::container(), name(i));
+                let req = http.put(url).header("x-auth-token", &token).body("x");
+                async move {
+                    let r = req.send().await.unwrap();
+                    assert_eq!(r.status(), 201);
+                }
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<()>>()
+            .await;
+        eprintln!("created {n} objects in {:?}", t.elapsed());
+
+        let swift = SwiftDriver::from_parameters(params(&root)).await.unwrap();
+        let d = Driver::new(swift.clone());
+        let t = Instant::now();
+        let before = swift.list_requests();
+        let mut seen = Vec::new();
+        d.walk("/", &WalkOptions::default(), |fi| {
+            seen.push(fi.path.as_str().to_owned());
+            WalkControl::Continue
+        })
+        .await
+        .unwrap();
+        let pages = swift.list_requests() - before;
+        eprintln!(
+            "walked {} entries in {pages} pages, {:?}",
+            seen.len(),
+            t.elapsed()
+        );
+        let mut want = vec!["/d".to_owned(), "/d/a".to_owned()];
+        want.extend((0..in_a).map(|i| format!("/{}", name(i))));
+        want.push("/d/b".to_owned());
+        want.extend((in_a..n).map(|i| format!("/{}", name(i))));
+        assert!(seen == want, "walk order over {} entries", seen.len());
+        assert_eq!(pages, 2, "one listing, two pages");
+
+        // A start-after hint inside the second page.
+        let hint = format!("/{}", name(n - 3));
+        let mut after = Vec::new();
+        d.walk(
+            "/d",
+            &WalkOptions::start_after(d.path(&hint).unwrap()),
+            |fi| {
+                after.push(fi.path.as_str().to_owned());
+                WalkControl::Continue
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            after,
+            [format!("/{}", name(n - 2)), format!("/{}", name(n - 1))]
+        );
+
+        let t = Instant::now();
+        d.delete("/d/a").await.unwrap();
+        eprintln!("deleted {in_a} objects in {:?}", t.elapsed());
+        assert_eq!(d.list("/d").await.unwrap(), [d.path("/d/b").unwrap()]);
+        if common::local() {
+            // The node and its data go when the run ends: deleting the other 8,550
+            // objects one by one would double the test's time on this CPU-bound node.
+            eprintln!("left {} objects to the node's teardown", n - in_a);
+        } else {
+            d.delete("/d").await.unwrap();
+            assert!(d.list("/").await.unwrap().is_empty());
+        }
+    });
+}
+
+#[test]
+fn temp_urls_are_fetched_by_a_plain_client() {
+    rt().block_on(async {
+        if common::var("SWIFT_SECRET_KEY").is_none() {
+            eprintln!("SKIP: SWIFT_SECRET_KEY not set");
+            return;
+        }
+        let root = common::root("tempurl");
+        let d = driver(&root).await;
+        let data = DataGen::random().bytes(1000);
+        d.put_content("/t/obj", data.clone()).await.unwrap();
+        let http = driver_testsuite::http_client();
+
+        let url = d
+            .redirect_url(&RedirectRequest::get(), "/t/obj")
+            .await
+            .unwrap()
+            .expect("a TempURL with a key configured");
+        assert!(url.contains("temp_url_sig=") && url.contains("temp_url_expires="));
+        let resp = http.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.bytes().await.unwrap() == data);
+
+        let head = d
+            .redirect_url(&RedirectRequest::head(), "/t/obj")
+            .await
+            .unwrap()
+            .unwrap();
+        let resp = http.head(&head).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-length"], "1000");
+
+        // Bounded expiry; a tampered signature is refused.
+        let req = RedirectRequest::get().expires_in(Duration::from_secs(365 * 24 * 3600));
+        let long = d.redirect_url(&req, "/t/obj").await.unwrap().unwrap();
+        let exp: u64 = long
+            .split("temp_url_expires=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(exp <= now + 7 * 24 * 3600 + 5, "expiry capped at 7 days");
+        let bad = url.replacen("temp_url_sig=", "temp_url_sig=0", 1);
+        assert_eq!(http.get(&bad).send().await.unwrap().status(), 401);
+
+        // The key kept on the container instead (set by the driver), and methods limited.
+        let c = common::create(
+            params(&root)
+                .with("secretkey", "storage-drivers-container-key")
+                .with("tempurlcontainerkey", true)
+                .with("tempurlmethods", "GET"),
+        )
+        .await
+        .unwrap();
+        let url = c
+            .redirect_url(&RedirectRequest::get(), "/t/obj")
+            .await
+            .unwrap()
+            .unwrap();
+        let resp = http.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "container-key TempURL");
+        assert!(resp.bytes().await.unwrap() == data);
+        assert_eq!(
+            c.redirect_url(&RedirectRequest::head(), "/t/obj")
+                .await
+                .unwrap(),
+            None,
+            "HEAD not in tempurlmethods"
+        );
+
+        // Without a key: no redirect.
+        let plain = common::create(params(&root).with("secretkey", ""))
+            .await
+            .unwrap();
+        assert_eq!(
+            plain
+                .redirect_url(&RedirectRequest::get(), "/t/obj")
+                .await
+                .unwrap(),
+            None
+        );
+        d.delete("/t").await.unwrap();
+    });
+}
+
+#[test]
+fn a_wrong_password_fails_clearly() {
+    rt().block_on(async {
+        let p = params(&common::root("badpw")).with("password", "not-the-password-123");
+        let e = common::create(p).await.unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains("not-the-password-123"), "{text}");
+        assert!(text.starts_with("swift:"), "{text}");
+        let StorageError::Backend {
+            operation,
+            source,
+            retryable,
+            ..
+        } = &e
+        else {
+            panic!("expected a Backend error, got {e:?}");
+        };
+        assert_eq!(*operation, "authenticate");
+        assert!(!retryable);
+        match source.downcast_ref::<AuthError>() {
+            Some(AuthError::Rejected { status, .. }) => assert_eq!(*status, 401),
+            other => panic!("expected AuthError::Rejected, got {other:?} ({text})"),
+        }
+        assert!(text.contains("refused the credentials"), "{text}");
+        assert!(!format!("{e:?}").contains("not-the-password-123"));
+    });
+}
+
+/// `flush_all` on the proxy's memcached: every TempAuth token is gone at once.
+async fn revoke_all_tokens() -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(addr) = common::var("SWIFT_MEMCACHED") else {
+        eprintln!("SKIP: SWIFT_MEMCACHED not set (local cluster only)");
+        return false;
+    };
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"flush_all\r\n").await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"OK\r\n");
+    true
+}
+
+#[test]
+fn a_token_revoked_mid_upload_is_renewed_without_losing_data() {
+    rt().block_on(async {
+        let root = common::root("token");
+        let swift = SwiftDriver::from_parameters(params(&root)).await.unwrap();
+        let d = Driver::new(swift.clone());
+        let data = DataGen::random().bytes(3 * CHUNK + 1);
+        let mut w = d.writer("/obj", false).await.unwrap();
+        w.write(data.slice(..CHUNK + 10)).await.unwrap();
+        let auths = swift.auth_requests();
+        if !revoke_all_tokens().await {
+            return;
+        }
+        // The next segment is refused (401), the token renewed, the segment re-sent.
+        w.write(data.slice(CHUNK + 10..)).await.unwrap();
+        w.commit().await.unwrap();
+        assert!(swift.auth_requests() > auths, "a new token was fetched");
+        assert!(d.get_content("/obj").await.unwrap() == data);
+
+        // Concurrent requests holding the same stale token renew it once.
+        let auths = swift.auth_requests();
+        assert!(revoke_all_tokens().await);
+        let d2 = Arc::new(d.clone());
+        let reads = (0..8).map(|_| {
+            let d = d2.clone();
+            async move { d.stat("/obj").await.unwrap().size }
+        });
+        for size in futures::future::join_all(reads).await {
+            assert_eq!(size, data.len() as u64);
+        }
+        assert_eq!(swift.auth_requests(), auths + 1, "one renewal for all");
+        d.delete("/obj").await.unwrap();
+        assert_no_segments(&root, "after delete").await;
+    });
+}
