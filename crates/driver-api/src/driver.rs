@@ -100,7 +100,29 @@ impl RedirectRequest {
         self.expires_in = Some(lifetime);
         self
     }
+
+    /// The URL's lifetime: `expires_in`, or Distribution's default of 20 minutes, kept
+    /// between 1 second and [`MAX_REDIRECT_LIFETIME`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use driver_api::RedirectRequest;
+    /// assert_eq!(RedirectRequest::get().lifetime(), Duration::from_secs(20 * 60));
+    /// let long = RedirectRequest::get().expires_in(Duration::from_secs(30 * 24 * 3600));
+    /// assert_eq!(long.lifetime(), driver_api::MAX_REDIRECT_LIFETIME);
+    /// ```
+    pub fn lifetime(&self) -> Duration {
+        self.expires_in
+            .unwrap_or(DEFAULT_REDIRECT_LIFETIME)
+            .clamp(Duration::from_secs(1), MAX_REDIRECT_LIFETIME)
+    }
 }
+
+/// The lifetime of a redirect URL when none is asked for (Distribution's 20 minutes).
+pub const DEFAULT_REDIRECT_LIFETIME: Duration = Duration::from_secs(20 * 60);
+/// The longest lifetime drivers give a redirect URL: 7 days, the limit of S3 presigning,
+/// GCS V4 signing and Azure user-delegation SAS.
+pub const MAX_REDIRECT_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What a driver can and cannot do; the conformance suite skips (and says why) the cases
 /// a driver opts out of.

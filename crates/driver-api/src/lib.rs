@@ -52,7 +52,7 @@ pub mod walk;
 
 pub use driver::{
     ByteStream, Capabilities, FileInfo, FileWriter, RedirectMethod, RedirectRequest, StorageDriver,
-    WalkControl, WalkFn, WalkOptions,
+    WalkControl, WalkFn, WalkOptions, DEFAULT_REDIRECT_LIFETIME, MAX_REDIRECT_LIFETIME,
 };
 pub use error::{BoxError, DriverName, Result, StorageError, WriterStatus};
 pub use factory::{DriverFactory, DriverFallback, ParamKind, ParamReader, ParamSpec, Parameters};

@@ -60,10 +60,6 @@ use crate::xml::{EnumerationResults, Item};
 /// The registered name.
 pub const DRIVER: &str = "azure";
 
-/// Default lifetime of a redirect URL.
-const REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
-/// Longest lifetime of a redirect URL (the limit of a user-delegation SAS).
-const MAX_REDIRECT_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Deletions per `Blob Batch` request (Azure's maximum).
 const BATCH: usize = 256;
 /// Longest wait for a pending server-side copy.
@@ -549,11 +545,9 @@ impl StorageDriver for AzureDriver {
         path: &StoragePath,
     ) -> Result<Option<String>> {
         let s = &self.inner;
-        let expiry = request
-            .expires_in
-            .unwrap_or(REDIRECT_EXPIRY)
-            .min(MAX_REDIRECT_EXPIRY);
-        s.client.read_url(path, &s.name(path), expiry).await
+        s.client
+            .read_url(path, &s.name(path), request.lifetime())
+            .await
     }
 
     async fn walk(

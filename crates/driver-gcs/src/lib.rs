@@ -38,7 +38,6 @@ mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -58,9 +57,6 @@ use crate::writer::GcsWriter;
 
 /// The registered name.
 pub const DRIVER: &str = "gcs";
-
-/// Default lifetime of a redirect URL (as Distribution).
-const REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
 
 register_driver! {
     name: DRIVER,
@@ -482,7 +478,7 @@ impl StorageDriver for GcsDriver {
             RedirectMethod::Head => "HEAD",
             _ => "GET",
         };
-        let expiry = request.expires_in.unwrap_or(REDIRECT_EXPIRY);
+        let expiry = request.lifetime();
         signer
             .sign(
                 s.client.endpoint(),

@@ -29,7 +29,7 @@ pub mod params;
 mod writer;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -59,9 +59,6 @@ pub fn list_requests() -> u64 {
 
 /// Keys per `DeleteObjects` request (S3's maximum).
 const DELETE_BATCH: usize = 1000;
-/// Default and longest validity of presigned URLs.
-const DEFAULT_EXPIRY: Duration = Duration::from_secs(20 * 60);
-const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 register_driver! {
     name: DRIVER,
@@ -653,10 +650,7 @@ impl StorageDriver for S3Driver {
         path: &StoragePath,
     ) -> Result<Option<String>> {
         let s = &self.inner;
-        let expiry = request
-            .expires_in
-            .unwrap_or(DEFAULT_EXPIRY)
-            .clamp(Duration::from_secs(1), MAX_EXPIRY);
+        let expiry = request.lifetime();
         let config = PresigningConfig::expires_in(expiry)
             .map_err(|e| StorageError::backend(DRIVER, "redirect_url", path, e))?;
         let key = s.key(path);

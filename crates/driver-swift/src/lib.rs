@@ -45,7 +45,7 @@ mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -68,10 +68,6 @@ use crate::writer::SwiftWriter;
 /// The registered name.
 pub const DRIVER: &str = "swift";
 
-/// Default lifetime of a redirect URL (as Distribution).
-const REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
-/// Longest lifetime of a redirect URL.
-pub const MAX_REDIRECT_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Objects per listing page (Swift's default `container_listing_limit`).
 const LIST_LIMIT: usize = 10_000;
 /// Names per bulk-delete request (Swift's default `max_deletes_per_request` is 10,000);
@@ -807,10 +803,7 @@ impl StorageDriver for SwiftDriver {
         if !s.p.temp_url_methods.iter().any(|m| m == wanted) {
             return Ok(None);
         }
-        let expiry = request
-            .expires_in
-            .unwrap_or(REDIRECT_EXPIRY)
-            .min(MAX_REDIRECT_EXPIRY);
+        let expiry = request.lifetime();
         let expires = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
