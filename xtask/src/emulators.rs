@@ -358,10 +358,15 @@ pub const SWIFT_TEMPURL_KEY: &str = "storage-drivers-tempurl-key";
 
 /// Installs memcached from Debian when it is missing (as root; otherwise says what to do).
 fn ensure_memcached(dir: &Path) -> Result<PathBuf, Error> {
-    for p in ["/usr/bin/memcached", "/usr/local/bin/memcached"] {
-        if Path::new(p).exists() {
-            return Ok(PathBuf::from(p));
-        }
+    apt_install(dir, "memcached", &["/usr/bin/memcached", "/usr/local/bin/memcached"])
+}
+
+/// The first of `paths` that exists, after installing Debian's `package` if none does
+/// (as root only: there is no sudo here).
+fn apt_install(dir: &Path, package: &str, paths: &[&str]) -> Result<PathBuf, Error> {
+    let found = || paths.iter().map(PathBuf::from).find(|p| p.exists());
+    if let Some(p) = found() {
+        return Ok(p);
     }
     let root = Command::new("id")
         .arg("-u")
@@ -369,11 +374,11 @@ fn ensure_memcached(dir: &Path) -> Result<PathBuf, Error> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false);
     if !root {
-        return Err(
-            "memcached is missing: install the Debian package (apt-get install memcached) \
-                    as root; xtask installs it itself only when it runs as root"
-                .into(),
-        );
+        return Err(format!(
+            "{package} is missing: install the Debian package (apt-get install {package}) \
+             as root; xtask installs it itself only when it runs as root"
+        )
+        .into());
     }
     let _ = run(
         Command::new("apt-get")
@@ -384,18 +389,12 @@ fn ensure_memcached(dir: &Path) -> Result<PathBuf, Error> {
     );
     run(
         Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "memcached",
-            ])
+            .args(["install", "-y", "-qq", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
-        "installing memcached from Debian",
-        &dir.join("apt.log"),
+        &format!("installing {package} from Debian"),
+        &dir.join(format!("apt-{package}.log")),
     )?;
-    Ok(PathBuf::from("/usr/bin/memcached"))
+    found().ok_or_else(|| format!("{package} installed but none of {paths:?} exists").into())
 }
 
 /// One HTTP/1.1 GET with extra headers; returns the status and the response head.
@@ -926,6 +925,107 @@ fn start_keystone(
 }
 
 /// The environment an emulator exports, for `cargo xtask emulators start`.
+/// oss2, pinned (with its dependencies in crates/driver-oss/testserver/requirements.txt):
+/// the SDK whose signing code the OSS test server checks every request with.
+const OSS2_VERSION: &str = "2.19.1";
+/// Test credentials of the OSS test server.
+pub const OSS_ACCESS_KEY_ID: &str = "LTAI5tStorageDriversTest";
+/// Their secret.
+pub const OSS_ACCESS_KEY_SECRET: &str = "storage-drivers-oss-test-secret";
+/// The STS token the second OSS test server requires.
+pub const OSS_SECURITY_TOKEN: &str = "CAIS-storage-drivers-sts-token";
+
+/// The "OSS test server (signatures checked by oss2)": no OSS server exists offline, so
+/// the suite runs against a small Python server in crates/driver-oss/testserver that
+/// implements the calls the driver makes and verifies every signature with oss2's own
+/// code. Three instances: the suite's, one that requires an STS token, and one for the
+/// check of the server by oss2's own client. Also installs
+/// libfaketime, which the driver's signing-vector test freezes the clock with.
+pub fn start_oss() -> Result<Emulator, Error> {
+    let dir = cache_dir("oss")?;
+    let mut em = Emulator::default();
+    let faketime = apt_install(
+        &dir,
+        "libfaketime",
+        &[
+            "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+            "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        ],
+    )?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no workspace root")?
+        .join("crates/driver-oss/testserver");
+    let venv = dir.join(format!("oss2-{OSS2_VERSION}"));
+    let python = venv.join("bin/python");
+    let stamp = venv.join(".requirements");
+    let requirements = std::fs::read_to_string(root.join("requirements.txt"))?;
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(requirements.as_str()) {
+        if !python.exists() {
+            run(
+                Command::new("python3").args(["-m", "venv"]).arg(&venv),
+                "creating a virtualenv for oss2",
+                &dir.join("venv.log"),
+            )?;
+        }
+        run(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "-r"])
+                .arg(root.join("requirements.txt")),
+            &format!("installing oss2=={OSS2_VERSION} (pinned with its dependencies) from PyPI"),
+            &dir.join("pip.log"),
+        )?;
+        std::fs::write(&stamp, &requirements)?;
+    }
+    let shm = Path::new("/dev/shm");
+    let tmp = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let data = tmp.join(format!("storage-drivers-oss-{}", std::process::id()));
+    em.dirs.push(data.clone());
+    let mut start = |name: &str, extra: &[&str]| -> Result<u16, Error> {
+        let port = free_port()?;
+        let store = data.join(name);
+        std::fs::create_dir_all(&store)?;
+        let log = dir.join(format!("{name}.log"));
+        let mut cmd = Command::new(&python);
+        cmd.arg(root.join("oss_test_server.py"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--bucket", BUCKET])
+            .args(["--access-key-id", OSS_ACCESS_KEY_ID])
+            .args(["--access-key-secret", OSS_ACCESS_KEY_SECRET])
+            .args(["--region", "cn-hangzhou"])
+            .arg("--data-dir")
+            .arg(&store);
+        cmd.args(extra);
+        let mut child = spawn(&mut cmd, &log)?;
+        let ready = wait_http(port, &mut child, &log);
+        em.children.push(child);
+        ready.map_err(|e| format!("OSS test server ({name}): {e}"))?;
+        Ok(port)
+    };
+    let plain = start("server", &[])?;
+    let sts = start("server-sts", &["--security-token", OSS_SECURITY_TOKEN])?;
+    // oss2's own client checks the server on one of its own (the check counts the
+    // signature failures it provokes); a small CopyObject limit makes it use UploadPartCopy.
+    let oracle = start("server-oss2-check", &["--copy-limit", "1048576"])?;
+    let env = [
+        ("OSS_TEST_ENDPOINT", format!("http://127.0.0.1:{plain}")),
+        ("OSS_TEST_STS_ENDPOINT", format!("http://127.0.0.1:{sts}")),
+        ("OSS_TEST_ORACLE_ENDPOINT", format!("http://127.0.0.1:{oracle}")),
+        ("OSS_TEST_SECURITY_TOKEN", OSS_SECURITY_TOKEN.into()),
+        ("OSS_TEST_ACCESS_KEY_ID", OSS_ACCESS_KEY_ID.into()),
+        ("OSS_TEST_ACCESS_KEY_SECRET", OSS_ACCESS_KEY_SECRET.into()),
+        ("OSS_TEST_BUCKET", BUCKET.into()),
+        ("OSS_TEST_REGION", "cn-hangzhou".into()),
+        ("OSS_TEST_PYTHON", python.display().to_string()),
+        ("FAKETIME_LIB", faketime.display().to_string()),
+        ("OSS_REQUIRE_SIGNING_VECTORS", "1".into()),
+    ];
+    for (k, v) in env {
+        em.env.insert(k.into(), v);
+    }
+    Ok(em)
+}
+
 pub fn print_env(env: &BTreeMap<String, String>) {
     for (k, v) in env {
         println!("export {k}={v}");

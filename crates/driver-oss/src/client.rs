@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use driver_api::{Result, StorageError, StoragePath};
 pub use driver_http::Call;
@@ -229,7 +230,16 @@ impl Client {
             .get("x-oss-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = driver_http::error_body(resp).await;
+        // HEAD answers carry their error document base64-encoded in `x-oss-err`.
+        let header_doc = resp
+            .headers()
+            .get("x-oss-err")
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.as_bytes()).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let mut body = driver_http::error_body(resp).await;
+        if body.trim().is_empty() {
+            body = header_doc.unwrap_or_default();
+        }
         let code = driver_http::xml_tag(&body, "Code")
             .unwrap_or_default()
             .to_owned();

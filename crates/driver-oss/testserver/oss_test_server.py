@@ -374,7 +374,7 @@ class Stats(object):
         self.reset()
 
     def reset(self):
-        with self.lock if hasattr(self, 'ops') else _NullCtx():
+        with self.lock:
             self.ops = {}
             self.auth_versions = {}
             self.errors = {}
@@ -414,14 +414,6 @@ class Stats(object):
                 'errors': dict(self.errors),
                 'requests': self.requests,
             }
-
-
-class _NullCtx(object):
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -859,8 +851,9 @@ class Handler(BaseHTTPRequestHandler):
         hdrs = [('Content-Type', 'application/xml')] + e.headers
         self.server.stats.error(e.code)
         self.vlog('-> %d %s: %s' % (e.status, e.code, e.message))
-        if self.command == 'HEAD':
-            hdrs.append(('x-oss-err', base64.b64encode(body).decode('ascii')))
+        if self.command == 'HEAD' or e.status == 304:
+            if self.command == 'HEAD':
+                hdrs.append(('x-oss-err', base64.b64encode(body).decode('ascii')))
             self._start(e.status, hdrs, 0)
         else:
             self._start(e.status, hdrs, len(body))

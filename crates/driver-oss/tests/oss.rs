@@ -1,0 +1,410 @@
+//! OSS-specific behaviour on the OSS test server (signatures checked by oss2) that
+//! `cargo xtask test-all` starts: resume from a new instance (ListMultipartUploads +
+//! ListParts), a move above the multipart-copy threshold (UploadPartCopy, counted by the
+//! server), a delete of 2,500 objects in DeleteMultipleObjects batches that spares a
+//! sibling, wrong credentials rejected clearly, presigned URLs fetched by a plain HTTP
+//! client, V1 signatures and STS tokens, and oss2's own client against the server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use driver_api::{Driver, Parameters, RedirectRequest, StorageError};
+use driver_oss::ServiceError;
+use driver_testsuite::data::DataGen;
+use futures::StreamExt;
+
+const MIB: usize = 1 << 20;
+/// The smallest part the driver allows.
+const CHUNK: usize = 5 * MIB;
+
+fn params(root: &str) -> Parameters {
+    common::params()
+        .expect("OSS test server configured")
+        .with("rootdirectory", root)
+        .with("chunksize", CHUNK as u64)
+}
+
+async fn driver(root: &str) -> Driver {
+    common::create(params(root))
+        .await
+        .expect("creating the oss driver")
+}
+
+fn endpoint() -> String {
+    common::var("OSS_TEST_ENDPOINT").expect("OSS_TEST_ENDPOINT")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn service_error(e: &StorageError) -> &ServiceError {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<ServiceError>())
+        .unwrap_or_else(|| panic!("not an OSS service error: {e:?}"))
+}
+
+async fn resume_case(first: usize, second: usize) {
+    let root = common::root("resume");
+    let a = driver(&root).await;
+    let data = DataGen::random().bytes(first + second);
+    let mut w = a.writer("/obj", false).await.unwrap();
+    w.write(data.slice(..first)).await.unwrap();
+    assert_eq!(w.size(), first as u64);
+    w.close().await.unwrap();
+    // Nothing is visible before commit.
+    assert!(a.stat("/obj").await.unwrap_err().is_not_found());
+    assert!(a.list("/").await.unwrap().is_empty());
+
+    let b = driver(&root).await;
+    let mut w = b.writer("/obj", true).await.unwrap();
+    assert_eq!(w.size(), first as u64, "resumed size");
+    w.write(data.slice(first..)).await.unwrap();
+    w.commit().await.unwrap();
+    let got = b.get_content("/obj").await.unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "content after resume");
+    assert_eq!(b.stat("/obj").await.unwrap().size, data.len() as u64);
+    let e = b.writer("/obj", true).await.map(drop).unwrap_err();
+    assert!(matches!(e, StorageError::Unsupported { .. }), "{e:?}");
+    b.delete("/obj").await.unwrap();
+}
+
+#[test]
+fn resume_across_part_boundaries_from_a_new_instance() {
+    // A closed tail of 5 MiB + 12,345 bytes becomes a part; the rest is parked.
+    rt().block_on(resume_case(2 * CHUNK + 12_345, CHUNK + 7));
+    // A small tail is parked in `<key>#upload`, then re-joined.
+    rt().block_on(resume_case(CHUNK + 100, 3 * CHUNK));
+}
+
+#[test]
+fn resume_at_a_part_boundary_with_nothing_written_and_twice() {
+    rt().block_on(resume_case(2 * CHUNK, 0));
+    rt().block_on(resume_case(0, CHUNK / 3));
+    rt().block_on(async {
+        let root = common::root("resume-twice");
+        let data = DataGen::random().bytes(CHUNK + 99);
+        let mut w = driver(&root).await.writer("/e", false).await.unwrap();
+        w.write(data.slice(..100)).await.unwrap();
+        w.close().await.unwrap();
+        let mut w = driver(&root).await.writer("/e", true).await.unwrap();
+        assert_eq!(w.size(), 100);
+        w.write(data.slice(100..)).await.unwrap();
+        w.close().await.unwrap();
+        let d = driver(&root).await;
+        let mut w = d.writer("/e", true).await.unwrap();
+        assert_eq!(w.size(), data.len() as u64);
+        w.commit().await.unwrap();
+        assert!(d.get_content("/e").await.unwrap() == data);
+        d.delete("/e").await.unwrap();
+    });
+}
+
+#[test]
+fn resume_finds_the_upload_by_listing_when_nothing_was_parked() {
+    // A writer that uploaded parts but died before `close`: the new instance finds the
+    // upload with ListMultipartUploads and its parts with ListParts.
+    rt().block_on(async {
+        let root = common::root("resume-list");
+        let data = DataGen::random().bytes(2 * CHUNK + 1);
+        let d = driver(&root).await;
+        let mut w = d.writer("/x", false).await.unwrap();
+        w.write(data.slice(..2 * CHUNK)).await.unwrap();
+        drop(w); // no close: no parked state
+        let before = common::op_count(&endpoint(), "ListMultipartUploads").await;
+        let mut w = driver(&root).await.writer("/x", true).await.unwrap();
+        assert_eq!(w.size(), 2 * CHUNK as u64);
+        assert!(common::op_count(&endpoint(), "ListMultipartUploads").await > before);
+        w.write(data.slice(2 * CHUNK..)).await.unwrap();
+        w.commit().await.unwrap();
+        assert!(d.get_content("/x").await.unwrap() == data);
+        d.delete("/x").await.unwrap();
+    });
+}
+
+#[test]
+fn move_above_the_threshold_copies_part_by_part() {
+    rt().block_on(async {
+        let mib: usize = common::var("OSS_TEST_MOVE_MIB")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(40);
+        let root = common::root("move");
+        let d = common::create(
+            params(&root)
+                .with("multipartcopythreshold", 8u64 << 20)
+                .with("multipartcopychunksize", 5u64 << 20),
+        )
+        .await
+        .unwrap();
+        let data = DataGen::random().bytes(mib * MIB + 4321);
+        let mut w = d.writer("/src/big", false).await.unwrap();
+        w.write(data.clone()).await.unwrap();
+        w.commit().await.unwrap();
+        let parts = common::op_count(&endpoint(), "UploadPartCopy").await;
+        d.rename("/src/big", "/dst/big").await.unwrap();
+        let expected_parts = (data.len() as u64).div_ceil(5 << 20);
+        assert!(
+            common::op_count(&endpoint(), "UploadPartCopy").await - parts >= expected_parts,
+            "the move used UploadPartCopy"
+        );
+        assert!(d.stat("/src/big").await.unwrap_err().is_not_found());
+        let got = d.get_content("/dst/big").await.unwrap();
+        assert!(got == data, "moved content byte-exact");
+        // From an offset inside the third part.
+        let off = 2 * (5 << 20) + 17;
+        let mut r = d.reader("/dst/big", off as u64).await.unwrap();
+        let mut tail = Vec::new();
+        while let Some(c) = r.next().await {
+            tail.extend_from_slice(&c.unwrap());
+        }
+        assert!(tail[..] == data[off..]);
+        // Below the threshold: one CopyObject.
+        d.put_content("/small", Bytes::from_static(b"tiny"))
+            .await
+            .unwrap();
+        let before = common::op_count(&endpoint(), "CopyObject").await;
+        d.rename("/small", "/small2").await.unwrap();
+        assert!(common::op_count(&endpoint(), "CopyObject").await > before);
+        assert_eq!(&d.get_content("/small2").await.unwrap()[..], b"tiny");
+        d.delete("/dst").await.unwrap();
+        d.delete("/small2").await.unwrap();
+    });
+}
+
+#[test]
+fn delete_of_2500_objects_in_batches_spares_siblings() {
+    rt().block_on(async {
+        let root = common::root("delete");
+        let d = driver(&root).await;
+        let n: usize = common::var("OSS_TEST_DELETE_COUNT")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2500);
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let d = d.clone();
+                async move {
+                    let p = format!("/dir/{}/f{i:05}", i % 7);
+                    d.put_content(&p, Bytes::from(format!("{i}"))).await
+                }
+            })
+            .buffer_unordered(32)
+            .for_each(|r| async move { r.unwrap() })
+            .await;
+        d.put_content("/dir-sibling", Bytes::from_static(b"keep"))
+            .await
+            .unwrap();
+        d.put_content("/dirx/keep", Bytes::from_static(b"keep"))
+            .await
+            .unwrap();
+        let before = common::op_count(&endpoint(), "DeleteMultipleObjects").await;
+        d.delete("/dir").await.unwrap();
+        let batches = common::op_count(&endpoint(), "DeleteMultipleObjects").await - before;
+        assert!(
+            batches >= n.div_ceil(1000) as u64,
+            "{batches} DeleteMultipleObjects requests for {n} keys"
+        );
+        assert!(d.list("/dir").await.unwrap_err().is_not_found());
+        assert!(d.stat("/dir").await.unwrap_err().is_not_found());
+        assert_eq!(&d.get_content("/dir-sibling").await.unwrap()[..], b"keep");
+        assert_eq!(&d.get_content("/dirx/keep").await.unwrap()[..], b"keep");
+        assert!(d.delete("/dir").await.unwrap_err().is_not_found());
+        d.delete("/dir-sibling").await.unwrap();
+        d.delete("/dirx").await.unwrap();
+    });
+}
+
+#[test]
+fn wrong_credentials_are_rejected_clearly() {
+    rt().block_on(async {
+        let root = common::root("auth");
+        let secret = "definitely-the-wrong-secret";
+        for version in [4u64, 1] {
+            let d = common::create(
+                params(&root)
+                    .with("accesskeysecret", secret)
+                    .with("signatureversion", version),
+            )
+            .await
+            .unwrap();
+            let e = d.stat("/anything").await.unwrap_err();
+            let se = service_error(&e);
+            assert_eq!(se.code, "SignatureDoesNotMatch", "V{version}: {e}");
+            assert!(se.is_auth() && se.status == 403);
+            let text = e.to_string();
+            assert!(text.contains("check accesskeyid, accesskeysecret"), "{text}");
+            assert!(!text.contains(secret) && !format!("{e:?}").contains(secret));
+            assert!(!e.is_retryable());
+            let e = d
+                .put_content("/x", Bytes::from_static(b"x"))
+                .await
+                .unwrap_err();
+            assert_eq!(service_error(&e).code, "SignatureDoesNotMatch");
+        }
+        let d = common::create(params(&root).with("accesskeyid", "NoSuchKeyId"))
+            .await
+            .unwrap();
+        let e = d.list("/").await.unwrap_err();
+        assert_eq!(service_error(&e).code, "InvalidAccessKeyId", "{e}");
+        // A missing bucket says so.
+        let d = common::create(params(&root).with("bucket", "no-such-bucket"))
+            .await
+            .unwrap();
+        let e = d.get_content("/x").await.unwrap_err();
+        assert_eq!(service_error(&e).code, "NoSuchBucket", "{e}");
+        assert!(e.to_string().contains("the bucket must exist"), "{e}");
+    });
+}
+
+#[test]
+fn presigned_urls_work_for_plain_clients_and_reject_tampering() {
+    rt().block_on(async {
+        let root = common::root("presign");
+        let http = driver_testsuite::http_client();
+        for version in [4u64, 1] {
+            let d = common::create(params(&root).with("signatureversion", version))
+                .await
+                .unwrap();
+            d.put_content("/a_b/blob", Bytes::from_static(b"presigned"))
+                .await
+                .unwrap();
+            let url = d
+                .redirect_url(&RedirectRequest::get(), "/a_b/blob")
+                .await
+                .unwrap()
+                .expect("a URL");
+            let resp = http.get(&url).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "V{version} GET {url}");
+            assert_eq!(&resp.bytes().await.unwrap()[..], b"presigned");
+            let head = d
+                .redirect_url(&RedirectRequest::head(), "/a_b/blob")
+                .await
+                .unwrap()
+                .unwrap();
+            let resp = http.head(&head).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "V{version} HEAD");
+            assert_eq!(resp.headers()["content-length"], "9");
+            // A GET URL is not a PUT URL, and a changed signature is refused.
+            let resp = http.put(&url).body("x").send().await.unwrap();
+            assert_eq!(resp.status(), 403, "V{version} PUT with a GET URL");
+            let tampered = url.replacen("Signature=", "Signature=AA", 1).replacen(
+                "x-oss-signature=",
+                "x-oss-signature=00",
+                1,
+            );
+            assert_eq!(http.get(&tampered).send().await.unwrap().status(), 403);
+            // An expired URL is refused.
+            let short = d
+                .redirect_url(
+                    &RedirectRequest::get().expires_in(Duration::from_secs(1)),
+                    "/a_b/blob",
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(2100)).await;
+            assert_eq!(http.get(&short).send().await.unwrap().status(), 403);
+        }
+        common::create(params(&root))
+            .await
+            .unwrap()
+            .delete("/a_b")
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn v1_signatures_and_sts_tokens_work_end_to_end() {
+    let (Some(endpoint), Some(token)) = (
+        common::var("OSS_TEST_STS_ENDPOINT"),
+        common::var("OSS_TEST_SECURITY_TOKEN"),
+    ) else {
+        panic!("OSS_TEST_STS_ENDPOINT / OSS_TEST_SECURITY_TOKEN not set (cargo xtask starts a second test server that requires an STS token)");
+    };
+    rt().block_on(async {
+        for version in [1u64, 4] {
+            let root = common::root("sts");
+            let p = params(&root)
+                .with("endpoint", endpoint.clone())
+                .with("signatureversion", version);
+            // Without the token the server refuses.
+            let d = common::create(p.clone()).await.unwrap();
+            let e = d.stat("/x").await.unwrap_err();
+            assert!(service_error(&e).is_auth(), "V{version} without a token: {e}");
+            let d = common::create(p.with("securitytoken", token.clone()))
+                .await
+                .unwrap();
+            let data = DataGen::random().bytes(2 * CHUNK + 3);
+            let mut w = d.writer("/d/big", false).await.unwrap();
+            w.write(data.clone()).await.unwrap();
+            w.close().await.unwrap();
+            let mut w = d.writer("/d/big", true).await.unwrap();
+            assert_eq!(w.size(), data.len() as u64);
+            w.commit().await.unwrap();
+            d.put_content("/d/small", Bytes::from_static(b"s"))
+                .await
+                .unwrap();
+            assert_eq!(d.list("/d").await.unwrap().len(), 2);
+            d.rename("/d/small", "/e/small").await.unwrap();
+            let mut r = d.reader("/d/big", CHUNK as u64 + 1).await.unwrap();
+            let mut n = 0;
+            while let Some(c) = r.next().await {
+                n += c.unwrap().len();
+            }
+            assert_eq!(n, data.len() - CHUNK - 1);
+            let url = d
+                .redirect_url(&RedirectRequest::get(), "/e/small")
+                .await
+                .unwrap()
+                .unwrap();
+            let resp = driver_testsuite::http_client().get(&url).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "V{version} presigned with a token");
+            d.delete("/d").await.unwrap();
+            d.delete("/e").await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn oss2_client_checks_the_test_server() {
+    // The test server is proved right by Aliyun's own SDK (put/get/list/multipart/copy/
+    // append/delete/presign, V1 and V4, a wrong secret), run against it.
+    let Some(python) = common::var("OSS_TEST_PYTHON") else {
+        panic!("OSS_TEST_PYTHON not set (cargo xtask sets it to the venv with oss2)");
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/testserver/check_with_oss2.py");
+    // A server of its own: the check counts the signature failures it provokes.
+    let oracle = common::var("OSS_TEST_ORACLE_ENDPOINT").expect("OSS_TEST_ORACLE_ENDPOINT");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(["--endpoint", &oracle])
+        .args(["--copy-limit", "1048576"])
+        .args(["--bucket", &common::bucket()])
+        .args([
+            "--access-key-id",
+            &common::var("OSS_TEST_ACCESS_KEY_ID").unwrap(),
+        ])
+        .args([
+            "--access-key-secret",
+            &common::var("OSS_TEST_ACCESS_KEY_SECRET").unwrap(),
+        ])
+        .args([
+            "--region",
+            &common::var("OSS_TEST_REGION").unwrap_or_else(|| "cn-hangzhou".into()),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "oss2's checks failed");
+    assert!(stdout.contains("ALL OK"), "no final line");
+}
