@@ -358,7 +358,11 @@ pub const SWIFT_TEMPURL_KEY: &str = "storage-drivers-tempurl-key";
 
 /// Installs memcached from Debian when it is missing (as root; otherwise says what to do).
 fn ensure_memcached(dir: &Path) -> Result<PathBuf, Error> {
-    apt_install(dir, "memcached", &["/usr/bin/memcached", "/usr/local/bin/memcached"])
+    apt_install(
+        dir,
+        "memcached",
+        &["/usr/bin/memcached", "/usr/local/bin/memcached"],
+    )
 }
 
 /// The first of `paths` that exists, after installing Debian's `package` if none does
@@ -978,7 +982,11 @@ pub fn start_oss() -> Result<Emulator, Error> {
         std::fs::write(&stamp, &requirements)?;
     }
     let shm = Path::new("/dev/shm");
-    let tmp = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let tmp = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
     let data = tmp.join(format!("storage-drivers-oss-{}", std::process::id()));
     em.dirs.push(data.clone());
     let mut start = |name: &str, extra: &[&str]| -> Result<u16, Error> {
@@ -1010,7 +1018,10 @@ pub fn start_oss() -> Result<Emulator, Error> {
     let env = [
         ("OSS_TEST_ENDPOINT", format!("http://127.0.0.1:{plain}")),
         ("OSS_TEST_STS_ENDPOINT", format!("http://127.0.0.1:{sts}")),
-        ("OSS_TEST_ORACLE_ENDPOINT", format!("http://127.0.0.1:{oracle}")),
+        (
+            "OSS_TEST_ORACLE_ENDPOINT",
+            format!("http://127.0.0.1:{oracle}"),
+        ),
         ("OSS_TEST_SECURITY_TOKEN", OSS_SECURITY_TOKEN.into()),
         ("OSS_TEST_ACCESS_KEY_ID", OSS_ACCESS_KEY_ID.into()),
         ("OSS_TEST_ACCESS_KEY_SECRET", OSS_ACCESS_KEY_SECRET.into()),

@@ -11,7 +11,8 @@ mod common;
 use driver_testsuite::bench;
 
 fn benches(c: &mut criterion::Criterion) {
-    if common::var("OSS_TEST_PYTHON").is_some() && std::env::var_os("DRIVER_BENCH_SKIP_1G").is_none()
+    if common::var("OSS_TEST_PYTHON").is_some()
+        && std::env::var_os("DRIVER_BENCH_SKIP_1G").is_none()
     {
         std::env::set_var("DRIVER_BENCH_SKIP_1G", "1");
     }

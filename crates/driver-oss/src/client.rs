@@ -234,7 +234,11 @@ impl Client {
         let header_doc = resp
             .headers()
             .get("x-oss-err")
-            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.as_bytes()).ok())
+            .and_then(|v| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v.as_bytes())
+                    .ok()
+            })
             .map(|b| String::from_utf8_lossy(&b).into_owned());
         let mut body = driver_http::error_body(resp).await;
         if body.trim().is_empty() {
@@ -364,10 +368,7 @@ mod tests {
         );
         assert_eq!(c.copy_source("a/b c"), "/bkt/a/b%20c");
         let c = client(&[("endpoint", "http://127.0.0.1:9/")]);
-        assert_eq!(
-            c.object_url("k", &[]).as_str(),
-            "http://127.0.0.1:9/bkt/k"
-        );
+        assert_eq!(c.object_url("k", &[]).as_str(), "http://127.0.0.1:9/bkt/k");
         assert_eq!(c.bucket_url(&[]).as_str(), "http://127.0.0.1:9/bkt/");
     }
 

@@ -116,7 +116,12 @@ fn invalid(key: &str, expected: impl Into<String>) -> StorageError {
 /// which cannot have per-bucket host names.
 fn is_local_or_ip(authority: &str) -> bool {
     let host = match authority.strip_prefix('[') {
-        Some(v6) => return v6.split(']').next().is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok()),
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+        }
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
     host == "localhost" || host.parse::<std::net::Ipv4Addr>().is_ok()
@@ -143,7 +148,9 @@ impl OssParams {
         let copy_threshold = r
             .u64("multipartcopythreshold")?
             .unwrap_or(DEFAULT_COPY_THRESHOLD);
-        let copy_chunk = r.u64("multipartcopychunksize")?.unwrap_or(DEFAULT_COPY_CHUNK);
+        let copy_chunk = r
+            .u64("multipartcopychunksize")?
+            .unwrap_or(DEFAULT_COPY_CHUNK);
         let max_concurrency = r.u64("maxconcurrency")?.unwrap_or(8) as usize;
         r.finish()?;
 
@@ -206,10 +213,7 @@ impl OssParams {
             }
             None => {
                 let suffix = if internal { "-internal" } else { "" };
-                (
-                    default_scheme,
-                    format!("oss-{region}{suffix}.aliyuncs.com"),
-                )
+                (default_scheme, format!("oss-{region}{suffix}.aliyuncs.com"))
             }
         };
         let path_style = path_style.unwrap_or_else(|| is_local_or_ip(&endpoint_host));
@@ -263,12 +267,19 @@ mod tests {
     #[test]
     fn endpoints_and_path_style() {
         let p = OssParams::parse(base().with("endpoint", "http://127.0.0.1:9000/")).unwrap();
-        assert_eq!((p.scheme, p.endpoint_host.as_str()), ("http", "127.0.0.1:9000"));
+        assert_eq!(
+            (p.scheme, p.endpoint_host.as_str()),
+            ("http", "127.0.0.1:9000")
+        );
         assert!(p.path_style, "an IP endpoint cannot have bucket host names");
         let p = OssParams::parse(base().with("endpoint", "oss.example.com")).unwrap();
         assert_eq!((p.scheme, p.path_style), ("https", false));
-        let p = OssParams::parse(base().with("endpoint", "localhost:1").with("pathstyle", false))
-            .unwrap();
+        let p = OssParams::parse(
+            base()
+                .with("endpoint", "localhost:1")
+                .with("pathstyle", false),
+        )
+        .unwrap();
         assert!(!p.path_style);
         assert!(OssParams::parse(base().with("endpoint", "ftp://x")).is_err());
         assert!(OssParams::parse(base().with("endpoint", "http://x/path")).is_err());
@@ -293,6 +304,9 @@ mod tests {
         assert!(e.to_string().contains("nosuch"), "{e}");
         let p = OssParams::parse(base().with("securitytoken", "tok-123")).unwrap();
         let dbg = format!("{p:?}");
-        assert!(!dbg.contains("very-secret") && !dbg.contains("tok-123"), "{dbg}");
+        assert!(
+            !dbg.contains("very-secret") && !dbg.contains("tok-123"),
+            "{dbg}"
+        );
     }
 }

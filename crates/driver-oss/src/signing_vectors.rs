@@ -30,7 +30,11 @@ fn libfaketime() -> Option<PathBuf> {
         .map(PathBuf::from)
         .into_iter()
         .collect();
-    for dir in ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"] {
+    for dir in [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ] {
         candidates.push(PathBuf::from(dir).join("faketime/libfaketime.so.1"));
     }
     candidates.into_iter().find(|p| p.is_file())
@@ -53,7 +57,11 @@ fn signing_vectors_match_oss2() {
         return;
     };
     let v = vectors();
-    let at = v["now_rfc3339"].as_str().unwrap().replace('T', " ").replace('Z', "");
+    let at = v["now_rfc3339"]
+        .as_str()
+        .unwrap()
+        .replace('T', " ")
+        .replace('Z', "");
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "signing_vectors::signing_vectors_match_oss2",
@@ -120,10 +128,7 @@ fn check_under_frozen_clock() {
             .with("accesskeysecret", v["access_key_secret"].as_str().unwrap())
             .with("region", v["region"].as_str().unwrap())
             .with("bucket", v["bucket"].as_str().unwrap())
-            .with(
-                "signatureversion",
-                if t["version"] == "v1" { 1 } else { 4 },
-            );
+            .with("signatureversion", if t["version"] == "v1" { 1 } else { 4 });
         if t["sts"].as_bool().unwrap() {
             params = params.with("securitytoken", v["security_token"].as_str().unwrap());
         }

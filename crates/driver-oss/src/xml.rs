@@ -193,11 +193,7 @@ pub fn delete_body(keys: &[String]) -> String {
     let mut s = String::with_capacity(64 + keys.len() * 64);
     s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete><Quiet>true</Quiet>");
     for k in keys {
-        let _ = write!(
-            s,
-            "<Object><Key>{}</Key></Object>",
-            escape(k)
-        );
+        let _ = write!(s, "<Object><Key>{}</Key></Object>", escape(k));
     }
     s.push_str("</Delete>");
     s
@@ -222,9 +218,12 @@ mod tests {
         assert!(l.contents[0].mod_time() > std::time::UNIX_EPOCH);
         assert_eq!(url_decoded(&l.common_prefixes[0].prefix), "a/d/");
         assert_eq!(l.next().as_deref(), Some("tok+/="));
-        let empty: ListBucketResult =
-            parse("<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>", "list", &p)
-                .unwrap();
+        let empty: ListBucketResult = parse(
+            "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>",
+            "list",
+            &p,
+        )
+        .unwrap();
         assert!(empty.contents.is_empty() && empty.next().is_none());
     }
 

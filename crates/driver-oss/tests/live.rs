@@ -38,7 +38,11 @@ fn conformance_suite_against_real_oss() {
         // Counted as skipped by `cargo xtask test-all`, with the reason.
         if let Some(log) = var("DRIVER_TESTSUITE_SKIP_LOG") {
             use std::io::Write as _;
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+            {
                 let _ = writeln!(f, "oss\tlive\t{reason}");
             }
         }
@@ -82,7 +86,10 @@ fn conformance_suite_against_real_oss() {
             driver_testsuite::Sizes::from_env(),
             driver_testsuite::case_timeout(),
         ));
-        println!("{} {:?} in {:?}", report.name, report.outcome, report.elapsed);
+        println!(
+            "{} {:?} in {:?}",
+            report.name, report.outcome, report.elapsed
+        );
         if let driver_testsuite::Outcome::Failed(m) = report.outcome {
             failed.push(format!("{}: {m}", report.name));
         }

@@ -239,7 +239,10 @@ fn wrong_credentials_are_rejected_clearly() {
             assert_eq!(se.code, "SignatureDoesNotMatch", "V{version}: {e}");
             assert!(se.is_auth() && se.status == 403);
             let text = e.to_string();
-            assert!(text.contains("check accesskeyid, accesskeysecret"), "{text}");
+            assert!(
+                text.contains("check accesskeyid, accesskeysecret"),
+                "{text}"
+            );
             assert!(!text.contains(secret) && !format!("{e:?}").contains(secret));
             assert!(!e.is_retryable());
             let e = d
@@ -338,7 +341,10 @@ fn v1_signatures_and_sts_tokens_work_end_to_end() {
             // Without the token the server refuses.
             let d = common::create(p.clone()).await.unwrap();
             let e = d.stat("/x").await.unwrap_err();
-            assert!(service_error(&e).is_auth(), "V{version} without a token: {e}");
+            assert!(
+                service_error(&e).is_auth(),
+                "V{version} without a token: {e}"
+            );
             let d = common::create(p.with("securitytoken", token.clone()))
                 .await
                 .unwrap();
@@ -365,7 +371,11 @@ fn v1_signatures_and_sts_tokens_work_end_to_end() {
                 .await
                 .unwrap()
                 .unwrap();
-            let resp = driver_testsuite::http_client().get(&url).send().await.unwrap();
+            let resp = driver_testsuite::http_client()
+                .get(&url)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200, "V{version} presigned with a token");
             d.delete("/d").await.unwrap();
             d.delete("/e").await.unwrap();

@@ -37,8 +37,8 @@ use crate::progress::Progress;
 use driver_azure as _;
 use driver_filesystem as _;
 use driver_gcs as _;
-use driver_swift as _;
 use driver_oss as _;
+use driver_swift as _;
 // Out-of-process drivers: `--driver NAME` runs `registry-storage-NAME` when no linked
 // driver has that name.
 use driver_inmemory as _;

@@ -34,7 +34,10 @@ pub fn params() -> Result<Parameters, StorageError> {
     };
     Ok(Parameters::new()
         .with("endpoint", var("OSS_TEST_ENDPOINT").ok_or_else(missing)?)
-        .with("accesskeyid", var("OSS_TEST_ACCESS_KEY_ID").ok_or_else(missing)?)
+        .with(
+            "accesskeyid",
+            var("OSS_TEST_ACCESS_KEY_ID").ok_or_else(missing)?,
+        )
         .with(
             "accesskeysecret",
             var("OSS_TEST_ACCESS_KEY_SECRET").ok_or_else(missing)?,
