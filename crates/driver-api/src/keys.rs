@@ -53,3 +53,60 @@ impl KeySpace {
         }
     }
 }
+
+/// The children of a directory, collected from a listing of its key prefix with the `/`
+/// delimiter (keys and common prefixes, page after page): what an object-store driver's
+/// `list` returns.
+///
+/// ```
+/// use driver_api::{keys::Children, StoragePath};
+/// let dir = StoragePath::new("/a").unwrap();
+/// let mut c = Children::new(&dir, "root/a/");
+/// for key in ["root/a/f", "root/a/sub/", "root/a/f#upload"] {
+///     c.push(key);
+/// }
+/// let names: Vec<String> = c.finish("demo").unwrap().iter().map(|p| p.to_string()).collect();
+/// assert_eq!(names, ["/a/f", "/a/sub"]);
+/// ```
+#[derive(Debug)]
+pub struct Children<'a> {
+    dir: &'a StoragePath,
+    prefix: &'a str,
+    out: Vec<StoragePath>,
+    any: bool,
+}
+
+impl<'a> Children<'a> {
+    /// Children of `dir`, whose keys start with `prefix` (its [`KeySpace::dir_prefix`]).
+    pub fn new(dir: &'a StoragePath, prefix: &'a str) -> Self {
+        Self {
+            dir,
+            prefix,
+            out: Vec::new(),
+            any: false,
+        }
+    }
+
+    /// A listed key or common prefix (whole, prefix included). Names the path grammar
+    /// cannot hold (upload state such as `name#upload`) are left out, though they still
+    /// show that the directory exists.
+    pub fn push(&mut self, key: &str) {
+        self.any = true;
+        let name = key
+            .get(self.prefix.len()..)
+            .unwrap_or("")
+            .trim_end_matches('/');
+        self.out.extend(self.dir.child(name));
+    }
+
+    /// The children, sorted and without repeats; `PathNotFound` when nothing was listed
+    /// below a directory other than the root.
+    pub fn finish(mut self, driver: &'static str) -> crate::Result<Vec<StoragePath>> {
+        if !self.any && !self.dir.is_root() {
+            return Err(crate::StorageError::not_found(driver, self.dir));
+        }
+        self.out.sort();
+        self.out.dedup();
+        Ok(self.out)
+    }
+}

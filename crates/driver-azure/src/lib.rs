@@ -43,7 +43,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use driver_api::keys::KeySpace;
+use driver_api::keys::{Children, KeySpace};
 use driver_api::walk::flat::FlatWalk;
 use driver_api::{
     register_driver, ByteStream, FileInfo, FileWriter, Parameters, RedirectRequest, Result,
@@ -452,33 +452,24 @@ impl StorageDriver for AzureDriver {
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
         let s = &self.inner;
         let prefix = s.keys.dir_prefix(path);
-        let mut out = Vec::new();
-        let mut any = false;
+        let mut children = Children::new(path, &prefix);
         let mut marker = None;
         loop {
             let page = s
                 .list_page("list", path, &prefix, true, marker.as_deref(), None)
                 .await?;
             for item in &page.blobs.items {
-                any = true;
-                let name = match item {
+                children.push(match item {
                     Item::Blob(b) => &b.name,
                     Item::BlobPrefix(p) => &p.name,
-                };
-                let child = name.get(prefix.len()..).unwrap_or("").trim_end_matches('/');
-                out.extend(path.child(child));
+                });
             }
             marker = page.next();
             if marker.is_none() {
                 break;
             }
         }
-        if !any && !path.is_root() {
-            return Err(StorageError::not_found(DRIVER, path));
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
+        children.finish(DRIVER)
     }
 
     async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {

@@ -31,7 +31,8 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use driver_api::chunks::Chunker;
 use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
 use reqwest::Method;
 
@@ -146,13 +147,14 @@ pub(crate) struct AzureWriter {
     blocks: Vec<(String, u64)>,
     /// This session is recorded remotely (a block or a marker was staged).
     recorded: bool,
-    buf: BytesMut,
+    chunks: Chunker,
     size: u64,
 }
 
 impl AzureWriter {
     pub(crate) fn new(s: Arc<Inner>, path: StoragePath) -> Self {
         let name = s.name(&path);
+        let chunk = s.p.chunk_size;
         Self {
             s,
             path,
@@ -160,7 +162,7 @@ impl AzureWriter {
             session: new_session(),
             blocks: Vec::new(),
             recorded: false,
-            buf: BytesMut::new(),
+            chunks: Chunker::new(chunk),
             size: 0,
         }
     }
@@ -245,8 +247,8 @@ impl AzureWriter {
     }
 
     async fn flush(&mut self) -> Result<()> {
-        if !self.buf.is_empty() {
-            let data = self.buf.split().freeze();
+        if !self.chunks.is_empty() {
+            let data = self.chunks.take();
             self.stage_data(data).await?;
         }
         Ok(())
@@ -256,25 +258,9 @@ impl AzureWriter {
 #[async_trait]
 impl FileWriter for AzureWriter {
     async fn write(&mut self, mut data: Bytes) -> Result<()> {
-        let chunk = self.s.p.chunk_size;
-        while !data.is_empty() {
-            if self.buf.is_empty() && data.len() >= chunk {
-                // A whole block straight from the caller's buffer, no copy.
-                let block = data.split_to(chunk);
-                self.stage_data(block).await?;
-                self.size += chunk as u64;
-                continue;
-            }
-            if self.buf.capacity() == 0 {
-                // One allocation of exactly a block.
-                self.buf.reserve(chunk);
-            }
-            let take = (chunk - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data.split_to(take));
-            self.size += take as u64;
-            if self.buf.len() == chunk {
-                self.flush().await?;
-            }
+        self.size += data.len() as u64;
+        while let Some(block) = self.chunks.next_part(&mut data) {
+            self.stage_data(block).await?;
         }
         Ok(())
     }
@@ -290,12 +276,12 @@ impl FileWriter for AzureWriter {
             self.stage(Kind::Marker, 0, Bytes::from_static(b"\0"), "close")
                 .await?;
         }
-        self.buf = BytesMut::new();
+        self.chunks.clear();
         Ok(())
     }
 
     async fn cancel(&mut self) -> Result<()> {
-        self.buf = BytesMut::new();
+        self.chunks.clear();
         // Where no blob is committed: an empty commit that only succeeds on an absent blob
         // discards every uncommitted block; then the empty blob goes.
         let url = self.client().blob_url(&self.name);
@@ -331,7 +317,7 @@ impl FileWriter for AzureWriter {
     async fn commit(&mut self) -> Result<()> {
         if self.blocks.is_empty() {
             // Never filled a block: one Put Blob (it also discards uncommitted blocks).
-            let data = std::mem::take(&mut self.buf).freeze();
+            let data = self.chunks.take();
             return self.s.put_blob("commit", &self.path, data).await;
         }
         self.flush().await?;

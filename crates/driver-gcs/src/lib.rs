@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use driver_api::keys::KeySpace;
+use driver_api::keys::{Children, KeySpace};
 use driver_api::walk::flat::FlatWalk;
 use driver_api::{
     register_driver, ByteStream, FileInfo, FileWriter, Parameters, RedirectMethod, RedirectRequest,
@@ -376,8 +376,7 @@ impl StorageDriver for GcsDriver {
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
         let s = &self.inner;
         let prefix = s.keys.dir_prefix(path);
-        let mut out = Vec::new();
-        let mut any = false;
+        let mut children = Children::new(path, &prefix);
         let page = Page {
             delimiter: true,
             ..Page::default()
@@ -385,19 +384,12 @@ impl StorageDriver for GcsDriver {
         s.list_all("list", path, &prefix, page, |list| {
             let names = list.items.iter().map(|o| o.name.as_str());
             for name in names.chain(list.prefixes.iter().map(String::as_str)) {
-                any = true;
-                let child = name.get(prefix.len()..).unwrap_or("").trim_end_matches('/');
-                out.extend(path.child(child));
+                children.push(name);
             }
             true
         })
         .await?;
-        if !any && !path.is_root() {
-            return Err(StorageError::not_found(DRIVER, path));
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
+        children.finish(DRIVER)
     }
 
     async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {

@@ -21,7 +21,8 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use driver_api::chunks::Chunker;
 use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
 use driver_http::Call;
 use reqwest::{Method, Response, Url};
@@ -53,7 +54,7 @@ pub(crate) struct GcsWriter {
     session: Option<Url>,
     /// Bytes the session holds.
     uploaded: u64,
-    buf: BytesMut,
+    chunks: Chunker,
     /// Resumed from a state object (removed only after a successful commit or cancel).
     from_state: bool,
     /// Bytes written in all; what `size` reports.
@@ -63,13 +64,14 @@ pub(crate) struct GcsWriter {
 impl GcsWriter {
     pub(crate) fn new(s: Arc<Inner>, path: StoragePath) -> Self {
         let name = s.name(&path);
+        let chunk = s.p.chunk_size;
         Self {
             s,
             path,
             name,
             session: None,
             uploaded: 0,
-            buf: BytesMut::new(),
+            chunks: Chunker::new(chunk),
             from_state: false,
             size: 0,
         }
@@ -96,8 +98,7 @@ impl GcsWriter {
             };
             w.uploaded = state.offset;
             w.size = state.offset + tail.len() as u64;
-            w.buf.reserve(s.p.chunk_size);
-            w.buf.put(tail);
+            w.chunks.extend(&tail);
             w.from_state = true;
             return Ok(w);
         }
@@ -142,12 +143,10 @@ impl GcsWriter {
         Ok(loc)
     }
 
-    /// Sends the first `len` buffered bytes (a multiple of 256 KiB) to the session as a
-    /// non-final chunk.
-    async fn send_chunk(&mut self, len: usize) -> Result<()> {
+    /// Sends `data` (a multiple of 256 KiB) to the session as a non-final chunk.
+    async fn send_chunk(&mut self, data: Bytes) -> Result<()> {
         let session = self.open_session().await?;
         let mut sent = 0usize;
-        let data = self.buf.split_to(len).freeze();
         // GCS may keep less than it was sent (it says so in `Range`): send the rest again.
         for _ in 0..16 {
             let part = data.slice(sent..);
@@ -209,17 +208,9 @@ fn persisted(resp: &Response) -> Option<u64> {
 #[async_trait]
 impl FileWriter for GcsWriter {
     async fn write(&mut self, mut data: Bytes) -> Result<()> {
-        let chunk = self.s.p.chunk_size;
         self.size += data.len() as u64;
-        while !data.is_empty() {
-            if self.buf.capacity() == 0 {
-                self.buf.reserve(chunk);
-            }
-            let take = (chunk - self.buf.len()).min(data.len());
-            self.buf.put(data.split_to(take));
-            if self.buf.len() >= chunk {
-                self.send_chunk(chunk).await?;
-            }
+        while let Some(chunk) = self.chunks.next_part(&mut data) {
+            self.send_chunk(chunk).await?;
         }
         Ok(())
     }
@@ -229,9 +220,10 @@ impl FileWriter for GcsWriter {
     }
 
     async fn close(&mut self) -> Result<()> {
-        let aligned = self.buf.len() - self.buf.len() % CHUNK_ALIGN as usize;
+        let aligned = self.chunks.len() - self.chunks.len() % CHUNK_ALIGN as usize;
         if aligned > 0 {
-            self.send_chunk(aligned).await?;
+            let data = self.chunks.take_front(aligned);
+            self.send_chunk(data).await?;
         }
         let state = State {
             v: 1,
@@ -240,11 +232,11 @@ impl FileWriter for GcsWriter {
         };
         let mut body = serde_json::to_vec(&state).map_err(|e| self.fail(e.to_string()))?;
         body.push(b'\n');
-        body.extend_from_slice(&self.buf);
+        body.extend_from_slice(self.chunks.buffered());
         self.s
             .put_object("writer", &self.path, &state_name(&self.name), body.into())
             .await?;
-        self.buf = BytesMut::new();
+        self.chunks.clear();
         Ok(())
     }
 
@@ -257,12 +249,12 @@ impl FileWriter for GcsWriter {
                 return Err(self.s.client.error("writer", &self.path, resp).await);
             }
         }
-        self.buf = BytesMut::new();
+        self.chunks.clear();
         self.drop_state().await
     }
 
     async fn commit(&mut self) -> Result<()> {
-        let rest = std::mem::take(&mut self.buf).freeze();
+        let rest = self.chunks.take();
         match self.session.clone() {
             None => {
                 // Nothing was sent yet: one simple upload; a stale state object from an

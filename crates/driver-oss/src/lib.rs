@@ -53,7 +53,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
-use driver_api::keys::KeySpace;
+use driver_api::keys::{Children, KeySpace};
 use driver_api::walk::flat::FlatWalk;
 use driver_api::{
     register_driver, ByteStream, FileInfo, FileWriter, Parameters, RedirectMethod, RedirectRequest,
@@ -499,8 +499,7 @@ impl StorageDriver for OssDriver {
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
         let s = &self.inner;
         let prefix = s.keys.dir_prefix(path);
-        let mut out = Vec::new();
-        let mut any = false;
+        let mut children = Children::new(path, &prefix);
         let page = Page {
             delimiter: true,
             ..Page::default()
@@ -508,20 +507,12 @@ impl StorageDriver for OssDriver {
         s.list_all("list", path, &prefix, page, |list| {
             let names = list.contents.iter().map(|o| &o.key);
             for name in names.chain(list.common_prefixes.iter().map(|p| &p.prefix)) {
-                any = true;
-                let name = xml::url_decoded(name);
-                let child = name.get(prefix.len()..).unwrap_or("").trim_end_matches('/');
-                out.extend(path.child(child));
+                children.push(&xml::url_decoded(name));
             }
             true
         })
         .await?;
-        if !any && !path.is_root() {
-            return Err(StorageError::not_found(DRIVER, path));
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
+        children.finish(DRIVER)
     }
 
     async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {

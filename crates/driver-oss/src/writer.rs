@@ -20,7 +20,8 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use driver_api::chunks::Chunker;
 use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
 use reqwest::Method;
 
@@ -43,7 +44,7 @@ pub(crate) struct OssWriter {
     upload_id: Option<String>,
     parts: Vec<Part>,
     parts_size: u64,
-    buf: BytesMut,
+    chunks: Chunker,
     /// Resumed from a parked tail: commit removes it only after the commit succeeded, so
     /// a failed commit stays resumable.
     from_parked: bool,
@@ -54,6 +55,7 @@ pub(crate) struct OssWriter {
 impl OssWriter {
     pub(crate) fn new(s: Arc<Inner>, path: StoragePath) -> Self {
         let key = s.key(&path);
+        let chunk = s.p.chunk_size as usize;
         Self {
             s,
             path,
@@ -61,7 +63,7 @@ impl OssWriter {
             upload_id: None,
             parts: Vec::new(),
             parts_size: 0,
-            buf: BytesMut::new(),
+            chunks: Chunker::new(chunk),
             from_parked: false,
             size: 0,
         }
@@ -90,7 +92,7 @@ impl OssWriter {
                     w.load_parts(&id).await?;
                     w.upload_id = Some(id);
                 }
-                w.buf.extend_from_slice(&tail);
+                w.chunks.extend(&tail);
                 w.size = w.parts_size + tail.len() as u64;
                 w.from_parked = true;
                 return Ok(w);
@@ -237,26 +239,9 @@ impl OssWriter {
 #[async_trait]
 impl FileWriter for OssWriter {
     async fn write(&mut self, mut data: Bytes) -> Result<()> {
-        let chunk = self.s.p.chunk_size as usize;
         self.size += data.len() as u64;
-        while !data.is_empty() {
-            if self.buf.is_empty() && data.len() >= chunk {
-                // A whole chunk straight from the caller's buffer, no copy.
-                let part = data.split_to(chunk);
-                self.upload_part(part).await?;
-                continue;
-            }
-            let take = (chunk - self.buf.len()).min(data.len());
-            if self.buf.capacity() == 0 {
-                // One allocation of exactly a chunk: growing by doubling would copy and
-                // briefly hold up to three chunks.
-                self.buf.reserve(chunk);
-            }
-            self.buf.extend_from_slice(&data.split_to(take));
-            if self.buf.len() == chunk {
-                let part = self.buf.split().freeze();
-                self.upload_part(part).await?;
-            }
+        while let Some(part) = self.chunks.next_part(&mut data) {
+            self.upload_part(part).await?;
         }
         Ok(())
     }
@@ -266,25 +251,25 @@ impl FileWriter for OssWriter {
     }
 
     async fn close(&mut self) -> Result<()> {
-        if self.buf.len() as u64 >= MIN_CHUNK {
-            let part = self.buf.split().freeze();
+        if self.chunks.len() as u64 >= MIN_CHUNK {
+            let part = self.chunks.take();
             self.upload_part(part).await?;
         }
         let s = self.s.clone();
         let url = s.client.object_url(&park_key(&self.key), &[]);
         let mut call = Call::new("close", &self.path, Method::PUT, url)
             .header("content-type", "application/octet-stream")
-            .body(self.buf.clone().freeze());
+            .body(Bytes::copy_from_slice(self.chunks.buffered()));
         if let Some(id) = &self.upload_id {
             call = call.header(META_UPLOAD_ID, id.clone());
         }
         s.client.expect(call, &[200]).await?;
-        self.buf = BytesMut::new();
+        self.chunks.clear();
         Ok(())
     }
 
     async fn cancel(&mut self) -> Result<()> {
-        self.buf = BytesMut::new();
+        self.chunks.clear();
         if let Some(id) = self.upload_id.take() {
             self.s.abort(&self.path, &self.key, &id).await;
         }
@@ -294,8 +279,8 @@ impl FileWriter for OssWriter {
     async fn commit(&mut self) -> Result<()> {
         let s = self.s.clone();
         if let Some(id) = self.upload_id.clone() {
-            if !self.buf.is_empty() {
-                let last = self.buf.split().freeze();
+            if !self.chunks.is_empty() {
+                let last = self.chunks.take();
                 self.upload_part(last).await?;
             }
             let complete = s.complete("commit", &self.path, &self.key, &id, &self.parts);
@@ -316,7 +301,7 @@ impl FileWriter for OssWriter {
             }
         } else {
             // Never reached a chunk: one PutObject.
-            let body = self.buf.split().freeze();
+            let body = self.chunks.take();
             let put = s.put_object("commit", &self.path, &self.key, body);
             if self.from_parked {
                 put.await?;

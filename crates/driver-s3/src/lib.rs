@@ -37,6 +37,7 @@ use aws_sdk_s3::primitives::ByteStream as SdkStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
+use driver_api::keys::Children;
 use driver_api::{
     register_driver, ByteStream, Capabilities, FileInfo, FileWriter, Parameters, RedirectMethod,
     RedirectRequest, Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
@@ -515,43 +516,24 @@ impl StorageDriver for S3Driver {
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
         let s = &self.inner;
         let prefix = s.dir_prefix(path);
-        let mut out = Vec::new();
-        let mut any = false;
+        let mut children = Children::new(path, &prefix);
         let mut token = None;
         loop {
             let page = s
                 .list_page(path, &prefix, true, token.take(), None, None)
                 .await?;
             for o in page.contents() {
-                any = true;
-                let name = o
-                    .key()
-                    .unwrap_or_default()
-                    .get(prefix.len()..)
-                    .unwrap_or("");
-                out.extend(path.child(name));
+                children.push(o.key().unwrap_or_default());
             }
             for cp in page.common_prefixes() {
-                any = true;
-                let name = cp
-                    .prefix()
-                    .unwrap_or_default()
-                    .get(prefix.len()..)
-                    .unwrap_or("")
-                    .trim_end_matches('/');
-                out.extend(path.child(name));
+                children.push(cp.prefix().unwrap_or_default());
             }
             token = next_token(&page);
             if token.is_none() {
                 break;
             }
         }
-        if !any && !path.is_root() {
-            return Err(StorageError::not_found(DRIVER, path));
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
+        children.finish(DRIVER)
     }
 
     async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {

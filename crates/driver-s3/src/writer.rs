@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream as SdkStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use driver_api::chunks::Chunker;
 use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
 
 use crate::client::map_err;
@@ -33,7 +34,7 @@ pub(crate) struct S3Writer {
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
     parts_size: u64,
-    buf: BytesMut,
+    chunks: Chunker,
     /// Resumed from a parked tail: commit removes it only after the commit succeeded, so a
     /// failed commit stays resumable. (A fresh writer removes any stale one in parallel.)
     from_parked: bool,
@@ -49,6 +50,7 @@ fn park_key(key: &str) -> String {
 impl S3Writer {
     pub(crate) fn new(s: Arc<Inner>, path: StoragePath) -> Self {
         let key = s.key(&path);
+        let chunk = s.p.chunk_size as usize;
         Self {
             s,
             path,
@@ -56,7 +58,7 @@ impl S3Writer {
             upload_id: None,
             parts: Vec::new(),
             parts_size: 0,
-            buf: BytesMut::new(),
+            chunks: Chunker::new(chunk),
             from_parked: false,
             size: 0,
         }
@@ -91,7 +93,7 @@ impl S3Writer {
                     w.load_parts(&id).await?;
                     w.upload_id = Some(id);
                 }
-                w.buf.extend_from_slice(&tail);
+                w.chunks.extend(&tail);
                 w.size = w.parts_size + tail.len() as u64;
                 w.from_parked = true;
                 return Ok(w);
@@ -279,26 +281,9 @@ impl S3Writer {
 #[async_trait]
 impl FileWriter for S3Writer {
     async fn write(&mut self, mut data: Bytes) -> Result<()> {
-        let chunk = self.s.p.chunk_size as usize;
         self.size += data.len() as u64;
-        while !data.is_empty() {
-            if self.buf.is_empty() && data.len() >= chunk {
-                // A whole chunk straight from the caller's buffer, no copy.
-                let part = data.split_to(chunk);
-                self.upload_part(part).await?;
-                continue;
-            }
-            let take = (chunk - self.buf.len()).min(data.len());
-            if self.buf.capacity() == 0 {
-                // One allocation of exactly a chunk: growing by doubling would copy and
-                // briefly hold up to three chunks.
-                self.buf.reserve(chunk);
-            }
-            self.buf.extend_from_slice(&data.split_to(take));
-            if self.buf.len() == chunk {
-                let part = self.buf.split().freeze();
-                self.upload_part(part).await?;
-            }
+        while let Some(part) = self.chunks.next_part(&mut data) {
+            self.upload_part(part).await?;
         }
         Ok(())
     }
@@ -308,8 +293,8 @@ impl FileWriter for S3Writer {
     }
 
     async fn close(&mut self) -> Result<()> {
-        if self.buf.len() as u64 >= MIN_CHUNK {
-            let part = self.buf.split().freeze();
+        if self.chunks.len() as u64 >= MIN_CHUNK {
+            let part = self.chunks.take();
             self.upload_part(part).await?;
         }
         let s = self.s.clone();
@@ -319,19 +304,21 @@ impl FileWriter for S3Writer {
             .bucket(s.bucket())
             .key(park_key(&self.key))
             .content_type("application/octet-stream")
-            .body(SdkStream::from(self.buf.clone().freeze()));
+            .body(SdkStream::from(Bytes::copy_from_slice(
+                self.chunks.buffered(),
+            )));
         if let Some(id) = &self.upload_id {
             put = put.metadata(META_UPLOAD_ID, id);
         }
         put.send()
             .await
             .map_err(|e| map_err("close", &self.path, e))?;
-        self.buf = BytesMut::new();
+        self.chunks.clear();
         Ok(())
     }
 
     async fn cancel(&mut self) -> Result<()> {
-        self.buf = BytesMut::new();
+        self.chunks.clear();
         if let Some(id) = self.upload_id.take() {
             self.s.abort(&self.path, &self.key, &id).await;
         }
@@ -341,8 +328,8 @@ impl FileWriter for S3Writer {
     async fn commit(&mut self) -> Result<()> {
         let s = self.s.clone();
         if let Some(id) = self.upload_id.clone() {
-            if !self.buf.is_empty() {
-                let last = self.buf.split().freeze();
+            if !self.chunks.is_empty() {
+                let last = self.chunks.take();
                 self.upload_part(last).await?;
             }
             let complete = s
@@ -375,7 +362,7 @@ impl FileWriter for S3Writer {
             }
         } else {
             // Never reached a chunk: one PutObject.
-            let body = self.buf.split().freeze();
+            let body = self.chunks.take();
             let put = s.put_object(&self.path, &self.key, body);
             if self.from_parked {
                 put.await?;

@@ -49,7 +49,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use driver_api::keys::KeySpace;
+use driver_api::keys::{Children, KeySpace};
 use driver_api::walk::flat::FlatWalk;
 use driver_api::{
     register_driver, ByteStream, FileInfo, FileWriter, Parameters, RedirectMethod, RedirectRequest,
@@ -684,8 +684,7 @@ impl StorageDriver for SwiftDriver {
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
         let s = &self.inner;
         let prefix = s.keys.dir_prefix(path);
-        let mut out = Vec::new();
-        let mut any = false;
+        let mut children = Children::new(path, &prefix);
         let listing = Listing {
             container: &s.p.container,
             prefix: &prefix,
@@ -693,22 +692,14 @@ impl StorageDriver for SwiftDriver {
         };
         s.list_all("list", path, listing, None, |page| {
             for e in page {
-                let Some(name) = e.name.or(e.subdir) else {
-                    continue;
-                };
-                any = true;
-                let child = name.get(prefix.len()..).unwrap_or("").trim_end_matches('/');
-                out.extend(path.child(child));
+                if let Some(name) = e.name.or(e.subdir) {
+                    children.push(&name);
+                }
             }
             true
         })
         .await?;
-        if !any && !path.is_root() {
-            return Err(StorageError::not_found(DRIVER, path));
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
+        children.finish(DRIVER)
     }
 
     async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {

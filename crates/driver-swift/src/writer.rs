@@ -21,7 +21,8 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use driver_api::chunks::Chunker;
 use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
 use driver_http::Call;
 use reqwest::Method;
@@ -121,7 +122,7 @@ pub(crate) struct SwiftWriter {
     name: String,
     id: String,
     segments: Vec<Segment>,
-    buf: BytesMut,
+    chunks: Chunker,
     /// A state object exists for this upload (resumed, or closed before).
     has_state: bool,
     /// Bytes written in all; what `size` reports.
@@ -131,13 +132,14 @@ pub(crate) struct SwiftWriter {
 impl SwiftWriter {
     fn new(s: Arc<Inner>, path: StoragePath) -> Self {
         let name = s.name(&path);
+        let chunk = s.p.chunk_size;
         Self {
             s,
             path,
             name,
             id: upload_id(),
             segments: Vec::new(),
-            buf: BytesMut::new(),
+            chunks: Chunker::new(chunk),
             has_state: false,
             size: 0,
         }
@@ -180,17 +182,22 @@ impl SwiftWriter {
         StorageError::backend(DRIVER, "writer", &self.path, what)
     }
 
-    /// Uploads the buffer as the next segment.
+    /// Uploads what is buffered as the next segment.
     async fn flush_segment(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
+        if self.chunks.is_empty() {
             return Ok(());
         }
+        let data = self.chunks.take();
+        self.upload_segment(data).await
+    }
+
+    /// Uploads `data` as the next segment.
+    async fn upload_segment(&mut self, data: Bytes) -> Result<()> {
         if self.segments.len() >= MAX_SEGMENTS {
             return Err(self.fail(format!(
                 "more than {MAX_SEGMENTS} segments: raise chunksize for objects this large"
             )));
         }
-        let data = self.buf.split().freeze();
         let root = self.s.keys.dir_prefix(&StoragePath::root());
         let name = format!("{root}#segments/{}/{:08}", self.id, self.segments.len() + 1);
         let size = data.len() as u64;
@@ -254,17 +261,9 @@ impl SwiftWriter {
 #[async_trait]
 impl FileWriter for SwiftWriter {
     async fn write(&mut self, mut data: Bytes) -> Result<()> {
-        let chunk = self.s.p.chunk_size;
         self.size += data.len() as u64;
-        while !data.is_empty() {
-            if self.buf.capacity() == 0 {
-                self.buf.reserve(chunk);
-            }
-            let take = (chunk - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data.split_to(take));
-            if self.buf.len() >= chunk {
-                self.flush_segment().await?;
-            }
+        while let Some(segment) = self.chunks.next_part(&mut data) {
+            self.upload_segment(segment).await?;
         }
         Ok(())
     }
@@ -276,12 +275,12 @@ impl FileWriter for SwiftWriter {
     async fn close(&mut self) -> Result<()> {
         self.flush_segment().await?;
         self.write_state().await?;
-        self.buf = BytesMut::new();
+        self.chunks.clear();
         Ok(())
     }
 
     async fn cancel(&mut self) -> Result<()> {
-        self.buf = BytesMut::new();
+        self.chunks.clear();
         let c = &self.s.seg_container;
         let mut names: Vec<String> = self
             .segments
@@ -298,7 +297,7 @@ impl FileWriter for SwiftWriter {
     async fn commit(&mut self) -> Result<()> {
         let s = self.s.clone();
         if self.segments.is_empty() {
-            let data = std::mem::take(&mut self.buf).freeze();
+            let data = self.chunks.take();
             let put = async {
                 s.put_object("writer", &self.path, &s.p.container, &self.name, data)
                     .await
@@ -307,7 +306,7 @@ impl FileWriter for SwiftWriter {
             s.replace("writer", &self.path, &self.name, put).await?;
         } else {
             self.flush_segment().await?;
-            self.buf = BytesMut::new();
+            self.chunks.clear();
             s.replace("writer", &self.path, &self.name, self.put_manifest())
                 .await?;
         }
