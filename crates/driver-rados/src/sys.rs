@@ -30,7 +30,7 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::future::Future;
 use std::pin::Pin;
 use std::ptr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
@@ -122,6 +122,16 @@ api! {
 }
 
 static API: OnceLock<Result<Api, String>> = OnceLock::new();
+
+/// Operation states alive (submitted and not yet freed), process-wide.
+static LIVE_OPS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many operations' heap states are alive in this process: in flight, or completed
+/// and not yet collected. Zero once everything settled (how the tests prove that
+/// dropped futures leak nothing).
+pub fn live_ops() -> usize {
+    LIVE_OPS.load(Ordering::SeqCst)
+}
 
 /// librados could not be loaded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -421,6 +431,7 @@ unsafe impl Sync for OpState {}
 
 impl Drop for OpState {
     fn drop(&mut self) {
+        LIVE_OPS.fetch_sub(1, Ordering::SeqCst);
         let keep = self.keep.get_mut().unwrap_or_else(|e| e.into_inner());
         // SAFETY: each handle below was created for this operation, is released once, and
         // librados is done with it: the state is dropped only after the completion fired
@@ -575,6 +586,7 @@ impl IoCtx {
         let api = self.cluster.api;
         let mut keep = empty_keep(oid);
         prepare(&mut keep);
+        LIVE_OPS.fetch_add(1, Ordering::SeqCst);
         let mut state = Arc::new(OpState {
             api,
             completion: ptr::null_mut(),
