@@ -42,7 +42,6 @@
 //! ```
 
 pub mod params;
-#[allow(unsafe_code)]
 pub mod sys;
 mod writer;
 
@@ -119,7 +118,9 @@ pub enum RadosDriverError {
     #[error("gave up swapping the head after {0} attempts under contention")]
     Contention(usize),
     /// `writer(path, true)` on committed, non-empty content.
-    #[error("cannot append to committed content of {0} bytes (only empty files may be appended to)")]
+    #[error(
+        "cannot append to committed content of {0} bytes (only empty files may be appended to)"
+    )]
     AppendToCommitted(u64),
     /// A blocking task failed.
     #[error("blocking task failed: {0}")]
@@ -240,7 +241,12 @@ impl RadosDriver {
         })
         .await
         .map_err(|e| {
-            StorageError::backend(DRIVER, "connect", &root, RadosDriverError::Blocking(e.to_string()))
+            StorageError::backend(
+                DRIVER,
+                "connect",
+                &root,
+                RadosDriverError::Blocking(e.to_string()),
+            )
         })?;
         let io = match opened {
             Ok(io) => io,
@@ -259,7 +265,11 @@ impl RadosDriver {
                 };
                 return Err(StorageError::Backend {
                     driver: DRIVER.into(),
-                    operation: if what == "connect" { "connect" } else { "open pool" },
+                    operation: if what == "connect" {
+                        "connect"
+                    } else {
+                        "open pool"
+                    },
                     path: p.pool.clone(),
                     retryable,
                     source: Box::new(e),
@@ -288,7 +298,11 @@ impl RadosDriver {
     }
 }
 
-pub(crate) fn err(op: &'static str, path: &StoragePath, e: impl Into<RadosDriverError>) -> StorageError {
+pub(crate) fn err(
+    op: &'static str,
+    path: &StoragePath,
+    e: impl Into<RadosDriverError>,
+) -> StorageError {
     let e = e.into();
     let retryable = matches!(&e, RadosDriverError::Rados(r) if r.is_retryable());
     StorageError::backend(DRIVER, op, path, e).with_retryable(retryable)
@@ -313,7 +327,15 @@ impl Inner {
         let oid = self.head_oid(path);
         match self.io.read(&oid, 0, 64 << 10).await {
             Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-                err(op, path, RadosDriverError::Corrupt { what: "head", oid, reason: e.to_string() })
+                err(
+                    op,
+                    path,
+                    RadosDriverError::Corrupt {
+                        what: "head",
+                        oid,
+                        reason: e.to_string(),
+                    },
+                )
             }),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(err(op, path, e)),
@@ -345,11 +367,15 @@ impl Inner {
             after = last.clone();
             for (k, v) in page {
                 let e = Entry::decode(&v).ok_or_else(|| {
-                    err(op, dir, RadosDriverError::Corrupt {
-                        what: "directory entry",
-                        oid: self.dir_oid(dir),
-                        reason: format!("entry {k:?}"),
-                    })
+                    err(
+                        op,
+                        dir,
+                        RadosDriverError::Corrupt {
+                            what: "directory entry",
+                            oid: self.dir_oid(dir),
+                            reason: format!("entry {k:?}"),
+                        },
+                    )
                 })?;
                 out.push((k, e));
             }
@@ -366,10 +392,23 @@ impl Inner {
 
     /// Swaps `path`'s head for `new` atomically (guarded by the generation it replaces);
     /// returns the head replaced.
-    pub(crate) async fn install_head(&self, op: &'static str, path: &StoragePath, new: &Head) -> Result<Option<Head>> {
+    pub(crate) async fn install_head(
+        &self,
+        op: &'static str,
+        path: &StoragePath,
+        new: &Head,
+    ) -> Result<Option<Head>> {
         let oid = self.head_oid(path);
         let body = Bytes::from(serde_json::to_vec(new).map_err(|e| {
-            err(op, path, RadosDriverError::Corrupt { what: "head", oid: oid.clone(), reason: e.to_string() })
+            err(
+                op,
+                path,
+                RadosDriverError::Corrupt {
+                    what: "head",
+                    oid: oid.clone(),
+                    reason: e.to_string(),
+                },
+            )
         })?);
         for _ in 0..HEAD_ATTEMPTS {
             let old = self.head(op, path).await?;
@@ -393,9 +432,18 @@ impl Inner {
 
     /// Adds `path` (a file described by `head`) to its directory, then each ancestor to
     /// its parent, bottom-up.
-    pub(crate) async fn link(&self, op: &'static str, path: &StoragePath, head: &Head) -> Result<()> {
+    pub(crate) async fn link(
+        &self,
+        op: &'static str,
+        path: &StoragePath,
+        head: &Head,
+    ) -> Result<()> {
         let mut child = path.clone();
-        let mut value = Entry::File { size: head.size, mtime_ns: head.mtime_ns }.encode();
+        let mut value = Entry::File {
+            size: head.size,
+            mtime_ns: head.mtime_ns,
+        }
+        .encode();
         while let (Some(parent), Some(name)) = (child.parent(), child.file_name()) {
             let set = WriteAction::OmapSet(vec![(name.to_owned(), value)]);
             self.io
@@ -418,7 +466,10 @@ impl Inner {
         };
         match self
             .io
-            .operate(&self.dir_oid(&parent), vec![WriteAction::OmapRemove(vec![name.to_owned()])])
+            .operate(
+                &self.dir_oid(&parent),
+                vec![WriteAction::OmapRemove(vec![name.to_owned()])],
+            )
             .await
         {
             Ok(()) => Ok(()),
@@ -449,7 +500,12 @@ impl Inner {
 
     /// Removes chunks `0..count` of `gen`, then (when `probe`) any further ones up to the
     /// first missing (an upload whose state was not saved).
-    pub(crate) async fn remove_chunks(&self, gen: &str, count: u64, probe: bool) -> std::result::Result<(), RadosError> {
+    pub(crate) async fn remove_chunks(
+        &self,
+        gen: &str,
+        count: u64,
+        probe: bool,
+    ) -> std::result::Result<(), RadosError> {
         futures::stream::iter(0..count)
             .map(|i| {
                 let oid = self.chunk_oid(gen, i);
@@ -487,7 +543,12 @@ impl Inner {
 
     /// Makes `head` (whose chunks are written) the file at `path`: head swap, directory
     /// entries, then the replaced content's chunks are removed.
-    pub(crate) async fn commit(&self, op: &'static str, path: &StoragePath, head: &Head) -> Result<()> {
+    pub(crate) async fn commit(
+        &self,
+        op: &'static str,
+        path: &StoragePath,
+        head: &Head,
+    ) -> Result<()> {
         let old = self.install_head(op, path, head).await?;
         self.link(op, path, head).await?;
         self.drop_old(old, &head.gen).await;
@@ -518,25 +579,41 @@ impl Inner {
     ) -> std::result::Result<Bytes, RadosDriverError> {
         match io.read(&oid, off, len as usize).await {
             Ok(b) if b.len() as u64 == len => Ok(Bytes::from(b)),
-            Ok(b) => Err(RadosDriverError::ShortChunk { oid, offset: off, expected: len, got: b.len() as u64 }),
+            Ok(b) => Err(RadosDriverError::ShortChunk {
+                oid,
+                offset: off,
+                expected: len,
+                got: b.len() as u64,
+            }),
             Err(e) if e.is_not_found() => Err(RadosDriverError::Replaced),
             Err(e) => Err(e.into()),
         }
     }
 
     /// A stream of `head`'s content from `from`.
-    fn stream(self: &Arc<Self>, head: &Head, from: u64) -> futures::stream::BoxStream<'static, std::result::Result<Bytes, RadosDriverError>> {
+    fn stream(
+        self: &Arc<Self>,
+        head: &Head,
+        from: u64,
+    ) -> futures::stream::BoxStream<'static, std::result::Result<Bytes, RadosDriverError>> {
         let me = self.clone();
         let gen = head.gen.clone();
         futures::stream::iter(Self::pieces(head, from))
-            .map(move |(i, off, len)| Self::read_piece(me.io.clone(), me.chunk_oid(&gen, i), off, len))
+            .map(move |(i, off, len)| {
+                Self::read_piece(me.io.clone(), me.chunk_oid(&gen, i), off, len)
+            })
             .buffered(READ_AHEAD)
             .boxed()
     }
 
     async fn put(&self, path: &StoragePath, content: Bytes) -> Result<()> {
         let chunk = self.p.chunk_size;
-        let head = Head { size: content.len() as u64, chunk, gen: new_gen(), mtime_ns: now_ns() };
+        let head = Head {
+            size: content.len() as u64,
+            chunk,
+            gen: new_gen(),
+            mtime_ns: now_ns(),
+        };
         let n = head.chunks();
         let written = futures::stream::iter(0..n)
             .map(|i| {
@@ -555,7 +632,14 @@ impl Inner {
         }
         if let Err(e) = self.commit("put_content", path, &head).await {
             // Only when the head was not swapped are the chunks ours to remove.
-            if self.head("put_content", path).await.ok().flatten().map(|h| h.gen) != Some(head.gen.clone()) {
+            if self
+                .head("put_content", path)
+                .await
+                .ok()
+                .flatten()
+                .map(|h| h.gen)
+                != Some(head.gen.clone())
+            {
                 let _ = self.remove_chunks(&head.gen, n, false).await;
             }
             return Err(e);
@@ -633,7 +717,12 @@ impl Inner {
                 mod_time: UNIX_EPOCH + Duration::from_nanos(*mtime_ns),
                 is_dir: false,
             },
-            Entry::Dir => FileInfo { path, size: 0, mod_time: UNIX_EPOCH, is_dir: true },
+            Entry::Dir => FileInfo {
+                path,
+                size: 0,
+                mod_time: UNIX_EPOCH,
+                is_dir: true,
+            },
         })
     }
 }
@@ -648,7 +737,10 @@ impl StorageDriver for RadosDriver {
         let s = &self.inner;
         let mut attempt = 0;
         loop {
-            let head = s.head("get_content", path).await?.ok_or_else(|| StorageError::not_found(DRIVER, path))?;
+            let head = s
+                .head("get_content", path)
+                .await?
+                .ok_or_else(|| StorageError::not_found(DRIVER, path))?;
             let mut buf = BytesMut::with_capacity(head.size as usize);
             let mut stream = s.stream(&head, 0);
             let mut failed = None;
@@ -676,29 +768,48 @@ impl StorageDriver for RadosDriver {
 
     async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
         let s = &self.inner;
-        let head = s.head("reader", path).await?.ok_or_else(|| StorageError::not_found(DRIVER, path))?;
+        let head = s
+            .head("reader", path)
+            .await?
+            .ok_or_else(|| StorageError::not_found(DRIVER, path))?;
         if offset > head.size {
-            return Err(StorageError::invalid_offset(DRIVER, path, offset, head.size));
+            return Err(StorageError::invalid_offset(
+                DRIVER, path, offset, head.size,
+            ));
         }
         let p = path.clone();
-        Ok(s.stream(&head, offset).map_err(move |e| err("reader", &p, e)).boxed())
+        Ok(s.stream(&head, offset)
+            .map_err(move |e| err("reader", &p, e))
+            .boxed())
     }
 
     async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>> {
-        Ok(Box::new(RadosWriter::open(self.inner.clone(), path, append).await?))
+        Ok(Box::new(
+            RadosWriter::open(self.inner.clone(), path, append).await?,
+        ))
     }
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let s = &self.inner;
         if !path.is_root() {
             if let Some(h) = s.head("stat", path).await? {
-                return Ok(FileInfo { path: path.clone(), size: h.size, mod_time: h.mod_time(), is_dir: false });
+                return Ok(FileInfo {
+                    path: path.clone(),
+                    size: h.size,
+                    mod_time: h.mod_time(),
+                    is_dir: false,
+                });
             }
             if !s.dir_exists("stat", path).await? {
                 return Err(StorageError::not_found(DRIVER, path));
             }
         }
-        Ok(FileInfo { path: path.clone(), size: 0, mod_time: UNIX_EPOCH, is_dir: true })
+        Ok(FileInfo {
+            path: path.clone(),
+            size: 0,
+            mod_time: UNIX_EPOCH,
+            is_dir: true,
+        })
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
@@ -713,7 +824,10 @@ impl StorageDriver for RadosDriver {
 
     async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {
         let s = &self.inner;
-        let head = s.head("move", src).await?.ok_or_else(|| StorageError::not_found(DRIVER, src))?;
+        let head = s
+            .head("move", src)
+            .await?
+            .ok_or_else(|| StorageError::not_found(DRIVER, src))?;
         if src == dst {
             return Ok(());
         }
@@ -753,7 +867,12 @@ impl StorageDriver for RadosDriver {
         s.prune("delete", parent).await
     }
 
-    async fn walk(&self, path: &StoragePath, options: &WalkOptions, f: &mut WalkFn<'_>) -> Result<()> {
+    async fn walk(
+        &self,
+        path: &StoragePath,
+        options: &WalkOptions,
+        f: &mut WalkFn<'_>,
+    ) -> Result<()> {
         let s = self.inner.clone();
         let top = path.clone();
         driver_api::walk::walk_with(path, options, f, move |dir: StoragePath| {
@@ -765,7 +884,10 @@ impl StorageDriver for RadosDriver {
                 if entries.is_empty() && is_top && !dir.is_root() {
                     return Err(StorageError::not_found(DRIVER, &dir));
                 }
-                Ok(entries.iter().filter_map(|(k, e)| s.info(&dir, k, e)).collect())
+                Ok(entries
+                    .iter()
+                    .filter_map(|(k, e)| s.info(&dir, k, e))
+                    .collect())
             }
         })
         .await

@@ -106,7 +106,12 @@ mod tests {
         assert_eq!(p.client_name, "client.registry");
         assert_eq!(p.chunk_size, 1 << 20);
         assert_eq!(p.root, "a/b");
-        let p = RadosParams::parse(Parameters::new().with("poolname", "reg").with("username", "registry")).unwrap();
+        let p = RadosParams::parse(
+            Parameters::new()
+                .with("poolname", "reg")
+                .with("username", "registry"),
+        )
+        .unwrap();
         assert_eq!(p.client_name, "client.registry");
     }
 

@@ -253,7 +253,9 @@ impl Cluster {
         })?;
         // From here on `Drop` shuts the handle down, also on the error paths below.
         let cluster = Self { api, handle };
-        let conf = conf.map(|c| cstring("rados_conf_read_file", c)).transpose()?;
+        let conf = conf
+            .map(|c| cstring("rados_conf_read_file", c))
+            .transpose()?;
         // SAFETY: the handle is live and not yet connected; a null path asks for Ceph's
         // default search path ($CEPH_CONF, /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf).
         check("rados_conf_read_file", unsafe {
@@ -270,7 +272,9 @@ impl Cluster {
             })?;
         }
         // SAFETY: live, configured handle; connect is called once.
-        check("rados_connect", unsafe { (api.rados_connect)(cluster.handle) })?;
+        check("rados_connect", unsafe {
+            (api.rados_connect)(cluster.handle)
+        })?;
         Ok(cluster)
     }
 }
@@ -639,7 +643,12 @@ impl IoCtx {
     }
 
     /// Reads up to `len` bytes at `offset`; fewer at the end of the object.
-    pub async fn read(self: &Arc<Self>, oid: &str, offset: u64, len: usize) -> Result<Vec<u8>, RadosError> {
+    pub async fn read(
+        self: &Arc<Self>,
+        oid: &str,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, RadosError> {
         let pending = self.submit(
             "rados_aio_read",
             oid,
@@ -648,7 +657,14 @@ impl IoCtx {
                 // SAFETY: `k.buf` is a heap buffer of `len` bytes owned by the op state,
                 // which lives until the completion fired; `oid` likewise.
                 unsafe {
-                    (api.rados_aio_read)(io, k.oid.as_ptr(), c, k.buf.as_mut_ptr().cast(), len, offset)
+                    (api.rados_aio_read)(
+                        io,
+                        k.oid.as_ptr(),
+                        c,
+                        k.buf.as_mut_ptr().cast(),
+                        len,
+                        offset,
+                    )
                 }
             },
         );
@@ -660,7 +676,12 @@ impl IoCtx {
     }
 
     /// Writes `data` at `offset` (extending the object as needed).
-    pub async fn write(self: &Arc<Self>, oid: &str, offset: u64, data: Bytes) -> Result<(), RadosError> {
+    pub async fn write(
+        self: &Arc<Self>,
+        oid: &str,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), RadosError> {
         let len = data.len();
         self.submit(
             "rados_aio_write",
@@ -710,7 +731,7 @@ impl IoCtx {
     }
 
     /// Size and modification time (seconds) of the object.
-    pub async fn stat(self: &Arc<Self>, oid: &str) -> Result<(u64, i64), RadosError> {
+    pub async fn stat(self: &Arc<Self>, oid: &str) -> Result<(u64, libc::time_t), RadosError> {
         let (_, state) = self
             .submit(
                 "rados_aio_stat",
@@ -721,17 +742,27 @@ impl IoCtx {
                     // SAFETY: the output slots live in the boxed `Out` owned by the op
                     // state until the completion fired.
                     unsafe {
-                        (api.rados_aio_stat)(io, k.oid.as_ptr(), c, &mut (*out).size, &mut (*out).mtime)
+                        (api.rados_aio_stat)(
+                            io,
+                            k.oid.as_ptr(),
+                            c,
+                            &mut (*out).size,
+                            &mut (*out).mtime,
+                        )
                     }
                 },
             )
             .await?;
         let keep = state.keep.lock().unwrap_or_else(|e| e.into_inner());
-        Ok((keep.out.size, keep.out.mtime as i64))
+        Ok((keep.out.size, keep.out.mtime))
     }
 
     /// Runs `actions` on `oid` as one atomic write operation: all of them or none.
-    pub async fn operate(self: &Arc<Self>, oid: &str, actions: Vec<WriteAction>) -> Result<(), RadosError> {
+    pub async fn operate(
+        self: &Arc<Self>,
+        oid: &str,
+        actions: Vec<WriteAction>,
+    ) -> Result<(), RadosError> {
         self.submit(
             "rados_aio_write_op_operate",
             oid,
@@ -778,13 +809,24 @@ impl IoCtx {
                             WriteAction::Create => (api.rados_write_op_create)(op, 0, ptr::null()),
                             WriteAction::AssertXattr(..) => {
                                 let (n, val) = (&k.strings[s], &k.values[v]);
-                                (api.rados_write_op_cmpxattr)(op, n.as_ptr(), CMPXATTR_OP_EQ, val.as_ptr().cast(), val.len());
+                                (api.rados_write_op_cmpxattr)(
+                                    op,
+                                    n.as_ptr(),
+                                    CMPXATTR_OP_EQ,
+                                    val.as_ptr().cast(),
+                                    val.len(),
+                                );
                                 s += 1;
                                 v += 1;
                             }
                             WriteAction::SetXattr(..) => {
                                 let (n, val) = (&k.strings[s], &k.values[v]);
-                                (api.rados_write_op_setxattr)(op, n.as_ptr(), val.as_ptr().cast(), val.len());
+                                (api.rados_write_op_setxattr)(
+                                    op,
+                                    n.as_ptr(),
+                                    val.as_ptr().cast(),
+                                    val.len(),
+                                );
                                 s += 1;
                                 v += 1;
                             }
@@ -795,17 +837,29 @@ impl IoCtx {
                             WriteAction::Remove => (api.rados_write_op_remove)(op),
                             WriteAction::OmapSet(kv) => {
                                 let n = kv.len();
-                                let keys: Vec<*const c_char> = k.strings[s..s + n].iter().map(|c| c.as_ptr()).collect();
-                                let vals: Vec<*const c_char> = k.values[v..v + n].iter().map(|b| b.as_ptr().cast()).collect();
-                                let lens: Vec<usize> = k.values[v..v + n].iter().map(Vec::len).collect();
+                                let keys: Vec<*const c_char> =
+                                    k.strings[s..s + n].iter().map(|c| c.as_ptr()).collect();
+                                let vals: Vec<*const c_char> = k.values[v..v + n]
+                                    .iter()
+                                    .map(|b| b.as_ptr().cast())
+                                    .collect();
+                                let lens: Vec<usize> =
+                                    k.values[v..v + n].iter().map(Vec::len).collect();
                                 // The arrays are read (and the entries copied) during the call.
-                                (api.rados_write_op_omap_set)(op, keys.as_ptr(), vals.as_ptr(), lens.as_ptr(), n);
+                                (api.rados_write_op_omap_set)(
+                                    op,
+                                    keys.as_ptr(),
+                                    vals.as_ptr(),
+                                    lens.as_ptr(),
+                                    n,
+                                );
                                 s += n;
                                 v += n;
                             }
                             WriteAction::OmapRemove(names) => {
                                 let n = names.len();
-                                let keys: Vec<*const c_char> = k.strings[s..s + n].iter().map(|c| c.as_ptr()).collect();
+                                let keys: Vec<*const c_char> =
+                                    k.strings[s..s + n].iter().map(|c| c.as_ptr()).collect();
                                 (api.rados_write_op_omap_rm_keys)(op, keys.as_ptr(), n);
                                 s += n;
                             }
@@ -814,7 +868,9 @@ impl IoCtx {
                 }
                 // SAFETY: live op, ioctx and completion; `oid` owned by the op state; a
                 // null mtime means "now".
-                unsafe { (api.rados_aio_write_op_operate)(op, io, c, k.oid.as_ptr(), ptr::null_mut(), 0) }
+                unsafe {
+                    (api.rados_aio_write_op_operate)(op, io, c, k.oid.as_ptr(), ptr::null_mut(), 0)
+                }
             },
         )
         .await
@@ -863,7 +919,10 @@ impl IoCtx {
             .await?;
         let keep = state.keep.lock().unwrap_or_else(|e| e.into_inner());
         if keep.out.rval < 0 {
-            return Err(RadosError::new("rados_read_op_omap_get_vals2", keep.out.rval));
+            return Err(RadosError::new(
+                "rados_read_op_omap_get_vals2",
+                keep.out.rval,
+            ));
         }
         let mut entries = Vec::new();
         if keep.out.iter.is_null() {
@@ -875,7 +934,13 @@ impl IoCtx {
             // SAFETY: the iterator is live (ended only in OpState::drop) and the operation
             // completed; the out-pointers are valid locals.
             let rv = unsafe {
-                (state.api.rados_omap_get_next2)(keep.out.iter, &mut key, &mut val, &mut klen, &mut vlen)
+                (state.api.rados_omap_get_next2)(
+                    keep.out.iter,
+                    &mut key,
+                    &mut val,
+                    &mut klen,
+                    &mut vlen,
+                )
             };
             check("rados_omap_get_next2", rv)?;
             if key.is_null() {

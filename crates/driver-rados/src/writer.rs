@@ -42,7 +42,15 @@ impl Inner {
         let oid = self.upload_oid(path);
         match self.io.read(&oid, 0, 64 << 10).await {
             Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-                err("writer", path, RadosDriverError::Corrupt { what: "upload state", oid, reason: e.to_string() })
+                err(
+                    "writer",
+                    path,
+                    RadosDriverError::Corrupt {
+                        what: "upload state",
+                        oid,
+                        reason: e.to_string(),
+                    },
+                )
             }),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(err("writer", path, e)),
@@ -51,7 +59,15 @@ impl Inner {
 
     async fn save_upload(&self, op: &'static str, path: &StoragePath, up: &Upload) -> Result<()> {
         let body = serde_json::to_vec(up).map_err(|e| {
-            err(op, path, RadosDriverError::Corrupt { what: "upload state", oid: self.upload_oid(path), reason: e.to_string() })
+            err(
+                op,
+                path,
+                RadosDriverError::Corrupt {
+                    what: "upload state",
+                    oid: self.upload_oid(path),
+                    reason: e.to_string(),
+                },
+            )
         })?;
         self.io
             .write_full(&self.upload_oid(path), Bytes::from(body))
@@ -61,7 +77,12 @@ impl Inner {
 
     /// Discards an upload: its chunks (probing past the saved size, for uploads whose
     /// process died before `close`), then its state.
-    async fn discard_upload(&self, op: &'static str, path: &StoragePath, up: &Upload) -> Result<()> {
+    async fn discard_upload(
+        &self,
+        op: &'static str,
+        path: &StoragePath,
+        up: &Upload,
+    ) -> Result<()> {
         self.remove_chunks(&up.gen, up.size.div_ceil(up.chunk.max(1)), true)
             .await
             .map_err(|e| err(op, path, e))?;
@@ -80,7 +101,11 @@ impl RadosWriter {
             (true, None) => match s.head("writer", path).await? {
                 None => return Err(StorageError::not_found(DRIVER, path)),
                 Some(h) if h.size > 0 => {
-                    return Err(err("writer", path, RadosDriverError::AppendToCommitted(h.size)))
+                    return Err(err(
+                        "writer",
+                        path,
+                        RadosDriverError::AppendToCommitted(h.size),
+                    ))
                 }
                 Some(_) => Self::start(&s, path).await?,
             },
@@ -104,7 +129,11 @@ impl RadosWriter {
     /// A new upload, its state saved at once so a later writer can clean it up even if
     /// this process dies before `close`.
     async fn start(s: &Inner, path: &StoragePath) -> Result<Upload> {
-        let up = Upload { gen: new_gen(), chunk: s.p.chunk_size, size: 0 };
+        let up = Upload {
+            gen: new_gen(),
+            chunk: s.p.chunk_size,
+            size: 0,
+        };
         s.save_upload("writer", path, &up).await?;
         Ok(up)
     }
@@ -176,14 +205,21 @@ impl FileWriter for RadosWriter {
     async fn cancel(&mut self) -> Result<()> {
         self.buf.clear();
         self.up.size = self.flushed;
-        self.s.discard_upload("cancel", &self.path, &self.up).await?;
+        self.s
+            .discard_upload("cancel", &self.path, &self.up)
+            .await?;
         self.state = State::Cancelled;
         Ok(())
     }
 
     async fn commit(&mut self) -> Result<()> {
         self.flush().await?;
-        let head = Head { size: self.flushed, chunk: self.chunk(), gen: self.up.gen.clone(), mtime_ns: now_ns() };
+        let head = Head {
+            size: self.flushed,
+            chunk: self.chunk(),
+            gen: self.up.gen.clone(),
+            mtime_ns: now_ns(),
+        };
         self.s.commit("commit", &self.path, &head).await?;
         match self.s.io.remove(&self.s.upload_oid(&self.path)).await {
             Err(e) if !e.is_not_found() => {

@@ -12,13 +12,17 @@ use bytes::Bytes;
 use driver_rados::sys::{self, Cluster, IoCtx, WriteAction};
 
 fn open() -> Arc<IoCtx> {
-    let conf = common::var("CEPH_CONF").expect("CEPH_CONF (run through cargo xtask test-all --only rados)");
+    let conf = common::var("CEPH_CONF")
+        .expect("CEPH_CONF (run through cargo xtask test-all --only rados)");
     let keyring = common::var("CEPH_KEYRING");
     let mut opts = Vec::new();
     if let Some(k) = keyring.as_deref() {
         opts.push(("keyring", k));
     }
-    let name = format!("client.{}", common::var("CEPH_USER").unwrap_or_else(|| "admin".into()));
+    let name = format!(
+        "client.{}",
+        common::var("CEPH_USER").unwrap_or_else(|| "admin".into())
+    );
     let cluster = Cluster::connect(&name, Some(&conf), &opts).expect("connect");
     IoCtx::open(Arc::new(cluster), &common::pool()).expect("open pool")
 }
@@ -26,7 +30,11 @@ fn open() -> Arc<IoCtx> {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
@@ -34,16 +42,25 @@ fn rss_kib() -> u64 {
 async fn settle() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while sys::live_ops() != 0 {
-        assert!(Instant::now() < deadline, "{} operation states never freed", sys::live_ops());
+        assert!(
+            Instant::now() < deadline,
+            "{} operation states never freed",
+            sys::live_ops()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 #[test]
 fn missing_library_error_names_the_package() {
-    let e = sys::LoadError { reason: "librados.so.2: cannot open shared object file".into() };
+    let e = sys::LoadError {
+        reason: "librados.so.2: cannot open shared object file".into(),
+    };
     let msg = e.to_string();
-    assert!(msg.contains("librados2") && msg.contains("apt-get install"), "{msg}");
+    assert!(
+        msg.contains("librados2") && msg.contains("apt-get install"),
+        "{msg}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,8 +68,12 @@ async fn dropped_futures_never_touch_freed_memory() {
     let io = tokio::task::spawn_blocking(open).await.unwrap();
     let prefix = format!("binding-{}", driver_testsuite::data::random_name(8));
     let big = Bytes::from(vec![7u8; 1 << 20]);
-    io.write_full(&format!("{prefix}/big"), big.clone()).await.unwrap();
-    let rounds: usize = common::var("RADOS_CANCEL_ROUNDS").and_then(|v| v.parse().ok()).unwrap_or(3000);
+    io.write_full(&format!("{prefix}/big"), big.clone())
+        .await
+        .unwrap();
+    let rounds: usize = common::var("RADOS_CANCEL_ROUNDS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
     let t0 = Instant::now();
     let rss0 = rss_kib();
     let mut completed = 0;
@@ -61,18 +82,44 @@ async fn dropped_futures_never_touch_freed_memory() {
         let budget = Duration::from_micros((i as u64 * 37) % 300);
         let oid = format!("{prefix}/o{}", i % 16);
         let r = match i % 5 {
-            0 => tokio::time::timeout(budget, async { io.read(&format!("{prefix}/big"), 0, 1 << 20).await.map(|_| ()) }).await,
-            1 => tokio::time::timeout(budget, io.write_full(&oid, big.slice(..(i % 4096) + 1))).await,
-            2 => tokio::time::timeout(budget, async { io.omap_get(&format!("{prefix}/dir"), "", 100).await.map(|_| ()) }).await,
-            3 => tokio::time::timeout(
-                budget,
-                io.operate(
-                    &format!("{prefix}/dir"),
-                    vec![WriteAction::OmapSet(vec![(format!("k{}", i % 50), vec![b'v'; 64])])],
-                ),
-            )
-            .await,
-            _ => tokio::time::timeout(budget, async { io.stat(&format!("{prefix}/big")).await.map(|_| ()) }).await,
+            0 => {
+                tokio::time::timeout(budget, async {
+                    io.read(&format!("{prefix}/big"), 0, 1 << 20)
+                        .await
+                        .map(|_| ())
+                })
+                .await
+            }
+            1 => {
+                tokio::time::timeout(budget, io.write_full(&oid, big.slice(..(i % 4096) + 1))).await
+            }
+            2 => {
+                tokio::time::timeout(budget, async {
+                    io.omap_get(&format!("{prefix}/dir"), "", 100)
+                        .await
+                        .map(|_| ())
+                })
+                .await
+            }
+            3 => {
+                tokio::time::timeout(
+                    budget,
+                    io.operate(
+                        &format!("{prefix}/dir"),
+                        vec![WriteAction::OmapSet(vec![(
+                            format!("k{}", i % 50),
+                            vec![b'v'; 64],
+                        )])],
+                    ),
+                )
+                .await
+            }
+            _ => {
+                tokio::time::timeout(budget, async {
+                    io.stat(&format!("{prefix}/big")).await.map(|_| ())
+                })
+                .await
+            }
         };
         if matches!(r, Ok(Ok(()))) {
             completed += 1;
@@ -86,13 +133,23 @@ async fn dropped_futures_never_touch_freed_memory() {
         t0.elapsed().as_secs_f64()
     );
     // Each dropped read owned a 1 MiB buffer: had they leaked, RSS would have grown by GiBs.
-    assert!(rss1 < rss0 + 256 * 1024, "RSS grew from {rss0} to {rss1} KiB");
+    assert!(
+        rss1 < rss0 + 256 * 1024,
+        "RSS grew from {rss0} to {rss1} KiB"
+    );
 
     // The handle still works and data is intact.
     let got = io.read(&format!("{prefix}/big"), 0, 2 << 20).await.unwrap();
-    assert_eq!(got.len(), 1 << 20, "reads are never capped below what exists");
+    assert_eq!(
+        got.len(),
+        1 << 20,
+        "reads are never capped below what exists"
+    );
     assert!(got.iter().all(|b| *b == 7));
-    let (entries, more) = io.omap_get(&format!("{prefix}/dir"), "", 1000).await.unwrap();
+    let (entries, more) = io
+        .omap_get(&format!("{prefix}/dir"), "", 1000)
+        .await
+        .unwrap();
     assert!(!more && entries.len() <= 50 && entries.iter().all(|(_, v)| v == &vec![b'v'; 64]));
     for i in 0..16 {
         let _ = io.remove(&format!("{prefix}/o{i}")).await;
@@ -108,12 +165,17 @@ async fn handles_dropped_with_operations_in_flight() {
     // they are released off librados' callback thread (no deadlock, no use after free).
     for round in 0..5 {
         let io = tokio::task::spawn_blocking(open).await.unwrap();
-        let oid = format!("binding-inflight-{}", driver_testsuite::data::random_name(8));
+        let oid = format!(
+            "binding-inflight-{}",
+            driver_testsuite::data::random_name(8)
+        );
         let futs: Vec<_> = (0..32)
             .map(|i| {
                 let io = io.clone();
                 let oid = format!("{oid}-{i}");
-                tokio::spawn(async move { io.write_full(&oid, Bytes::from(vec![1u8; 256 << 10])).await })
+                tokio::spawn(
+                    async move { io.write_full(&oid, Bytes::from(vec![1u8; 256 << 10])).await },
+                )
             })
             .collect();
         drop(io);

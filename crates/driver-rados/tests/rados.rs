@@ -26,11 +26,16 @@ fn pattern(pos: u64) -> u8 {
 }
 
 fn pattern_bytes(from: u64, len: usize) -> Bytes {
-    (from..from + len as u64).map(pattern).collect::<Vec<u8>>().into()
+    (from..from + len as u64)
+        .map(pattern)
+        .collect::<Vec<u8>>()
+        .into()
 }
 
 async fn rados(root: &str, chunk: Option<u64>) -> (RadosDriver, Driver) {
-    let mut p = common::params().expect("CEPH_CONF").with("rootdirectory", root.to_owned());
+    let mut p = common::params()
+        .expect("CEPH_CONF")
+        .with("rootdirectory", root.to_owned());
     if let Some(c) = chunk {
         p = p.with("chunksize", c);
     }
@@ -47,7 +52,12 @@ async fn check_from(d: &Driver, path: &str, offset: u64, size: u64) -> usize {
         let piece = piece.unwrap();
         largest = largest.max(piece.len());
         for (i, b) in piece.iter().enumerate() {
-            assert_eq!(*b, pattern(pos + i as u64), "byte {} (read from {offset})", pos + i as u64);
+            assert_eq!(
+                *b,
+                pattern(pos + i as u64),
+                "byte {} (read from {offset})",
+                pos + i as u64
+            );
         }
         pos += piece.len() as u64;
     }
@@ -57,7 +67,9 @@ async fn check_from(d: &Driver, path: &str, offset: u64, size: u64) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_file_across_chunks_read_from_offsets() {
-    let mib: u64 = common::var("RADOS_TEST_BIG_MIB").and_then(|v| v.parse().ok()).unwrap_or(300);
+    let mib: u64 = common::var("RADOS_TEST_BIG_MIB")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
     let size = mib << 20;
     let root = common::root("big");
     let (_, d) = rados(&root, None).await;
@@ -79,7 +91,18 @@ async fn big_file_across_chunks_read_from_offsets() {
         size.div_ceil(chunk),
         mib as f64 / write_s
     );
-    let offsets = [0, 1, chunk - 1, chunk, chunk + 1, 7 * chunk + 12_345, size / 2 + 3, size - chunk - 1, size - 1, size];
+    let offsets = [
+        0,
+        1,
+        chunk - 1,
+        chunk,
+        chunk + 1,
+        7 * chunk + 12_345,
+        size / 2 + 3,
+        size - chunk - 1,
+        size - 1,
+        size,
+    ];
     for off in offsets {
         let t = Instant::now();
         let largest = check_from(&d, "/big", off, size).await;
@@ -88,7 +111,10 @@ async fn big_file_across_chunks_read_from_offsets() {
             "rados big file: read from offset {off:>10}: {mb:>7.1} MiB byte-exact in {:.2} s (largest piece {largest} B)",
             t.elapsed().as_secs_f64()
         );
-        assert!(largest <= 1 << 20, "reads are streamed in pieces of at most 1 MiB");
+        assert!(
+            largest <= 1 << 20,
+            "reads are streamed in pieces of at most 1 MiB"
+        );
     }
     d.delete("/big").await.unwrap();
     assert!(d.stat("/big").await.is_err());
@@ -104,14 +130,19 @@ async fn resume_across_chunks_from_new_instance() {
         let mut w = d.writer("/dir/upload", false).await.unwrap();
         w.write(pattern_bytes(0, first as usize)).await.unwrap();
         w.close().await.unwrap();
-        assert!(d.list("/").await.unwrap().is_empty(), "an uncommitted upload is not listed");
+        assert!(
+            d.list("/").await.unwrap().is_empty(),
+            "an uncommitted upload is not listed"
+        );
     }
     // A new instance with another chunk size: the upload keeps its own.
     let (_, d) = rados(&root, Some(256 << 10)).await;
     let mut w = d.writer("/dir/upload", true).await.unwrap();
     assert_eq!(w.size(), first);
     let total = 9 * chunk + 77;
-    w.write(pattern_bytes(first, (total - first) as usize)).await.unwrap();
+    w.write(pattern_bytes(first, (total - first) as usize))
+        .await
+        .unwrap();
     w.commit().await.unwrap();
     assert_eq!(d.stat("/dir/upload").await.unwrap().size, total);
     check_from(&d, "/dir/upload", 0, total).await;
@@ -122,14 +153,19 @@ async fn resume_across_chunks_from_new_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_10000_entries_reads_only_the_directory_omap() {
-    let n: usize = common::var("RADOS_TEST_LIST_N").and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let n: usize = common::var("RADOS_TEST_LIST_N")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let root = common::root("list");
     let (raw, d) = rados(&root, None).await;
     let t0 = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
             let d = d.clone();
-            async move { d.put_content(&format!("/many/f{i:05}"), Bytes::from(format!("{i}"))).await }
+            async move {
+                d.put_content(&format!("/many/f{i:05}"), Bytes::from(format!("{i}")))
+                    .await
+            }
         })
         .buffer_unordered(64)
         .try_collect::<()>()
@@ -139,13 +175,20 @@ async fn list_10000_entries_reads_only_the_directory_omap() {
     futures::stream::iter(0..n)
         .map(|i| {
             let d = d.clone();
-            async move { d.put_content(&format!("/other/g{i:05}"), Bytes::from_static(b"x")).await }
+            async move {
+                d.put_content(&format!("/other/g{i:05}"), Bytes::from_static(b"x"))
+                    .await
+            }
         })
         .buffer_unordered(64)
         .try_collect::<()>()
         .await
         .unwrap();
-    println!("rados list: {} files created in {:.1} s", 2 * n, t0.elapsed().as_secs_f64());
+    println!(
+        "rados list: {} files created in {:.1} s",
+        2 * n,
+        t0.elapsed().as_secs_f64()
+    );
 
     let before = raw.ops();
     let t = Instant::now();
@@ -195,7 +238,9 @@ async fn kill_child_commit_loop() {
     let Some(root) = common::var("RADOS_KILL_CHILD_ROOT") else {
         return; // only run as the child process
     };
-    let start: usize = common::var("RADOS_KILL_CHILD_START").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let start: usize = common::var("RADOS_KILL_CHILD_START")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let (_, d) = rados(&root, Some(64 << 10)).await;
     for i in start.. {
         let path = format!("/d{}/sub/f{i:04}", i % 3);
@@ -209,7 +254,9 @@ async fn kill_child_commit_loop() {
         if i % 4 == 1 {
             let prev = format!("/d{}/sub/f{:04}", (i - 1) % 3, i - 1);
             println!("O {}", i - 1);
-            d.put_content(&prev, content(i - 1, 1000 + i)).await.unwrap();
+            d.put_content(&prev, content(i - 1, 1000 + i))
+                .await
+                .unwrap();
             println!("P {}", i - 1);
         }
     }
@@ -227,7 +274,9 @@ fn content(i: usize, len: usize) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_mid_commit_leaves_consistent_listings() {
-    let rounds: usize = common::var("RADOS_KILL_ROUNDS").and_then(|v| v.parse().ok()).unwrap_or(30);
+    let rounds: usize = common::var("RADOS_KILL_ROUNDS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
     let root = common::root("kill");
     let exe = std::env::current_exe().unwrap();
     let (_, d) = rados(&root, Some(64 << 10)).await;
@@ -235,7 +284,12 @@ async fn kill_mid_commit_leaves_consistent_listings() {
     let (mut listed_ok, mut unlisted_head, mut invisible) = (0, 0, 0);
     for round in 0..rounds {
         let mut child = Command::new(&exe)
-            .args(["--exact", "kill_child_commit_loop", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "kill_child_commit_loop",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("RADOS_KILL_CHILD_ROOT", &root)
             .env("RADOS_KILL_CHILD_START", next.to_string())
             .stdout(Stdio::piped())
@@ -271,15 +325,27 @@ async fn kill_mid_commit_leaves_consistent_listings() {
         // Every listing names only files that exist and read back whole and correct.
         let walked = d.walk_collect("/").await.unwrap();
         for info in walked.iter().filter(|i| !i.is_dir) {
-            let got = d.get_content(info.path.as_str()).await.unwrap_or_else(|e| {
-                panic!("round {round}: listed {} is missing: {e}", info.path)
-            });
-            assert_eq!(got.len() as u64, d.stat(info.path.as_str()).await.unwrap().size);
+            let got = d
+                .get_content(info.path.as_str())
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: listed {} is missing: {e}", info.path));
+            assert_eq!(
+                got.len() as u64,
+                d.stat(info.path.as_str()).await.unwrap().size
+            );
             let i: usize = info.path.file_name().unwrap()[1..].parse().unwrap();
-            assert!(got.starts_with(format!("file {i} ").as_bytes()), "round {round}: {} content", info.path);
+            assert!(
+                got.starts_with(format!("file {i} ").as_bytes()),
+                "round {round}: {} content",
+                info.path
+            );
         }
         for dir in walked.iter().filter(|i| i.is_dir) {
-            assert!(!d.list(dir.path.as_str()).await.unwrap().is_empty(), "listed directory {} is empty", dir.path);
+            assert!(
+                !d.list(dir.path.as_str()).await.unwrap().is_empty(),
+                "listed directory {} is empty",
+                dir.path
+            );
         }
         // Where did the kill land for the file being committed?
         let path = format!("/d{}/sub/f{killed:04}", killed % 3);

@@ -17,11 +17,19 @@ pub const CEPH_POOL: &str = "rados-test";
 /// all in RAM.
 const MEMSTORE_MIB: u64 = 4096;
 /// Binaries the cluster needs, and the packages that bring them.
-const BINARIES: &[&str] = &["ceph-mon", "ceph-osd", "ceph", "ceph-authtool", "monmaptool", "rados"];
+const BINARIES: &[&str] = &[
+    "ceph-mon",
+    "ceph-osd",
+    "ceph",
+    "ceph-authtool",
+    "monmaptool",
+    "rados",
+];
 const PACKAGES: &[&str] = &["ceph-mon", "ceph-osd", "ceph-common"];
 
 fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
 }
 
 /// Installs the Debian packages once (we run as root; skipped when the binaries exist).
@@ -43,7 +51,10 @@ fn ensure_installed(log_dir: &Path) -> Result<(), Error> {
         &format!("apt-get install {}", PACKAGES.join(" ")),
         &log_dir.join("apt-install.log"),
     )?;
-    eprintln!("rados: Ceph packages installed in {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "rados: Ceph packages installed in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -136,11 +147,17 @@ fn wait_until(
     while !probe() {
         for c in &mut em.children {
             if let Some(status) = c.try_wait()? {
-                return Err(format!("a Ceph daemon exited with {status} while waiting for {what} (logs: {})", log_dir.display()).into());
+                return Err(format!(
+                    "a Ceph daemon exited with {status} while waiting for {what} (logs: {})",
+                    log_dir.display()
+                )
+                .into());
             }
         }
         if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what} (logs: {})", log_dir.display()).into());
+            return Err(
+                format!("timed out waiting for {what} (logs: {})", log_dir.display()).into(),
+            );
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -148,7 +165,9 @@ fn wait_until(
 }
 
 fn uuid() -> Result<String, Error> {
-    Ok(std::fs::read_to_string("/proc/sys/kernel/random/uuid")?.trim().to_owned())
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/uuid")?
+        .trim()
+        .to_owned())
 }
 
 /// Installs (once) and starts the cluster; ready when a `rados put` succeeds.
@@ -198,12 +217,17 @@ pub fn start_rados() -> Result<Emulator, Error> {
             .arg("--create-keyring")
             .arg(&keyring)
             .args(["--gen-key", "-n", "client.admin"])
-            .args(["--cap", "mon", "allow *", "--cap", "osd", "allow *", "--cap", "mgr", "allow *"]),
+            .args([
+                "--cap", "mon", "allow *", "--cap", "osd", "allow *", "--cap", "mgr", "allow *",
+            ]),
         "ceph-authtool (client.admin key)",
         &mkfs_log,
     )?;
     run(
-        Command::new("ceph-authtool").arg(&mon_keyring).arg("--import-keyring").arg(&keyring),
+        Command::new("ceph-authtool")
+            .arg(&mon_keyring)
+            .arg("--import-keyring")
+            .arg(&keyring),
         "ceph-authtool (import)",
         &mkfs_log,
     )?;
@@ -228,10 +252,14 @@ pub fn start_rados() -> Result<Emulator, Error> {
         &mkfs_log,
     )?;
     em.children.push(spawn(
-        Command::new("ceph-mon").args(["-f", "-i", "a", "-c"]).arg(&conf_path),
+        Command::new("ceph-mon")
+            .args(["-f", "-i", "a", "-c"])
+            .arg(&conf_path),
         &log_dir.join("mon.a.stdout"),
     )?);
-    wait_until("the monitor", &mut em, &log_dir, || ceph(&conf_path, &["mon", "stat"]).is_ok())?;
+    wait_until("the monitor", &mut em, &log_dir, || {
+        ceph(&conf_path, &["mon", "stat"]).is_ok()
+    })?;
 
     let osd_uuid = uuid()?;
     let id = ceph(&conf_path, &["osd", "new", &osd_uuid])?;
@@ -239,10 +267,15 @@ pub fn start_rados() -> Result<Emulator, Error> {
         return Err(format!("unexpected osd id {id:?}").into());
     }
     run(
-        Command::new("ceph-osd")
-            .arg("-c")
-            .arg(&conf_path)
-            .args(["-i", "0", "--mkfs", "--mkkey", "--no-mon-config", "--osd-uuid", &osd_uuid]),
+        Command::new("ceph-osd").arg("-c").arg(&conf_path).args([
+            "-i",
+            "0",
+            "--mkfs",
+            "--mkkey",
+            "--no-mon-config",
+            "--osd-uuid",
+            &osd_uuid,
+        ]),
         "ceph-osd --mkfs",
         &log_dir.join("osd-mkfs.log"),
     )?;
@@ -250,17 +283,38 @@ pub fn start_rados() -> Result<Emulator, Error> {
     let osd_keyring_s = osd_keyring.to_string_lossy().into_owned();
     ceph(
         &conf_path,
-        &["auth", "add", "osd.0", "osd", "allow *", "mon", "allow profile osd", "mgr", "allow profile osd", "-i", &osd_keyring_s],
+        &[
+            "auth",
+            "add",
+            "osd.0",
+            "osd",
+            "allow *",
+            "mon",
+            "allow profile osd",
+            "mgr",
+            "allow profile osd",
+            "-i",
+            &osd_keyring_s,
+        ],
     )?;
     em.children.push(spawn(
-        Command::new("ceph-osd").args(["-f", "-i", "0", "-c"]).arg(&conf_path),
+        Command::new("ceph-osd")
+            .args(["-f", "-i", "0", "-c"])
+            .arg(&conf_path),
         &log_dir.join("osd.0.stdout"),
     )?);
     wait_until("osd.0 up", &mut em, &log_dir, || {
-        ceph(&conf_path, &["osd", "dump"]).is_ok_and(|s| s.lines().any(|l| l.starts_with("osd.0 up")))
+        ceph(&conf_path, &["osd", "dump"])
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("osd.0 up")))
     })?;
-    ceph(&conf_path, &["osd", "pool", "create", CEPH_POOL, "8", "8", "replicated"])?;
-    let _ = ceph(&conf_path, &["osd", "pool", "application", "enable", CEPH_POOL, "rados"]);
+    ceph(
+        &conf_path,
+        &["osd", "pool", "create", CEPH_POOL, "8", "8", "replicated"],
+    )?;
+    let _ = ceph(
+        &conf_path,
+        &["osd", "pool", "application", "enable", CEPH_POOL, "rados"],
+    );
     wait_until("a writable pool", &mut em, &log_dir, || {
         let probe_file = conf_path.to_string_lossy().into_owned();
         let rados = |args: &[&str]| {
@@ -274,9 +328,17 @@ pub fn start_rados() -> Result<Emulator, Error> {
         };
         rados(&["put", "__ready", &probe_file]) && rados(&["rm", "__ready"])
     })?;
-    eprintln!("rados: single-node Ceph ready in {:.1} s ({})", t0.elapsed().as_secs_f64(), dir.display());
-    em.env.insert("CEPH_CONF".into(), conf_path.to_string_lossy().into_owned());
-    em.env.insert("CEPH_KEYRING".into(), keyring.to_string_lossy().into_owned());
+    eprintln!(
+        "rados: single-node Ceph ready in {:.1} s ({})",
+        t0.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    em.env
+        .insert("CEPH_CONF".into(), conf_path.to_string_lossy().into_owned());
+    em.env.insert(
+        "CEPH_KEYRING".into(),
+        keyring.to_string_lossy().into_owned(),
+    );
     em.env.insert("CEPH_POOL".into(), CEPH_POOL.into());
     Ok(em)
 }

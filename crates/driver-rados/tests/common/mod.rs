@@ -29,7 +29,9 @@ pub fn params() -> Result<Parameters, StorageError> {
                   CEPH_KEYRING, CEPH_USER) at a cluster of yours"
             .into(),
     })?;
-    let mut p = Parameters::new().with("poolname", pool()).with("conffile", conf);
+    let mut p = Parameters::new()
+        .with("poolname", pool())
+        .with("conffile", conf);
     if let Some(k) = var("CEPH_KEYRING") {
         p = p.with("keyring", k);
     }
