@@ -893,3 +893,50 @@ impl StorageDriver for RadosDriver {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn entries_round_trip() {
+        for e in [
+            Entry::Dir,
+            Entry::File {
+                size: 12,
+                mtime_ns: 34,
+            },
+        ] {
+            assert_eq!(Entry::decode(&e.encode()), Some(e));
+        }
+        assert_eq!(Entry::decode(b"X"), None);
+        assert_eq!(Entry::decode(b"F 1"), None);
+    }
+
+    #[test]
+    fn pieces_cover_the_range_without_crossing_chunks() {
+        let head = Head {
+            size: 10 * (3 << 20) + 5,
+            chunk: 3 << 20,
+            gen: "g".into(),
+            mtime_ns: 0,
+        };
+        for from in [0, 1, (3 << 20) - 1, 3 << 20, head.size - 1, head.size] {
+            let mut pos = from;
+            for (i, off, len) in Inner::pieces(&head, from) {
+                assert_eq!(i * head.chunk + off, pos, "contiguous");
+                assert!(off + len <= head.chunk && len <= READ_PIECE && len > 0);
+                pos += len;
+            }
+            assert_eq!(pos, head.size.max(from));
+        }
+        assert_eq!(head.chunks(), 11);
+    }
+
+    #[test]
+    fn generations_are_unique() {
+        let a: std::collections::HashSet<String> = (0..1000).map(|_| new_gen()).collect();
+        assert_eq!(a.len(), 1000);
+    }
+}

@@ -137,7 +137,7 @@ pub fn live_ops() -> usize {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
     "cannot load {LIBRARY} ({reason}); install Ceph's client library, e.g. \
-     `apt-get install {PACKAGE}` on Debian/Ubuntu (librados2 on RPM distributions)"
+     `apt-get install {PACKAGE}` on Debian/Ubuntu, `dnf install {PACKAGE}` on Fedora/RHEL"
 )]
 pub struct LoadError {
     /// What the dynamic loader said.
