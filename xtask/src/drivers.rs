@@ -85,6 +85,12 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: Some(crate::emulators::start_oss),
         compare: false,
     },
+    DriverSuite {
+        name: "rados",
+        package: "driver-rados",
+        emulator: Some(crate::emulators::start_rados),
+        compare: false,
+    },
     // Out-of-process drivers: the suite over IPC for the inmemory and filesystem
     // executables and the Python example driver, plus the fault, fallback and codec tests.
     DriverSuite {

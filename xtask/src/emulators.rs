@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::drivers::Emulator;
 
+mod ceph;
+pub use ceph::start_rados;
+
 type Error = Box<dyn std::error::Error>;
 
 /// moto, pinned: the S3 API the suite needs. Not 5.2.x: its generic serializer names

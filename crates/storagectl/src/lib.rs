@@ -38,6 +38,7 @@ use driver_azure as _;
 use driver_filesystem as _;
 use driver_gcs as _;
 use driver_oss as _;
+use driver_rados as _;
 use driver_swift as _;
 // Out-of-process drivers: `--driver NAME` runs `registry-storage-NAME` when no linked
 // driver has that name.

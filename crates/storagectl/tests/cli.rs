@@ -480,7 +480,7 @@ fn bad_configuration_gets_one_clear_error_and_exit_2() {
         ),
         (
             write("unknown.yml", "storage:\n  nosuch: {}\n"),
-            "unknown.yml: storage: nosuch: no storage driver registered under this name (registered: azure, filesystem, gcs, inmemory, s3, swift)",
+            "unknown.yml: storage: nosuch: no storage driver registered under this name (registered: azure, filesystem, gcs, inmemory, oss, rados, s3, swift)",
         ),
         (
             write("type.yml", "storage:\n  filesystem:\n    maxthreads: many\n"),
