@@ -231,13 +231,10 @@ async fn list_10000_entries_reads_only_the_directory_omap() {
     println!("rados list: deleted in {:.1} s", t.elapsed().as_secs_f64());
 }
 
-/// The child of `kill_mid_commit_leaves_consistent_listings`: commits files in a loop,
-/// printing `C <i>` before each commit and `D <i>` after; never returns on its own.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_child_commit_loop() {
-    let Some(root) = common::var("RADOS_KILL_CHILD_ROOT") else {
-        return; // only run as the child process
-    };
+/// The child process of `kill_mid_commit_leaves_consistent_listings` (the same test,
+/// run again with `RADOS_KILL_CHILD_ROOT` set): commits files in a loop, printing
+/// `C <i>` before each commit and `D <i>` after; never returns on its own.
+async fn kill_child_commit_loop(root: String) {
     let start: usize = common::var("RADOS_KILL_CHILD_START")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
@@ -274,6 +271,9 @@ fn content(i: usize, len: usize) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_mid_commit_leaves_consistent_listings() {
+    if let Some(root) = common::var("RADOS_KILL_CHILD_ROOT") {
+        return kill_child_commit_loop(root).await;
+    }
     let rounds: usize = common::var("RADOS_KILL_ROUNDS")
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
@@ -286,7 +286,7 @@ async fn kill_mid_commit_leaves_consistent_listings() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "kill_child_commit_loop",
+                "kill_mid_commit_leaves_consistent_listings",
                 "--nocapture",
                 "--test-threads=1",
             ])
