@@ -46,14 +46,16 @@ pub struct ListBucketResult {
 }
 
 impl ListBucketResult {
-    /// The token of the next page, if any.
+    /// The token of the next page, if any. Listings ask for `encoding-type=url`, which
+    /// URL-encodes the token too (OSS's rule): it is decoded here.
     pub fn next(&self) -> Option<String> {
         if !self.is_truncated {
             return None;
         }
         self.next_continuation_token
-            .clone()
+            .as_deref()
             .filter(|t| !t.is_empty())
+            .map(url_decoded)
     }
 }
 
@@ -208,7 +210,7 @@ mod tests {
         let p = StoragePath::root();
         let x = r#"<?xml version="1.0" encoding="UTF-8"?>
 <ListBucketResult><Name>b</Name><Prefix>a%2F</Prefix><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType>
-<IsTruncated>true</IsTruncated><NextContinuationToken>tok+/=</NextContinuationToken>
+<IsTruncated>true</IsTruncated><NextContinuationToken>tok%2B%2F%3D</NextContinuationToken>
 <Contents><Key>a%2Fx%20y</Key><LastModified>2024-01-02T03:04:05.000Z</LastModified><ETag>"E"</ETag><Type>Normal</Type><Size>7</Size><StorageClass>Standard</StorageClass></Contents>
 <CommonPrefixes><Prefix>a%2Fd%2F</Prefix></CommonPrefixes><KeyCount>2</KeyCount></ListBucketResult>"#;
         let l: ListBucketResult = parse(x, "list", &p).unwrap();

@@ -180,7 +180,7 @@ fn move_above_the_threshold_copies_part_by_part() {
 }
 
 #[test]
-fn delete_of_2500_objects_in_batches_spares_siblings() {
+fn delete_of_2500_objects_in_batches_spares_siblings_after_paged_list_and_walk() {
     rt().block_on(async {
         let root = common::root("delete");
         let d = driver(&root).await;
@@ -191,7 +191,7 @@ fn delete_of_2500_objects_in_batches_spares_siblings() {
             .map(|i| {
                 let d = d.clone();
                 async move {
-                    let p = format!("/dir/{}/f{i:05}", i % 7);
+                    let p = format!("/dir/{}/f{i:05}", i % 2);
                     d.put_content(&p, Bytes::from(format!("{i}"))).await
                 }
             })
@@ -204,6 +204,17 @@ fn delete_of_2500_objects_in_batches_spares_siblings() {
         d.put_content("/dirx/keep", Bytes::from_static(b"keep"))
             .await
             .unwrap();
+        // Listings of more than one page (1,000 keys): a list of 1,250 children, a walk
+        // over 2,500 files.
+        let half = d.list("/dir/0").await.unwrap();
+        assert_eq!(
+            half.len(),
+            n.div_ceil(2),
+            "list of a directory over several pages"
+        );
+        let walked = d.walk_collect("/dir").await.unwrap();
+        let files = walked.iter().filter(|i| !i.is_dir).count();
+        assert_eq!(files, n, "walk over several pages");
         let before = common::op_count(&endpoint(), "DeleteMultipleObjects").await;
         d.delete("/dir").await.unwrap();
         let batches = common::op_count(&endpoint(), "DeleteMultipleObjects").await - before;

@@ -762,6 +762,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = 'AliyunOSS'
     sys_version = ''
     timeout = 600
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm
+    # and the client's delayed ACK add 40 ms to every small answer.
+    disable_nagle_algorithm = True
 
     def version_string(self):
         return 'AliyunOSS'
