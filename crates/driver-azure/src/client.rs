@@ -1,6 +1,6 @@
 //! The Blob REST API as the driver uses it: URLs, signing, retries, and error mapping.
 //!
-//! Every request goes through [`Client::send`]: it is rebuilt and re-signed for each
+//! Every request goes through [`RestClient::send`]: it is rebuilt and re-signed for each
 //! attempt (shared key, SAS token or Entra ID bearer token, all through `reqsign`'s Azure
 //! signer), retried by [`driver_http::Retry`] when idempotent, and its failures become
 //! [`StorageError`]s naming the driver, the operation and the path.
@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use driver_api::async_trait;
 use driver_api::{Result, StorageError, StoragePath};
 pub use driver_http::Call;
-use driver_http::{HttpConfig, Retry};
+use driver_http::{HttpConfig, RestClient, Retry};
 use reqsign_azure_storage::{
     ClientSecretCredentialProvider, Credential, DefaultCredentialProvider, RequestSigner,
     ServiceSasResource, ServiceSharedAccessSignature, StaticCredentialProvider,
@@ -144,39 +145,9 @@ impl Client {
         url
     }
 
-    /// Sends `call` (re-signed per attempt, retried if idempotent); returns the response
-    /// whatever its status. Transport failures are errors.
-    pub async fn send(&self, call: Call<'_>) -> Result<Response> {
-        let retry = if call.idempotent {
-            self.retry
-        } else {
-            Retry::NONE
-        };
-        retry
-            .send(|| async {
-                let req = self.build(&call).await?;
-                self.http
-                    .execute(req)
-                    .await
-                    .map_err(|e| driver_http::transport_error(DRIVER, call.op, call.path, e))
-            })
-            .await
-    }
-
-    /// Like [`send`](Self::send), but any status outside `ok` is mapped into an error.
-    pub async fn expect(&self, call: Call<'_>, ok: &[u16]) -> Result<Response> {
-        let (op, path) = (call.op, call.path);
-        let resp = self.send(call).await?;
-        if ok.contains(&resp.status().as_u16()) {
-            Ok(resp)
-        } else {
-            Err(self.error(op, path, resp).await)
-        }
-    }
-
     /// Maps an unsuccessful response: `BlobNotFound` (and a bare 404 on a blob) is
     /// `PathNotFound`; authentication failures say which credentials to check.
-    pub async fn error(
+    async fn map_error(
         &self,
         op: &'static str,
         path: &StoragePath,
@@ -215,7 +186,7 @@ impl Client {
         driver_http::status_error(DRIVER, op, path, status, &detail)
     }
 
-    async fn build(&self, call: &Call<'_>) -> Result<reqwest::Request> {
+    async fn sign(&self, call: &Call<'_>) -> Result<reqwest::Request> {
         let mut parts = call.parts(DRIVER)?;
         parts
             .headers
@@ -366,6 +337,27 @@ impl Client {
     /// A response header as text.
     pub fn header<'r>(resp: &'r Response, name: &str) -> Option<&'r str> {
         resp.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[async_trait]
+impl RestClient for Client {
+    const DRIVER: &'static str = DRIVER;
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    async fn build(&self, call: &Call<'_>) -> Result<reqwest::Request> {
+        self.sign(call).await
+    }
+
+    async fn error(&self, op: &'static str, path: &StoragePath, resp: Response) -> StorageError {
+        self.map_error(op, path, resp).await
     }
 }
 

@@ -49,6 +49,7 @@ use driver_api::{
     register_driver, ByteStream, FileInfo, FileWriter, Parameters, RedirectRequest, Result,
     StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
 };
+use driver_http::RestClient as _;
 use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, Response};
 

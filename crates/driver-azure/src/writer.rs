@@ -34,6 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use driver_api::chunks::Chunker;
 use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
+use driver_http::RestClient as _;
 use reqwest::Method;
 
 use crate::client::{Call, Client};

@@ -5,8 +5,8 @@
 //! by [`driver_http::Retry`] when idempotent, and its failures become [`StorageError`]s
 //! naming the driver, the operation and the path.
 
-use driver_api::{Result, StorageError, StoragePath};
-use driver_http::{Call, HttpConfig, Retry};
+use driver_api::{async_trait, Result, StorageError, StoragePath};
+use driver_http::{Call, HttpConfig, RestClient, Retry};
 use google_cloud_auth::credentials::{self, CacheableResource, Credentials};
 use reqwest::{Response, StatusCode, Url};
 use serde::Deserialize;
@@ -223,46 +223,6 @@ impl Client {
         url
     }
 
-    /// Sends `call` (fresh credentials per attempt, retried if idempotent); returns the
-    /// response whatever its status. Transport failures are errors.
-    pub async fn send(&self, call: Call<'_>) -> Result<Response> {
-        let retry = if call.idempotent {
-            self.retry
-        } else {
-            Retry::NONE
-        };
-        retry
-            .send(|| async {
-                let mut parts = call.parts(DRIVER)?;
-                if let Some(creds) = &self.creds {
-                    let headers = creds
-                        .headers(http::Extensions::new())
-                        .await
-                        .map_err(|e| auth_error(&call, &e))?;
-                    if let CacheableResource::New { data, .. } = headers {
-                        parts.headers.extend(data);
-                    }
-                }
-                let req = call.request(DRIVER, parts)?;
-                self.http
-                    .execute(req)
-                    .await
-                    .map_err(|e| driver_http::transport_error(DRIVER, call.op, call.path, e))
-            })
-            .await
-    }
-
-    /// Like [`send`](Self::send), but any status outside `ok` is mapped into an error.
-    pub async fn expect(&self, call: Call<'_>, ok: &[u16]) -> Result<Response> {
-        let (op, path) = (call.op, call.path);
-        let resp = self.send(call).await?;
-        if ok.contains(&resp.status().as_u16()) {
-            Ok(resp)
-        } else {
-            Err(self.error(op, path, resp).await)
-        }
-    }
-
     /// Reads a JSON answer.
     pub async fn json<T: serde::de::DeserializeOwned>(
         &self,
@@ -276,21 +236,6 @@ impl Client {
             .map_err(|e| driver_http::transport_error(DRIVER, op, path, e))?;
         serde_json::from_slice(&body)
             .map_err(|e| StorageError::backend(DRIVER, op, path, format!("unexpected answer: {e}")))
-    }
-
-    /// Maps an unsuccessful answer about an object: 404 is `PathNotFound`;
-    /// authentication failures say which credentials to check.
-    pub async fn error(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        resp: Response,
-    ) -> StorageError {
-        let status = resp.status();
-        if status == StatusCode::NOT_FOUND {
-            return StorageError::not_found(DRIVER, path);
-        }
-        self.status_error(op, path, resp).await
     }
 
     /// Maps an unsuccessful answer about the bucket (a listing): 404 means the bucket
@@ -342,6 +287,43 @@ impl Client {
             _ => {}
         }
         driver_http::status_error(DRIVER, op, path, status, &detail)
+    }
+}
+
+#[async_trait]
+impl RestClient for Client {
+    const DRIVER: &'static str = DRIVER;
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    /// The request of one attempt, with fresh credentials.
+    async fn build(&self, call: &Call<'_>) -> Result<reqwest::Request> {
+        let mut parts = call.parts(DRIVER)?;
+        if let Some(creds) = &self.creds {
+            let headers = creds
+                .headers(http::Extensions::new())
+                .await
+                .map_err(|e| auth_error(call, &e))?;
+            if let CacheableResource::New { data, .. } = headers {
+                parts.headers.extend(data);
+            }
+        }
+        call.request(DRIVER, parts)
+    }
+
+    /// Maps an unsuccessful answer about an object: 404 is `PathNotFound`;
+    /// authentication failures say which credentials to check.
+    async fn error(&self, op: &'static str, path: &StoragePath, resp: Response) -> StorageError {
+        if resp.status() == StatusCode::NOT_FOUND {
+            return StorageError::not_found(DRIVER, path);
+        }
+        self.status_error(op, path, resp).await
     }
 }
 

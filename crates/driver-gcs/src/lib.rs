@@ -48,6 +48,7 @@ use driver_api::{
     Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
 };
 use driver_http::Call;
+use driver_http::RestClient as _;
 use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 

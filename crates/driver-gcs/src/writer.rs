@@ -25,6 +25,7 @@ use bytes::Bytes;
 use driver_api::chunks::Chunker;
 use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
 use driver_http::Call;
+use driver_http::RestClient as _;
 use reqwest::{Method, Response, Url};
 use serde::{Deserialize, Serialize};
 

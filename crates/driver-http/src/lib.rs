@@ -10,6 +10,8 @@
 //!   caller declares idempotent; `Retry-After` is honoured; each attempt is rebuilt (and
 //!   re-signed) by the caller's closure, so signatures never go stale.
 //! - [`Call`]: a request described once and rebuilt (and re-signed) for every attempt.
+//! - [`RestClient`]: `send` and `expect` written once; a driver's client says how one
+//!   attempt is built (signed, authorised) and how an error answer reads.
 //! - [`transport_error`], [`status_error`], [`body_stream`]: failures become
 //!   [`StorageError`]s that name the driver, the operation and the path, and say whether
 //!   trying again may help.
@@ -34,8 +36,10 @@
 //! ```
 
 mod call;
+mod rest;
 
 pub use call::Call;
+pub use rest::RestClient;
 
 use std::future::Future;
 use std::time::Duration;

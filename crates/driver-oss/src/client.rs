@@ -1,6 +1,6 @@
 //! The OSS REST API as the driver uses it: URLs, signing, retries and error mapping.
 //!
-//! Every request goes through [`Client::send`]: it is rebuilt and re-signed for each
+//! Every request goes through [`RestClient::send`]: it is rebuilt and re-signed for each
 //! attempt by `reqsign`'s Aliyun OSS signer (V4 `OSS4-HMAC-SHA256` or V1), retried by
 //! [`driver_http::Retry`] when idempotent, and an error answer becomes a
 //! [`StorageError::Backend`] whose source is a typed [`ServiceError`] (OSS's error code,
@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use driver_api::async_trait;
 use driver_api::{Result, StorageError, StoragePath};
 pub use driver_http::Call;
-use driver_http::{HttpConfig, Retry};
+use driver_http::{HttpConfig, RestClient, Retry};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqsign_aliyun_oss::{Credential, RequestSigner, SigningVersion, StaticCredentialProvider};
 use reqsign_core::{Context, Signer};
@@ -162,36 +163,6 @@ impl Client {
         }
     }
 
-    /// Sends `call` (re-signed per attempt, retried if idempotent); returns the response
-    /// whatever its status. Transport failures are errors.
-    pub async fn send(&self, call: Call<'_>) -> Result<Response> {
-        let retry = if call.idempotent {
-            self.retry
-        } else {
-            Retry::NONE
-        };
-        retry
-            .send(|| async {
-                let req = self.build(&call, None).await?;
-                self.http
-                    .execute(req)
-                    .await
-                    .map_err(|e| driver_http::transport_error(DRIVER, call.op, call.path, e))
-            })
-            .await
-    }
-
-    /// Like [`send`](Self::send), but any status outside `ok` is mapped into an error.
-    pub async fn expect(&self, call: Call<'_>, ok: &[u16]) -> Result<Response> {
-        let (op, path) = (call.op, call.path);
-        let resp = self.send(call).await?;
-        if ok.contains(&resp.status().as_u16()) {
-            Ok(resp)
-        } else {
-            Err(self.error(op, path, resp).await)
-        }
-    }
-
     /// Sends `call`, expects 200 and returns the body as text.
     pub async fn text(&self, call: Call<'_>) -> Result<String> {
         let (op, path) = (call.op, call.path);
@@ -212,13 +183,13 @@ impl Client {
     ) -> Result<String> {
         let url = self.object_url(key, &[]);
         let call = Call::new("redirect_url", path, method, url);
-        let req = self.build(&call, Some(expiry)).await?;
+        let req = self.sign(&call, Some(expiry)).await?;
         Ok(req.url().to_string())
     }
 
     /// Maps an unsuccessful response: `NoSuchKey` (and a bodiless 404) is
     /// `PathNotFound`; everything else a `Backend` error with a [`ServiceError`] source.
-    pub async fn error(
+    async fn map_error(
         &self,
         op: &'static str,
         path: &StoragePath,
@@ -271,7 +242,8 @@ impl Client {
         StorageError::backend(DRIVER, op, path, e).with_retryable(retryable)
     }
 
-    async fn build(&self, call: &Call<'_>, presign: Option<Duration>) -> Result<reqwest::Request> {
+    /// The signed request of one attempt of `call` (a presigned URL with `presign`).
+    async fn sign(&self, call: &Call<'_>, presign: Option<Duration>) -> Result<reqwest::Request> {
         let mut parts = call.parts(DRIVER)?;
         self.signer.sign(&mut parts, presign).await.map_err(|e| {
             internal(
@@ -300,6 +272,27 @@ impl Client {
         Call::new(op, path, method, url)
             .header("content-type", "application/xml")
             .body(Bytes::from(body))
+    }
+}
+
+#[async_trait]
+impl RestClient for Client {
+    const DRIVER: &'static str = DRIVER;
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    async fn build(&self, call: &Call<'_>) -> Result<reqwest::Request> {
+        self.sign(call, None).await
+    }
+
+    async fn error(&self, op: &'static str, path: &StoragePath, resp: Response) -> StorageError {
+        self.map_error(op, path, resp).await
     }
 }
 

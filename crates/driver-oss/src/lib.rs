@@ -59,6 +59,7 @@ use driver_api::{
     register_driver, ByteStream, FileInfo, FileWriter, Parameters, RedirectMethod, RedirectRequest,
     Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
 };
+use driver_http::RestClient as _;
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest as _;
 use reqwest::Method;

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use driver_api::chunks::Chunker;
 use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
+use driver_http::RestClient as _;
 use reqwest::Method;
 
 use crate::client::{Call, Client};
