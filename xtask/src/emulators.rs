@@ -1018,6 +1018,10 @@ pub fn start_oss() -> Result<Emulator, Error> {
     // oss2's own client checks the server on one of its own (the check counts the
     // signature failures it provokes); a small CopyObject limit makes it use UploadPartCopy.
     let oracle = start("server-oss2-check", &["--copy-limit", "1048576"])?;
+    eprintln!(
+        "oss: OSS test servers (signatures checked by oss2, not an emulator) on ports {plain}, \
+         {sts} (STS token required) and {oracle} (oss2's own client checks it)"
+    );
     let env = [
         ("OSS_TEST_ENDPOINT", format!("http://127.0.0.1:{plain}")),
         ("OSS_TEST_STS_ENDPOINT", format!("http://127.0.0.1:{sts}")),
