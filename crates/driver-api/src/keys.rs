@@ -1,4 +1,5 @@
-//! From paths to object keys, for drivers over flat object stores.
+//! From paths to object keys, and back from what object stores answer, for drivers over
+//! flat object stores.
 //!
 //! Object stores have no directories: a path becomes a key under the configured root
 //! (`rootdirectory`), and "everything below a directory" is a key prefix.
@@ -108,5 +109,57 @@ impl<'a> Children<'a> {
         self.out.sort();
         self.out.dedup();
         Ok(self.out)
+    }
+}
+
+/// The `stat` of a directory in an object store, which exists while a key lives below
+/// it: `first` is the modification time of one key listed below `path` (`None`: nothing
+/// is). The root always exists.
+///
+/// ```
+/// use driver_api::{keys::dir_info, StoragePath};
+/// let d = StoragePath::new("/a").unwrap();
+/// assert!(dir_info("demo", &d, Some(std::time::UNIX_EPOCH)).unwrap().is_dir);
+/// assert!(dir_info("demo", &d, None).unwrap_err().is_not_found());
+/// assert!(dir_info("demo", &StoragePath::root(), None).unwrap().is_dir);
+/// ```
+pub fn dir_info(
+    driver: &'static str,
+    path: &StoragePath,
+    first: Option<std::time::SystemTime>,
+) -> crate::Result<crate::FileInfo> {
+    match first.or(path.is_root().then_some(std::time::UNIX_EPOCH)) {
+        Some(mod_time) => Ok(crate::FileInfo {
+            path: path.clone(),
+            size: 0,
+            mod_time,
+            is_dir: true,
+        }),
+        None => Err(crate::StorageError::not_found(driver, path)),
+    }
+}
+
+/// A ranged read the store refused as starting past the end (HTTP 416) of an object of
+/// `size` bytes: an empty stream exactly at the end, `InvalidOffset` beyond it.
+///
+/// ```
+/// use driver_api::{keys::read_past_end, StoragePath};
+/// let p = StoragePath::new("/f").unwrap();
+/// assert!(read_past_end("demo", &p, 10, 10).is_ok());
+/// let e = read_past_end("demo", &p, 11, 10).map(drop).unwrap_err();
+/// assert!(matches!(e, driver_api::StorageError::InvalidOffset { .. }));
+/// ```
+pub fn read_past_end(
+    driver: &'static str,
+    path: &StoragePath,
+    offset: u64,
+    size: u64,
+) -> crate::Result<crate::ByteStream> {
+    if offset == size {
+        Ok(Box::pin(futures::stream::empty()))
+    } else {
+        Err(crate::StorageError::invalid_offset(
+            driver, path, offset, size,
+        ))
     }
 }

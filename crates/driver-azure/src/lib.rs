@@ -405,11 +405,7 @@ impl StorageDriver for AzureDriver {
                     .stat_blob("reader", path)
                     .await?
                     .ok_or_else(|| StorageError::not_found(DRIVER, path))?;
-                if offset == size {
-                    Ok(futures::stream::empty().boxed())
-                } else {
-                    Err(StorageError::invalid_offset(DRIVER, path, offset, size))
-                }
+                driver_api::keys::read_past_end(DRIVER, path, offset, size)
             }
             _ => Err(s.client.error("reader", path, resp).await),
         }

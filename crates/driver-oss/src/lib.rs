@@ -440,11 +440,7 @@ impl StorageDriver for OssDriver {
                     .head("reader", path, &s.key(path))
                     .await?
                     .ok_or_else(|| StorageError::not_found(DRIVER, path))?;
-                if offset == size {
-                    Ok(futures::stream::empty().boxed())
-                } else {
-                    Err(StorageError::invalid_offset(DRIVER, path, offset, size))
-                }
+                driver_api::keys::read_past_end(DRIVER, path, offset, size)
             }
             _ => Err(s.client.error("reader", path, resp).await),
         }
@@ -480,21 +476,7 @@ impl StorageDriver for OssDriver {
         let list = s
             .list_page("stat", path, &s.keys.dir_prefix(path), page)
             .await?;
-        match list.contents.first() {
-            Some(o) => Ok(FileInfo {
-                path: path.clone(),
-                size: 0,
-                mod_time: o.mod_time(),
-                is_dir: true,
-            }),
-            None if path.is_root() => Ok(FileInfo {
-                path: path.clone(),
-                size: 0,
-                mod_time: SystemTime::UNIX_EPOCH,
-                is_dir: true,
-            }),
-            None => Err(StorageError::not_found(DRIVER, path)),
-        }
+        driver_api::keys::dir_info(DRIVER, path, list.contents.first().map(|o| o.mod_time()))
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {

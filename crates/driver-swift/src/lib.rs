@@ -621,12 +621,7 @@ impl StorageDriver for SwiftDriver {
                     .head("reader", path, &s.p.container, &name)
                     .await?
                     .ok_or_else(|| StorageError::not_found(DRIVER, path))?;
-                let size = content_length(&h);
-                if offset == size {
-                    Ok(futures::stream::empty().boxed())
-                } else {
-                    Err(StorageError::invalid_offset(DRIVER, path, offset, size))
-                }
+                driver_api::keys::read_past_end(DRIVER, path, offset, content_length(&h))
             }
             _ => Err(client::error("reader", path, resp).await),
         }
@@ -664,21 +659,7 @@ impl StorageDriver for SwiftDriver {
                 1,
             )
             .await?;
-        match page.first() {
-            Some(e) => Ok(FileInfo {
-                path: path.clone(),
-                size: 0,
-                mod_time: e.mod_time(),
-                is_dir: true,
-            }),
-            None if path.is_root() => Ok(FileInfo {
-                path: path.clone(),
-                size: 0,
-                mod_time: SystemTime::UNIX_EPOCH,
-                is_dir: true,
-            }),
-            None => Err(StorageError::not_found(DRIVER, path)),
-        }
+        driver_api::keys::dir_info(DRIVER, path, page.first().map(|e| e.mod_time()))
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
