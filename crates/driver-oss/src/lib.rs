@@ -34,7 +34,7 @@
 //!         .with("bucket", "registry"),
 //! )
 //! .await?;
-//! d.put_content("/hello", "world".into()).await?;
+//! d.put_content("/hello", "world").await?;
 //! # Ok(()) }
 //! ```
 
