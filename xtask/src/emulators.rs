@@ -375,6 +375,14 @@ fn apt_install(dir: &Path, package: &str, paths: &[&str]) -> Result<PathBuf, Err
     if let Some(p) = found() {
         return Ok(p);
     }
+    apt_get_install(dir, &[package])?;
+    found().ok_or_else(|| format!("{package} installed but none of {paths:?} exists").into())
+}
+
+/// Installs Debian's `packages` with apt-get (as root only: there is no sudo here), logs
+/// under `dir`.
+pub(crate) fn apt_get_install(dir: &Path, packages: &[&str]) -> Result<(), Error> {
+    let list = packages.join(" ");
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -382,8 +390,8 @@ fn apt_install(dir: &Path, package: &str, paths: &[&str]) -> Result<PathBuf, Err
         .unwrap_or(false);
     if !root {
         return Err(format!(
-            "{package} is missing: install the Debian package (apt-get install {package}) \
-             as root; xtask installs it itself only when it runs as root"
+            "{list} missing: install the Debian packages (apt-get install {list}) as root; \
+             xtask installs them itself only when it runs as root"
         )
         .into());
     }
@@ -396,12 +404,12 @@ fn apt_install(dir: &Path, package: &str, paths: &[&str]) -> Result<PathBuf, Err
     );
     run(
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends", package])
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-        &format!("installing {package} from Debian"),
-        &dir.join(format!("apt-{package}.log")),
-    )?;
-    found().ok_or_else(|| format!("{package} installed but none of {paths:?} exists").into())
+        &format!("installing {list} from Debian"),
+        &dir.join(format!("apt-{}.log", packages.join("-"))),
+    )
 }
 
 /// One HTTP/1.1 GET with extra headers; returns the status and the response head.

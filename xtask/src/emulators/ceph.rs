@@ -38,19 +38,7 @@ fn ensure_installed(log_dir: &Path) -> Result<(), Error> {
         return Ok(());
     }
     let t0 = Instant::now();
-    run(
-        Command::new("apt-get").args(["update", "-q"]),
-        "apt-get update (for Ceph)",
-        &log_dir.join("apt-update.log"),
-    )?;
-    run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(PACKAGES)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-        &format!("apt-get install {}", PACKAGES.join(" ")),
-        &log_dir.join("apt-install.log"),
-    )?;
+    super::apt_get_install(log_dir, PACKAGES)?;
     eprintln!(
         "rados: Ceph packages installed in {:.1} s",
         t0.elapsed().as_secs_f64()
