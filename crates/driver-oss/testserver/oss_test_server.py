@@ -555,22 +555,29 @@ class Verifier(object):
         creds = self._check_identity(ak, headers.get('x-oss-security-token'))
         self._v1_check(method, bucket, key, params, headers, creds, sig)
 
-    def _v1_query(self, method, bucket, key, params, headers, now):
-        ak = params.get('OSSAccessKeyId', '')
-        sig = params.get('Signature')
-        expires = params.get('Expires')
+    @staticmethod
+    def _presigned_until(params, sig_key, exp_key, now):
+        """The signature and expiry (Unix seconds) of a presigned URL; refuses a missing,
+        malformed or past expiry as OSS does."""
+        sig = params.get(sig_key)
+        expires = params.get(exp_key)
         if not sig or expires is None:
-            raise AuthFailure(403, 'AccessDenied', 'The presigned URL is missing Expires or Signature.')
+            raise AuthFailure(403, 'AccessDenied', f'The presigned URL is missing {exp_key} or {sig_key}.')
         try:
             exp = int(expires)
         except ValueError:
-            raise AuthFailure(403, 'AccessDenied', 'Invalid Expires parameter in the presigned URL.')
+            raise AuthFailure(403, 'AccessDenied', f'Invalid {exp_key} parameter in the presigned URL.')
         if now > exp:
             raise AuthFailure(403, 'AccessDenied', 'Request has expired.',
                               extra=[('Expires', http_date(exp)), ('ServerTime', http_date(now))])
+        return sig, exp
+
+    def _v1_query(self, method, bucket, key, params, headers, now):
+        ak = params.get('OSSAccessKeyId', '')
+        sig, exp = self._presigned_until(params, 'Signature', 'Expires', now)
         creds = self._check_identity(ak, params.get('security-token'))
         h = CaseInsensitiveDict(headers)
-        h['date'] = expires  # oss2 _sign_url puts the expiry time in the 'date' slot
+        h['date'] = params['Expires']  # oss2 _sign_url puts the expiry time in the 'date' slot
         p = [(k, v) for k, v in params.items() if k != 'Signature']
         self._v1_check(method, bucket, key, p, h, creds, sig)
 
@@ -611,21 +618,11 @@ class Verifier(object):
 
     def _v2_query(self, method, bucket, key, params, headers, now):
         ak = params.get('x-oss-access-key-id', '')
-        sig = params.get('x-oss-signature')
-        expires = params.get('x-oss-expires')
-        if not sig or expires is None:
-            raise AuthFailure(403, 'AccessDenied', 'The presigned URL is missing x-oss-expires or x-oss-signature.')
-        try:
-            exp = int(expires)
-        except ValueError:
-            raise AuthFailure(403, 'AccessDenied', 'Invalid x-oss-expires parameter in the presigned URL.')
-        if now > exp:
-            raise AuthFailure(403, 'AccessDenied', 'Request has expired.',
-                              extra=[('Expires', http_date(exp)), ('ServerTime', http_date(now))])
+        sig, exp = self._presigned_until(params, 'x-oss-signature', 'x-oss-expires', now)
         additional = [h.strip().lower() for h in params.get('x-oss-additional-headers', '').split(';') if h.strip()]
         creds = self._check_identity(ak, params.get('security-token'))
         h = CaseInsensitiveDict(headers)
-        h['date'] = expires
+        h['date'] = params['x-oss-expires']
         p = [(k, v) for k, v in params.items() if k != 'x-oss-signature']
         self._v2_check(method, bucket, key, p, h, additional, creds, sig)
 
