@@ -1,5 +1,6 @@
 //! Median times of `put_content` + `get_content` and of a streamed write + commit, in
-//! process and over IPC, interleaved: a quick check next to the criterion bench.
+//! process, over IPC with shared memory and over IPC through the pipes alone,
+//! interleaved: a quick check next to the criterion bench.
 //! `cargo run --release -p driver-ipc --example throughput -- path/to/registry-storage-filesystem [MiB]`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 use std::time::{Duration, Instant};
@@ -35,8 +36,12 @@ async fn main() {
         100,
     ));
     let params = serde_json::json!({ "rootdirectory": dir.path().join("b").to_string_lossy() });
-    let opts = driver_ipc::client::IpcOptions::new("filesystem", program, params);
+    let opts = driver_ipc::client::IpcOptions::new("filesystem", &program, params);
     let ipc = Driver::new(driver_ipc::client::IpcDriver::spawn(opts).await.unwrap());
+    let params = serde_json::json!({ "rootdirectory": dir.path().join("c").to_string_lossy() });
+    let mut opts = driver_ipc::client::IpcOptions::new("filesystem", &program, params);
+    opts.shared_memory = false;
+    let pipes = Driver::new(driver_ipc::client::IpcDriver::spawn(opts).await.unwrap());
     let data = Bytes::from(
         (0..mib << 20)
             .map(|i| (i * 7 + i / 4093) as u8)
@@ -44,9 +49,10 @@ async fn main() {
     );
     tokio::spawn(async move {
         for op in ["put_get", "stream"] {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            for i in 0..15 {
-                for (d, times) in [(&inproc, &mut a), (&ipc, &mut b)] {
+            let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+            let rounds: usize = std::env::var("ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+            for i in 0..rounds {
+                for (d, times) in [(&inproc, &mut a), (&ipc, &mut b), (&pipes, &mut c)] {
                     let path = format!("/t/{op}{i}");
                     let t = Instant::now();
                     match op {
@@ -57,9 +63,13 @@ async fn main() {
                     d.delete(&path).await.unwrap();
                 }
             }
-            let (a, b) = (median(a), median(b));
-            let ratio = b.as_secs_f64() / a.as_secs_f64();
-            println!("{op} {mib} MiB: in process {a:?}, IPC {b:?} ({ratio:.2}x)");
+            let (a, b, c) = (median(a), median(b), median(c));
+            let ratio = |x: Duration| x.as_secs_f64() / a.as_secs_f64();
+            println!(
+                "{op} {mib} MiB: in process {a:?}, IPC shared memory {b:?} ({:.2}x), IPC pipes {c:?} ({:.2}x)",
+                ratio(b),
+                ratio(c)
+            );
         }
     })
     .await

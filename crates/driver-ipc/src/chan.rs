@@ -9,10 +9,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use tokio::sync::mpsc;
 
 use crate::frame::{Frame, Kind};
+use crate::pool::Pool;
+use crate::shm::{Shm, MIN_SHARED, REGION};
 use crate::wire::WireError;
 
 /// Each stream's initial window, and the most a receiver buffers.
@@ -35,14 +37,19 @@ pub enum ChanError {
     Timeout(Duration),
 }
 
-/// Where a request's outgoing frames go: a queue drained by a writer task (the child
-/// side, where one task owns stdout), or the pipe itself behind a lock (the host side:
-/// the caller writes its own frames, one task hop less per request).
+/// Where a request's outgoing frames go, and the shared region its `DATA` may use.
 #[derive(Clone)]
-pub enum Outbox {
-    /// A writer task's queue.
+pub struct Outbox {
+    sink: Sink,
+    shm: Option<Arc<Shm>>,
+}
+
+/// A writer task's queue (the child side, where one task owns stdout), or the pipe itself
+/// behind a lock (the host side: the caller writes its own frames, one task hop less per
+/// request).
+#[derive(Clone)]
+enum Sink {
     Queue(mpsc::Sender<Frame>),
-    /// The pipe.
     Direct(Arc<tokio::sync::Mutex<DirectSink>>),
 }
 
@@ -50,22 +57,73 @@ pub enum Outbox {
 pub type DirectSink = crate::frame::FrameWriter<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>;
 
 impl Outbox {
+    /// Frames go to a writer task's queue.
+    pub fn queue(tx: mpsc::Sender<Frame>) -> Self {
+        Self {
+            sink: Sink::Queue(tx),
+            shm: None,
+        }
+    }
+
+    /// Frames are written to the pipe by the sender.
+    pub fn direct(sink: DirectSink) -> Self {
+        Self {
+            sink: Sink::Direct(Arc::new(tokio::sync::Mutex::new(sink))),
+            shm: None,
+        }
+    }
+
+    /// Large `DATA` may go through `shm` (agreed in `HELLO`).
+    pub fn with_shm(mut self, shm: Option<Arc<Shm>>) -> Self {
+        self.shm = shm;
+        self
+    }
+
     /// Sends one frame; `Err` when the other side is gone.
     pub async fn send(&self, f: Frame) -> Result<(), ()> {
-        match self {
-            Outbox::Queue(tx) => tx.send(f).await.map_err(drop),
-            Outbox::Direct(sink) => sink.lock().await.send(f).await.map_err(drop),
+        self.put(f, true).await
+    }
+
+    /// Queues one frame without flushing it to the pipe (a writer task's queue flushes
+    /// when it runs dry anyway): for a request whose next frames follow at once.
+    pub async fn feed(&self, f: Frame) -> Result<(), ()> {
+        self.put(f, false).await
+    }
+
+    /// Writes what [`feed`](Self::feed) left unflushed.
+    pub async fn flush(&self) -> Result<(), ()> {
+        match &self.sink {
+            Sink::Queue(_) => Ok(()),
+            Sink::Direct(sink) => sink.lock().await.flush().await.map_err(drop),
+        }
+    }
+
+    async fn put(&self, f: Frame, flush: bool) -> Result<(), ()> {
+        match &self.sink {
+            Sink::Queue(tx) => tx.send(f).await.map_err(drop),
+            Sink::Direct(sink) => {
+                let mut sink = sink.lock().await;
+                // Ranges given back ride in front of whatever goes out.
+                if let Some(r) = self.shm.as_ref().and_then(|s| s.take_released()) {
+                    sink.feed(r).await.map_err(drop)?;
+                }
+                sink.feed(f).await.map_err(drop)?;
+                if flush {
+                    sink.flush().await.map_err(drop)?;
+                }
+                Ok(())
+            }
         }
     }
 
     /// Sends `f` from a destructor: at once if possible, else from a task.
     fn send_soon(&self, f: Frame) {
-        let f = match self {
-            Outbox::Queue(tx) => match tx.try_send(f) {
+        let f = match &self.sink {
+            Sink::Queue(tx) => match tx.try_send(f) {
                 Err(mpsc::error::TrySendError::Full(f)) => f,
                 _ => return,
             },
-            Outbox::Direct(_) => f,
+            Sink::Direct(_) => f,
         };
         let out = self.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -208,15 +266,29 @@ impl Chan {
 
     /// Sends a frame of this request.
     pub async fn send(&self, kind: Kind, payload: impl Into<Bytes>) -> Result<(), ChanError> {
-        if self
-            .out
-            .send(Frame::new(kind, self.id, payload))
-            .await
-            .is_err()
-        {
+        self.send_frame(Frame::new(kind, self.id, payload)).await
+    }
+
+    async fn send_frame(&self, f: Frame) -> Result<(), ChanError> {
+        self.put(f, true).await
+    }
+
+    async fn put(&self, f: Frame, flush: bool) -> Result<(), ChanError> {
+        if self.out.put(f, flush).await.is_err() {
             return Err(self.write_failed().await);
         }
         Ok(())
+    }
+
+    /// Queues a frame of this request without flushing it (see [`Outbox::feed`]); the
+    /// next [`send`](Self::send), or a wait for credit, flushes it.
+    pub async fn feed(&self, kind: Kind, payload: impl Into<Bytes>) -> Result<(), ChanError> {
+        self.put(Frame::new(kind, self.id, payload), false).await
+    }
+
+    /// Like [`send_data`](Self::send_data), leaving the last frame unflushed.
+    pub async fn feed_data(&mut self, data: Bytes) -> Result<(), ChanError> {
+        self.data(data, false).await
     }
 
     /// Sends a JSON payload.
@@ -274,8 +346,16 @@ impl Chan {
     /// Sends `data` as `DATA` frames, waiting for credit as needed. Frames other than
     /// `CREDIT` that arrive meanwhile are kept for [`next`](Self::next), except `ERROR`
     /// and `CANCEL`, which end the send.
-    pub async fn send_data(&mut self, mut data: Bytes) -> Result<(), ChanError> {
+    pub async fn send_data(&mut self, data: Bytes) -> Result<(), ChanError> {
+        self.data(data, true).await
+    }
+
+    async fn data(&mut self, mut data: Bytes, flush: bool) -> Result<(), ChanError> {
         while !data.is_empty() {
+            if self.credit == 0 && !flush && self.out.flush().await.is_err() {
+                // What was fed must reach the peer before its credit can come back.
+                return Err(self.write_failed().await);
+            }
             while self.credit == 0 {
                 let f = self.raw_next().await?;
                 match f.kind {
@@ -298,12 +378,53 @@ impl Chan {
                     _ => self.held.push_back(f),
                 }
             }
-            let n = data.len().min(CHUNK).min(self.credit as usize);
-            let part = data.split_to(n);
+            let n = data.len().min(self.credit as usize);
+            let frame = match (&self.out.shm, n >= MIN_SHARED) {
+                (Some(shm), true) => {
+                    // The rest in one frame when the credit covers it (a whole object
+                    // of up to one window), else CHUNK-sized frames that keep two in
+                    // flight.
+                    let n = if n == data.len() { n } else { n.min(CHUNK) };
+                    shm.put(self.id, &data[..n]).map(|f| {
+                        data.advance(n);
+                        (f, n)
+                    })
+                }
+                _ => None,
+            };
+            // No shared region, too small, or the region is full: through the pipe.
+            let (frame, n) = frame.unwrap_or_else(|| {
+                let n = n.min(CHUNK);
+                (Frame::new(Kind::Data, self.id, data.split_to(n)), n)
+            });
             self.credit -= n as u64;
-            self.send(Kind::Data, part).await?;
+            self.put(frame, flush).await?;
         }
         Ok(())
+    }
+
+    /// A `DATA` payload as lent from the peer's shared region (no copy), unless this
+    /// side already holds more than half of that region, when it is copied out: a
+    /// consumer that keeps the buffers it is given (an in-memory store) then costs a copy
+    /// instead of starving the peer of space. The child hands its driver bytes this way;
+    /// the host, whose callers may keep bytes indefinitely, always copies
+    /// ([`owned`](Self::owned)).
+    pub fn lend(&self, f: Frame) -> Bytes {
+        match &self.out.shm {
+            Some(shm) if f.is_shared() && shm.held_bytes() <= REGION as u64 / 2 => f.payload,
+            _ => self.owned(f),
+        }
+    }
+
+    /// A `DATA` payload to hand on: bytes lent from the peer's shared region are copied
+    /// out (into a warm buffer of the connection's [`Pool`]) and so given back, so that a
+    /// lease never outlives the handling of its frame, whatever the caller does with the
+    /// bytes.
+    pub fn owned(&self, f: Frame) -> Bytes {
+        match &self.out.shm {
+            Some(shm) if f.is_shared() => shm.pool().copy(&[&f.payload]),
+            _ => f.payload,
+        }
     }
 
     /// Whether an `ERROR` (or `CANCEL`) is already waiting, without blocking: how a
@@ -343,4 +464,66 @@ pub fn parse_error(payload: &[u8]) -> WireError {
             String::from_utf8_lossy(&payload[..payload.len().min(200)])
         ))
     })
+}
+
+/// Joins a stream's `DATA` payloads into one buffer, sized once from a hint; a stream of
+/// one frame is passed on without a copy (unless it was lent: see [`Chan::owned`]).
+#[derive(Debug, Default)]
+pub struct Gather {
+    first: Option<Frame>,
+    buf: Option<Vec<u8>>,
+    capacity: usize,
+    pool: Option<Pool>,
+}
+
+impl Gather {
+    /// A gatherer expecting about `capacity` bytes, for `chan`'s stream.
+    pub fn new(capacity: usize, chan: &Chan) -> Self {
+        Self {
+            capacity,
+            pool: chan.out.shm.as_ref().map(|s| s.pool().clone()),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a `DATA` frame's bytes.
+    pub fn push(&mut self, f: Frame) {
+        let buf = match (&mut self.buf, self.first.take()) {
+            (Some(buf), _) => buf,
+            (None, None) => {
+                self.first = Some(f);
+                return;
+            }
+            (None, Some(first)) => {
+                let want = self.capacity.max(first.payload.len() + f.payload.len());
+                let mut buf = match &self.pool {
+                    Some(p) => p.take(want),
+                    None => Vec::with_capacity(want),
+                };
+                buf.extend_from_slice(&first.payload);
+                self.buf.insert(buf)
+            }
+        };
+        buf.extend_from_slice(&f.payload);
+    }
+
+    /// All the bytes; lent ones are copied out (see [`Chan::owned`]).
+    pub fn finish(self, chan: &Chan) -> Bytes {
+        match (self.first, self.buf) {
+            (Some(f), _) => chan.owned(f),
+            (None, Some(buf)) => match &self.pool {
+                Some(p) => p.wrap(buf),
+                None => buf.into(),
+            },
+            (None, None) => Bytes::new(),
+        }
+    }
+
+    /// All the bytes, lent ones as [`Chan::lend`] decides.
+    pub fn finish_lent(self, chan: &Chan) -> Bytes {
+        match self.first {
+            Some(f) => chan.lend(f),
+            None => self.finish(chan),
+        }
+    }
 }

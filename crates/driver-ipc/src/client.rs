@@ -26,10 +26,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_util::codec::FramedRead;
 
-use crate::chan::{Chan, ChanError, DirectSink, Outbox, Router};
+use crate::chan::{Chan, ChanError, DirectSink, Gather, Outbox, Router};
 use crate::frame::{Frame, FrameCodec, Kind};
+use crate::shm::HostOffer;
 use crate::wire::{
-    size_hint, Action, Finish, Hello, Info, Request, SizeHint, SizeReply, UrlReply, PROTOCOL,
+    size_hint, Action, Finish, Hello, Info, Request, SizeHint, SizeReply, UrlReply, MIN_PROTOCOL,
+    PROTOCOL,
 };
 
 /// How to run a driver executable.
@@ -46,6 +48,9 @@ pub struct IpcOptions {
     /// Longest wait for the next frame of an operation before the child is deemed stuck
     /// (and killed).
     pub timeout: Duration,
+    /// Offer the child shared memory for stream data (Linux; used only if the child
+    /// takes it up in `HELLO`). On by default; off, every byte goes through the pipes.
+    pub shared_memory: bool,
 }
 
 impl IpcOptions {
@@ -61,6 +66,7 @@ impl IpcOptions {
             params,
             hello_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(120),
+            shared_memory: true,
         }
     }
 }
@@ -72,12 +78,19 @@ struct Conn {
     /// Tells the reader task the host is done (it then waits for the child to exit).
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     reader: tokio::task::AbortHandle,
+    /// The shared memory, if the child took it up.
+    shm: Option<Arc<crate::shm::Shm>>,
+    /// The task that gives back shared memory (`RELEASE`), if shared memory is used.
+    releases: Option<tokio::task::AbortHandle>,
     started: Instant,
     pid: Option<u32>,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        if let Some(r) = &self.releases {
+            r.abort();
+        }
         // Dropping the sink (with the last request) closes stdin, which asks the child to
         // exit; the reader task (which owns the child) waits a moment for that, then
         // kills it. A dead connection's child is killed at once.
@@ -144,6 +157,16 @@ impl IpcDriver {
         Ok(d)
     }
 
+    /// What the running child's shared memory has carried, or `None` when no child runs
+    /// or it does not use shared memory (not offered, not Linux, or a 1.0 child).
+    pub async fn shm_stats(&self) -> Option<crate::shm::ShmStats> {
+        let c = self.host.conn.lock().await;
+        c.as_ref()
+            .filter(|c| c.router.dead_reason().is_none())
+            .and_then(|c| c.shm.as_ref())
+            .map(|s| s.stats())
+    }
+
     /// The process id of the running child, if one runs.
     pub async fn pid(&self) -> Option<u32> {
         let c = self.host.conn.lock().await;
@@ -208,17 +231,30 @@ impl Host {
     async fn start(&self, op: &'static str) -> Result<Conn> {
         let fail = |m: String| backend(&self.name, op, "", true, m);
         let program = &self.opts.program;
-        let mut child = Command::new(program)
-            .arg(self.opts.params.to_string())
+        let mut cmd = Command::new(program);
+        cmd.arg(self.opts.params.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| StorageError::Config {
-                driver: self.name.clone().into(),
-                message: format!("cannot start {}: {e}", program.display()),
-            })?;
+            .kill_on_drop(true);
+        let offer = match self.opts.shared_memory {
+            true => HostOffer::create()
+                .inspect_err(|e| {
+                    tracing::debug!(driver = %self.name, error = %e, "no shared memory; streams go through the pipes")
+                })
+                .ok(),
+            false => None,
+        };
+        match &offer {
+            Some(o) => o.attach(&mut cmd),
+            None => {
+                cmd.env_remove(crate::shm::ENV);
+            }
+        }
+        let mut child = cmd.spawn().map_err(|e| StorageError::Config {
+            driver: self.name.clone().into(),
+            message: format!("cannot start {}: {e}", program.display()),
+        })?;
         let (stdin, stdout, stderr) =
             match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
                 (Some(i), Some(o), Some(e)) => (i, o, e),
@@ -268,10 +304,18 @@ impl Host {
         })?;
         self.shared_state
             .store(hello.shared_state.unwrap_or(true), Ordering::Relaxed);
-        tracing::debug!(driver = %self.name, child = %hello.driver, version = %hello.version, "driver process ready");
+        let shm = match (offer, hello.shm) {
+            (Some(o), Some(true)) => Some(Arc::new(o.accept())),
+            _ => None,
+        };
+        tracing::debug!(driver = %self.name, child = %hello.driver, version = %hello.version, shared_memory = shm.is_some(), "driver process ready");
 
         let sink: DirectSink = crate::frame::FrameWriter::new(Box::new(stdin));
-        let out = Outbox::Direct(Arc::new(tokio::sync::Mutex::new(sink)));
+        let out = Outbox::direct(sink).with_shm(shm.clone());
+        let releases = shm
+            .clone()
+            .map(|s| tokio::spawn(crate::shm::send_releases(s, out.clone())).abort_handle());
+        let shm_conn = shm.clone();
         let router = Arc::new(Router::default());
         let r = router.clone();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -288,10 +332,11 @@ impl Host {
                         return;
                     }
                 };
-                match next {
-                    Some(Ok(f)) => {
+                match next.map(|f| f.and_then(|f| crate::shm::receive(shm.as_deref(), f))) {
+                    Some(Ok(Some(f))) => {
                         r.route(f);
                     }
+                    Some(Ok(None)) => {}
                     Some(Err(crate::frame::FrameError::Truncated(_))) => {
                         // Died while writing a frame.
                         let status = exit_status(&mut child).await;
@@ -318,6 +363,8 @@ impl Host {
             router,
             stop: Some(stop),
             reader: reader.abort_handle(),
+            shm: shm_conn,
+            releases,
             started: Instant::now(),
         })
     }
@@ -331,11 +378,11 @@ impl Host {
             return Err(e.clone().into_storage(&self.name, "create", ""));
         }
         match driver_api::Version::parse(&h.protocol) {
-            Some(v) if PROTOCOL.accepts(v) => {}
+            Some(v) if MIN_PROTOCOL.accepts(v) => {}
             _ => {
                 return Err(cfg(format!(
-                    "incompatible protocol version: the driver process speaks {:?}, this host {PROTOCOL} (same major, equal or greater minor needed)",
-                    h.protocol
+                    "incompatible protocol version: the driver process speaks {:?}, this host {PROTOCOL} (it accepts {}.{} or a later minor)",
+                    h.protocol, MIN_PROTOCOL.major, MIN_PROTOCOL.minor
                 )))
             }
         }
@@ -351,6 +398,12 @@ impl Host {
 
     /// Sends `req` and returns its channel.
     async fn call(&self, op: &'static str, path: &str, req: &Request) -> Result<Chan> {
+        self.open(op, path, req, true).await
+    }
+
+    /// Like [`call`](Self::call); with `flush` false the request waits in the pipe's
+    /// buffer for the frames that follow it (one write, one wake-up of the child).
+    async fn open(&self, op: &'static str, path: &str, req: &Request, flush: bool) -> Result<Chan> {
         let conn = self.conn(op).await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let inbox = conn
@@ -365,9 +418,13 @@ impl Host {
             Some(self.opts.timeout),
         )
         .cancel_on_drop();
-        chan.send_json(Kind::Request, req)
-            .await
-            .map_err(|e| self.err(op, path, e))?;
+        let body = serde_json::to_vec(req)
+            .map_err(|e| self.err(op, path, ChanError::Protocol(e.to_string())))?;
+        match flush {
+            true => chan.send(Kind::Request, body).await,
+            false => chan.feed(Kind::Request, body).await,
+        }
+        .map_err(|e| self.err(op, path, e))?;
         Ok(chan)
     }
 
@@ -427,23 +484,14 @@ impl Host {
         path: &str,
         capacity: usize,
     ) -> Result<Bytes> {
-        let mut buf = BytesMut::new();
-        // A stream of one frame is returned as it came, without a copy.
-        let mut single: Option<Bytes> = None;
+        let mut all = Gather::new(capacity, chan);
         loop {
             let f = self.next(chan, op, path).await?;
             match f.kind {
-                Kind::Data if buf.is_empty() && single.is_none() => single = Some(f.payload),
-                Kind::Data => {
-                    if let Some(first) = single.take() {
-                        buf.reserve(capacity.max(first.len() + f.payload.len()));
-                        buf.extend_from_slice(&first);
-                    }
-                    buf.extend_from_slice(&f.payload)
-                }
+                Kind::Data => all.push(f),
                 Kind::End => {
                     chan.finish();
-                    return Ok(single.unwrap_or_else(|| buf.freeze()));
+                    return Ok(all.finish(chan));
                 }
                 k => {
                     return Err(self.err(
@@ -604,17 +652,13 @@ impl StorageDriver for IpcDriver {
 
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
         let (h, p) = (&self.host, path.as_str());
-        let mut chan = h
-            .call(
-                "put_content",
-                p,
-                &Request::PutContent {
-                    path: p.into(),
-                    size: Some(content.len() as u64),
-                },
-            )
-            .await?;
-        chan.send_data(content)
+        let req = Request::PutContent {
+            path: p.into(),
+            size: Some(content.len() as u64),
+        };
+        // Request, data and end in as few writes as the pipe takes.
+        let mut chan = h.open("put_content", p, &req, false).await?;
+        chan.feed_data(content)
             .await
             .map_err(|e| h.err("put_content", p, e))?;
         chan.send(Kind::End, Bytes::new())
@@ -642,7 +686,10 @@ impl StorageDriver for IpcDriver {
         let s = futures::stream::unfold(Some((h, chan, p)), |st| async move {
             let (h, mut chan, p) = st?;
             match h.next(&mut chan, "reader", &p).await {
-                Ok(f) if f.kind == Kind::Data => Some((Ok(f.payload), Some((h, chan, p)))),
+                Ok(f) if f.kind == Kind::Data => {
+                    let data = chan.owned(f);
+                    Some((Ok(data), Some((h, chan, p))))
+                }
                 Ok(f) if f.kind == Kind::End => {
                     chan.finish();
                     None

@@ -43,6 +43,9 @@ pub enum Kind {
     Cancel = 7,
     /// A request failed (child to host).
     Error = 8,
+    /// Shared-memory space the receiver is done with (only once shared memory was
+    /// agreed in `HELLO`).
+    Release = 9,
 }
 
 impl Kind {
@@ -56,18 +59,26 @@ impl Kind {
             6 => Kind::Credit,
             7 => Kind::Cancel,
             8 => Kind::Error,
+            9 => Kind::Release,
             _ => return None,
         })
     }
 }
+
+/// The flag of a `DATA` frame whose bytes are in the sender's shared region: on the
+/// wire its payload is a reference (offset and length, 4 bytes each, big-endian); once
+/// resolved, the payload is the bytes themselves, lent until dropped.
+pub const SHARED: u8 = 0x01;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     /// Its kind.
     pub kind: Kind,
-    /// The request it belongs to (0: the handshake).
+    /// The request it belongs to (0: the handshake, `RELEASE`).
     pub id: u64,
+    /// Header flags: 0, or [`SHARED`] on `DATA`.
+    pub flags: u8,
     /// Raw bytes (`Data`) or JSON.
     pub payload: Bytes,
 }
@@ -78,8 +89,47 @@ impl Frame {
         Self {
             kind,
             id,
+            flags: 0,
             payload: payload.into(),
         }
+    }
+
+    /// A `DATA` frame naming `len` bytes at `offset` of the sender's shared region.
+    pub fn shared_data(id: u64, offset: u32, len: u32) -> Self {
+        let mut p = [0u8; 8];
+        p[..4].copy_from_slice(&offset.to_be_bytes());
+        p[4..].copy_from_slice(&len.to_be_bytes());
+        Self {
+            flags: SHARED,
+            ..Self::new(Kind::Data, id, Bytes::copy_from_slice(&p))
+        }
+    }
+
+    /// Whether this is a shared-memory `DATA` frame.
+    pub fn is_shared(&self) -> bool {
+        self.flags & SHARED != 0
+    }
+
+    /// The (offset, length) pairs of a `RELEASE` payload, or of a shared `DATA` frame's
+    /// reference (its one pair); the codec has checked the payload is whole pairs.
+    pub fn ranges(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.payload.chunks_exact(8).map(|c| {
+            let (o, l) = c.split_at(4);
+            (
+                u32::from_be_bytes([o[0], o[1], o[2], o[3]]),
+                u32::from_be_bytes([l[0], l[1], l[2], l[3]]),
+            )
+        })
+    }
+
+    /// A `RELEASE` frame giving back `ranges`.
+    pub fn release(ranges: &[(u32, u32)]) -> Self {
+        let mut p = BytesMut::with_capacity(ranges.len() * 8);
+        for (o, l) in ranges {
+            p.put_u32(*o);
+            p.put_u32(*l);
+        }
+        Self::new(Kind::Release, 0, p.freeze())
     }
 
     /// A `Credit` frame granting `n` bytes.
@@ -103,9 +153,15 @@ pub enum FrameError {
     /// An unknown kind.
     #[error("unknown frame kind {0}")]
     UnknownKind(u8),
-    /// Reserved flags set.
-    #[error("frame flags {0:#04x} are reserved (must be 0)")]
+    /// Reserved flags set (only `DATA` may carry [`SHARED`]).
+    #[error("frame flags {0:#04x} are reserved (must be 0, or 0x01 on DATA)")]
     Flags(u8),
+    /// A shared `DATA` frame not 8 bytes long, or a `RELEASE` not whole 8-byte pairs.
+    #[error("a {0:?} frame with a {1}-byte payload (shared-memory references are 8 bytes each)")]
+    BadReference(Kind, usize),
+    /// Shared memory misused: not agreed, or a reference outside the region.
+    #[error("shared memory: {0}")]
+    Shared(String),
     /// A payload over [`MAX_PAYLOAD`].
     #[error("frame payload of {0} bytes is over the 4 MiB limit")]
     TooLarge(u64),
@@ -139,12 +195,21 @@ impl tokio_util::codec::Decoder for FrameCodec {
             return Ok(None);
         }
         let kind = Kind::from_u8(src[2]).ok_or(FrameError::UnknownKind(src[2]))?;
-        if src[3] != 0 {
-            return Err(FrameError::Flags(src[3]));
+        let flags = src[3];
+        if flags != 0 && !(flags == SHARED && kind == Kind::Data) {
+            return Err(FrameError::Flags(flags));
         }
         let len = u32::from_be_bytes([src[4], src[5], src[6], src[7]]) as usize;
         if len > MAX_PAYLOAD {
             return Err(FrameError::TooLarge(len as u64));
+        }
+        let bad_reference = match kind {
+            Kind::Data => flags == SHARED && len != 8,
+            Kind::Release => len % 8 != 0,
+            _ => false,
+        };
+        if bad_reference {
+            return Err(FrameError::BadReference(kind, len));
         }
         if src.len() < HEADER_LEN + len {
             src.reserve(HEADER_LEN + len - src.len());
@@ -157,6 +222,7 @@ impl tokio_util::codec::Decoder for FrameCodec {
         Ok(Some(Frame {
             kind,
             id: u64::from_be_bytes(id),
+            flags,
             payload,
         }))
     }
@@ -180,7 +246,7 @@ impl tokio_util::codec::Encoder<Frame> for FrameCodec {
         dst.reserve(HEADER_LEN + f.payload.len());
         dst.put_slice(&MAGIC);
         dst.put_u8(f.kind as u8);
-        dst.put_u8(0);
+        dst.put_u8(f.flags);
         dst.put_u32(f.payload.len() as u32);
         dst.put_u64(f.id);
         dst.put_slice(&f.payload);
@@ -232,7 +298,7 @@ impl<W: tokio::io::AsyncWrite + Unpin> FrameWriter<W> {
         }
         self.buf.put_slice(&MAGIC);
         self.buf.put_u8(f.kind as u8);
-        self.buf.put_u8(0);
+        self.buf.put_u8(f.flags);
         self.buf.put_u32(f.payload.len() as u32);
         self.buf.put_u64(f.id);
         if f.payload.len() <= COALESCE {

@@ -30,5 +30,8 @@ pub mod client;
 pub mod exec;
 pub mod frame;
 mod pipes;
+pub mod pool;
 pub mod serve;
+pub mod shm;
+pub mod slots;
 pub mod wire;

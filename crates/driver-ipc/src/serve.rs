@@ -15,14 +15,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use driver_api::{Driver, Parameters, RedirectRequest, StorageError, WalkControl, WalkOptions};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
-use crate::chan::{Chan, ChanError, Outbox, Router};
+use crate::chan::{Chan, ChanError, Gather, Outbox, Router};
 use crate::frame::{Frame, FrameCodec, FrameError, FrameWriter, Kind};
 use crate::wire::{
     size_hint, Action, Finish, Hello, Info, Request, SizeHint, SizeReply, UrlReply, WireError,
@@ -41,6 +41,10 @@ const WALK_BATCH: usize = 1000;
 /// blocking pool, in parallel. A driver that needs several threads for async work calls
 /// [`serve`] from a runtime of its own.
 pub fn main(name: &str) -> std::process::ExitCode {
+    // Before any thread or descriptor of our own exists: take up the host's shared
+    // memory (descriptors 3 and 4), and keep the offer from this process's children.
+    let shm = crate::shm::from_env();
+    std::env::remove_var(crate::shm::ENV);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -64,7 +68,7 @@ pub fn main(name: &str) -> std::process::ExitCode {
             }),
         };
         let (input, output) = stdio();
-        serve_io(name, driver, input, output).await
+        serve_with(name, driver, shm, input, output).await
     });
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -75,11 +79,13 @@ pub fn main(name: &str) -> std::process::ExitCode {
     }
 }
 
-/// Serves `driver` over stdin/stdout (see the module docs).
+/// Serves `driver` over stdin/stdout (see the module docs), taking up the host's shared
+/// memory if it offered some.
 pub async fn serve(driver: Driver) -> Result<(), FrameError> {
     let name = driver.name().to_owned();
     let (input, output) = stdio();
-    serve_io(&name, Ok(driver), input, output).await
+    let shm = crate::shm::from_env();
+    serve_with(&name, Ok(driver), shm, input, output).await
 }
 
 type Input = Box<dyn AsyncRead + Unpin + Send>;
@@ -119,8 +125,9 @@ fn stdio() -> (Input, Output) {
     )
 }
 
-/// Serves over any pipe pair. `driver` is the driver, or why it could not be created
-/// (sent in `HELLO`; then the function returns once the host hangs up).
+/// Serves over any pipe pair, without shared memory. `driver` is the driver, or why it
+/// could not be created (sent in `HELLO`; then the function returns once the host hangs
+/// up).
 pub async fn serve_io<R, W>(
     name: &str,
     driver: driver_api::Result<Driver>,
@@ -131,9 +138,36 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    serve_with(name, driver, None, input, output).await
+}
+
+async fn serve_with<R, W>(
+    name: &str,
+    driver: driver_api::Result<Driver>,
+    shm: Option<std::io::Result<crate::shm::Shm>>,
+    input: R,
+    output: W,
+) -> Result<(), FrameError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let shm = match shm {
+        Some(Ok(s)) if driver.is_ok() => Some(Arc::new(s)),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "the host's shared memory could not be mapped; using the pipes");
+            None
+        }
+        _ => None,
+    };
     let (out_tx, out_rx) = mpsc::channel::<Frame>(64);
-    let writer = tokio::spawn(write_frames(FrameWriter::new(output), out_rx));
+    let writer = tokio::spawn(write_frames(FrameWriter::new(output), out_rx, shm.clone()));
+    let out = Outbox::queue(out_tx.clone()).with_shm(shm.clone());
+    let releases = shm
+        .clone()
+        .map(|s| tokio::spawn(crate::shm::send_releases(s, out.clone())));
     let hello = Hello {
+        shm: shm.as_ref().map(|_| true),
         protocol: PROTOCOL.to_string(),
         api: driver_api::CURRENT_VERSION.to_string(),
         driver: name.to_owned(),
@@ -153,19 +187,18 @@ where
             Some(Err(e)) => break Err(e),
             Some(Ok(f)) => f,
         };
+        let f = match crate::shm::receive(shm.as_deref(), f) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
+            Err(e) => break Err(e),
+        };
         match (f.kind, &driver) {
             (Kind::Request, Ok(d)) => {
                 let inbox = match router.register(f.id) {
                     Ok(i) => i,
                     Err(_) => break Ok(()),
                 };
-                let chan = Chan::new(
-                    f.id,
-                    Outbox::Queue(out_tx.clone()),
-                    inbox,
-                    router.clone(),
-                    None,
-                );
+                let chan = Chan::new(f.id, out.clone(), inbox, router.clone(), None);
                 let d = d.clone();
                 let t = tasks.clone();
                 let id = f.id;
@@ -197,6 +230,11 @@ where
         h.abort();
     }
     router.kill("the host closed the connection".into());
+    if let Some(r) = releases {
+        r.abort();
+        let _ = r.await;
+    }
+    drop(out);
     drop(out_tx);
     let _ = writer.await;
     result
@@ -206,15 +244,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes queued frames, flushing when the queue is empty.
-pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
+/// Writes queued frames, flushing when the queue is empty; shared memory given back
+/// since the last write rides along as a `RELEASE`.
+async fn write_frames<W: AsyncWrite + Unpin>(
     mut sink: FrameWriter<W>,
     mut rx: mpsc::Receiver<Frame>,
+    shm: Option<Arc<crate::shm::Shm>>,
 ) -> Result<(), FrameError> {
     while let Some(f) = rx.recv().await {
         sink.feed(f).await?;
         while let Ok(f) = rx.try_recv() {
             sink.feed(f).await?;
+        }
+        if let Some(r) = shm.as_ref().and_then(|s| s.take_released()) {
+            sink.feed(r).await?;
         }
         sink.flush().await?;
     }
@@ -272,16 +315,17 @@ async fn run(d: &Driver, chan: &mut Chan, req: Request) -> Result<(), Fail> {
             chan.send(Kind::End, Bytes::new()).await?;
         }
         Request::PutContent { path, size } => {
-            let mut buf = BytesMut::with_capacity(size_hint(size));
+            let mut all = Gather::new(size_hint(size), chan);
             loop {
                 let f = chan.next().await?;
                 match f.kind {
-                    Kind::Data => buf.extend_from_slice(&f.payload),
+                    Kind::Data => all.push(f),
                     Kind::End => break,
                     k => return Err(protocol(k)),
                 }
             }
-            d.put_content(&path, buf.freeze()).await?;
+            let data = all.finish_lent(chan);
+            d.put_content(&path, data).await?;
             ok(chan).await?;
         }
         Request::Reader { path, offset } => {
@@ -306,7 +350,7 @@ async fn run(d: &Driver, chan: &mut Chan, req: Request) -> Result<(), Fail> {
                     Err(e) => return Err(e.into()),
                 };
                 match f.kind {
-                    Kind::Data => w.write(f.payload).await?,
+                    Kind::Data => w.write(chan.lend(f)).await?,
                     Kind::End => {
                         let fin: Finish = serde_json::from_slice(&f.payload)
                             .map_err(|e| Fail::Wire(WireError::backend(format!("bad END: {e}"))))?;

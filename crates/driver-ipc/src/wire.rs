@@ -5,8 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use driver_api::{FileInfo, StorageError, StoragePath};
 use serde::{Deserialize, Serialize};
 
-/// The protocol version this crate speaks.
-pub const PROTOCOL: driver_api::Version = driver_api::Version { major: 1, minor: 0 };
+/// The protocol version this crate speaks (1.1: shared memory, negotiated).
+pub const PROTOCOL: driver_api::Version = driver_api::Version { major: 1, minor: 1 };
+
+/// The oldest protocol a host accepts from a child: 1.0 (no shared memory).
+pub const MIN_PROTOCOL: driver_api::Version = driver_api::Version { major: 1, minor: 0 };
 
 /// The child's first frame.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,6 +27,10 @@ pub struct Hello {
     /// true; false for in-memory drivers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_state: Option<bool>,
+    /// Whether the child mapped the shared memory the host offered (protocol 1.1;
+    /// absent: no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm: Option<bool>,
     /// Why the driver could not start, if it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<WireError>,

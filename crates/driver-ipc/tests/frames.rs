@@ -53,6 +53,17 @@ const KINDS: [Kind; 8] = [
 ];
 
 fn random_frame(r: &mut Rng) -> Frame {
+    // Now and then the shared-memory frames (protocol 1.1): a reference, a release.
+    match r.below(20) {
+        0 => return Frame::shared_data(r.next(), r.next() as u32, r.next() as u32),
+        1 => {
+            let ranges: Vec<(u32, u32)> = (0..r.below(5))
+                .map(|_| (r.next() as u32, r.next() as u32))
+                .collect();
+            return Frame::release(&ranges);
+        }
+        _ => {}
+    }
     let len = match r.below(10) {
         0 => 0,
         1 => r.below(300 << 10) as usize,
@@ -164,8 +175,18 @@ fn every_header_violation_is_named() {
     let cases = [
         (header(b"XX", 1, 0, 0), FrameError::BadMagic(*b"XX")),
         (header(b"SD", 0, 0, 0), FrameError::UnknownKind(0)),
-        (header(b"SD", 9, 0, 0), FrameError::UnknownKind(9)),
-        (header(b"SD", 4, 1, 0), FrameError::Flags(1)),
+        (header(b"SD", 10, 0, 0), FrameError::UnknownKind(10)),
+        (header(b"SD", 4, 2, 0), FrameError::Flags(2)),
+        // Only DATA may be shared; a reference is 8 bytes; a release, whole pairs.
+        (header(b"SD", 5, 1, 0), FrameError::Flags(1)),
+        (
+            header(b"SD", 4, 1, 7),
+            FrameError::BadReference(Kind::Data, 7),
+        ),
+        (
+            header(b"SD", 9, 0, 12),
+            FrameError::BadReference(Kind::Release, 12),
+        ),
         // Refused from the header alone: no 4 GiB buffer is waited for.
         (
             header(b"SD", 4, 0, u32::MAX),
