@@ -4,12 +4,15 @@
 //! called directly and on the `registry-storage-filesystem` child (same disk, same
 //! driver code), so the ratio is the cost of the process boundary: frames over two pipes,
 //! a JSON request and answer per operation, and the copies through the pipes.
-//! `small-ops/<op>/{ipc,inproc}` times single small operations from a task on the
-//! runtime's workers, as a server's request handlers run them (the harness's `block_on`
-//! thread would add a thread wake-up to every operation, on both sides). Then the whole
-//! shared suite runs over IPC.
+//! `paired-on-workers/*` does the same from a task on the runtime's workers, as a
+//! server's request handlers run, three ways: in process, over IPC with shared memory
+//! (the default), and over IPC through the pipes alone (`ipc-pipes`).
+//! `small-ops/<op>/{ipc,inproc}` times single small operations from a worker task too
+//! (the harness's `block_on` thread would add a thread wake-up to every operation, on
+//! both sides). Then the whole shared suite runs over IPC.
 #![allow(missing_docs, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -98,6 +101,16 @@ fn benches(c: &mut criterion::Criterion) {
         rt.block_on(driver_ipc::client::IpcDriver::spawn(opts))
             .expect("starting registry-storage-filesystem"),
     );
+    let mut opts = driver_ipc::client::IpcOptions::new(
+        "filesystem",
+        env!("CARGO_BIN_EXE_registry-storage-filesystem"),
+        serde_json::json!({ "rootdirectory": dir.path().join("pipes").to_string_lossy() }),
+    );
+    opts.shared_memory = false;
+    let pipes = driver_api::Driver::new(
+        rt.block_on(driver_ipc::client::IpcDriver::spawn(opts))
+            .expect("starting registry-storage-filesystem"),
+    );
     small_ops(c, &rt, [("ipc", &ipc), ("inproc", &inproc)]);
     let stores: [(&str, &dyn BenchStore); 2] = [("ipc", &ipc), ("inproc", &inproc)];
     let sizes = [0, KIB, MIB, 16 * MIB];
@@ -110,6 +123,18 @@ fn benches(c: &mut criterion::Criterion) {
         |s, p, d| bench::put_get_op(s, p, d),
     );
     bench::paired(c, &rt, "ipc-vs-inproc-stream", &sizes, stores, |s, p, d| {
+        bench::stream_op(s, p, d)
+    });
+    let three: [(&str, Arc<dyn BenchStore>); 3] = [
+        ("inproc", Arc::new(inproc.clone())),
+        ("ipc", Arc::new(ipc.clone())),
+        ("ipc-pipes", Arc::new(pipes)),
+    ];
+    let big = [MIB, 16 * MIB];
+    bench::paired_on_workers(c, &rt, "put_get", &big, &three, |s, p, d| {
+        bench::put_get_op(s, p, d)
+    });
+    bench::paired_on_workers(c, &rt, "stream", &big, &three, |s, p, d| {
         bench::stream_op(s, p, d)
     });
     bench::run_all(c, &rt, "ipc-filesystem", &ipc);

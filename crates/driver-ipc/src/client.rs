@@ -529,6 +529,9 @@ struct IpcWriter {
     path: StoragePath,
     chan: Option<Chan>,
     size: u64,
+    /// The child's answer to the `writer` request is still to be read: a fresh upload
+    /// does not wait for it (see [`IpcDriver::writer`]).
+    unanswered: bool,
 }
 
 impl IpcWriter {
@@ -575,6 +578,10 @@ impl IpcWriter {
         chan.send_json(Kind::End, &Finish { action })
             .await
             .map_err(|e| self.host.err(op, &p, e))?;
+        if std::mem::take(&mut self.unanswered) {
+            // An upload the child could not open fails here, with the child's error.
+            self.host.response(&mut chan, op, &p).await?;
+        }
         let r = self.host.response(&mut chan, op, &p).await?;
         chan.finish();
         let s: SizeReply = self.host.json(op, &p, &r)?;
@@ -711,6 +718,12 @@ impl StorageDriver for IpcDriver {
         Ok(s.boxed())
     }
 
+    /// A fresh upload (`append` false) is returned as soon as it is asked for: its size is
+    /// 0, and the child's answer is read with the first `write` that finds it there, or at
+    /// the end (`commit`, `close`, `cancel`), which saves a round trip per upload. An
+    /// upload the child cannot open then fails at that point, with the child's error, as
+    /// the in-process filesystem driver's fresh uploads do. Resuming (`append`) waits for
+    /// the answer, which carries the size so far.
     async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>> {
         let (h, p) = (&self.host, path.as_str());
         let mut chan = h
@@ -723,13 +736,19 @@ impl StorageDriver for IpcDriver {
                 },
             )
             .await?;
-        let r = h.response(&mut chan, "writer", p).await?;
-        let s: SizeReply = h.json("writer", p, &r)?;
+        let size = match append {
+            true => {
+                let r = h.response(&mut chan, "writer", p).await?;
+                h.json::<SizeReply>("writer", p, &r)?.size
+            }
+            false => 0,
+        };
         Ok(Box::new(IpcWriter {
             host: h.clone(),
             path: path.clone(),
             chan: Some(chan),
-            size: s.size,
+            size,
+            unanswered: !append,
         }))
     }
 

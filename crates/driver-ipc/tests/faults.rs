@@ -176,3 +176,34 @@ async fn a_missing_executable_is_a_config_error() {
     assert!(matches!(e, StorageError::Config { .. }), "{e:?}");
     assert!(e.to_string().contains("cannot start"), "{e}");
 }
+
+/// A fresh upload is returned without waiting for the child (one round trip less); one
+/// the child cannot open (its parent is a file) fails at the first write that finds the
+/// child's error there, or at commit, with that error, and leaves nothing behind.
+#[tokio::test]
+async fn a_fresh_upload_the_child_cannot_open_fails_by_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = IpcOptions::new(
+        "filesystem",
+        env!("CARGO_BIN_EXE_registry-storage-filesystem"),
+        serde_json::json!({ "rootdirectory": dir.path().to_string_lossy() }),
+    );
+    let d = Driver::new(IpcDriver::spawn(o).await.unwrap());
+    d.put_content("/file", "x").await.unwrap();
+    let mut w = d.writer("/file/below", false).await.unwrap();
+    assert_eq!(w.size(), 0);
+    let mut failed = None;
+    for _ in 0..3 {
+        if let Err(e) = w.write(bytes::Bytes::from(vec![1u8; 100 << 10])).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    let e = match failed {
+        Some(e) => e,
+        None => w.commit().await.unwrap_err(),
+    };
+    assert!(e.to_string().starts_with("filesystem:"), "{e}");
+    assert!(d.stat("/file/below").await.unwrap_err().is_not_found());
+    assert_eq!(d.get_content("/file").await.unwrap(), "x");
+}

@@ -264,6 +264,72 @@ pub fn paired(
     group.finish();
 }
 
+/// Like [`paired`], for any number of stores, with each batch of iterations run as a task
+/// on the runtime's workers, as a server's request handlers run: `paired-on-workers/<name>/
+/// <size>/<label>`. Timed from the harness's `block_on` thread instead, every answer that
+/// arrives on a worker also pays a wake-up of that thread (tens of microseconds on a small
+/// VM), which weighs on stores that answer through more hops, such as a driver in
+/// another process. Each timed operation follows the same operation, untimed, on every
+/// other store.
+pub fn paired_on_workers(
+    c: &mut Criterion,
+    rt: &Runtime,
+    name: &str,
+    sizes: &[usize],
+    stores: &[(&str, std::sync::Arc<dyn BenchStore>)],
+    op: ObjectOp,
+) {
+    let mut group = c.benchmark_group(format!("paired-on-workers/{name}"));
+    let parent = format!("/bench-{}", random_name(8));
+    for (_, store) in stores {
+        rt.block_on(async {
+            must(
+                store.put(&format!("{parent}/sentinel"), Bytes::new()).await,
+                "put",
+            )
+        });
+    }
+    for &size in sizes {
+        if size >= GIB && skip_1g() {
+            continue;
+        }
+        configure_for(&mut group, size);
+        group.throughput(Throughput::Bytes(size as u64));
+        let data = DataGen::random().bytes(size);
+        for (timed, (label, _)) in stores.iter().enumerate() {
+            let id = BenchmarkId::new(size_label(size), label);
+            group.bench_with_input(id, &data, |b, data| {
+                b.iter_custom(|iters| {
+                    let all: Vec<_> = stores.iter().map(|(_, s)| s.clone()).collect();
+                    let (data, parent) = (data.clone(), parent.clone());
+                    let task = rt.spawn(async move {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let path = format!("{parent}/{}", random_name(32));
+                            for (i, shadow) in all.iter().enumerate() {
+                                if i != timed {
+                                    op(&**shadow, &path, data.clone()).await;
+                                    must(shadow.delete(&path).await, "delete");
+                                }
+                            }
+                            let t = Instant::now();
+                            op(&*all[timed], &path, data.clone()).await;
+                            total += t.elapsed();
+                            must(all[timed].delete(&path).await, "delete");
+                        }
+                        total
+                    });
+                    must(rt.block_on(task).map_err(Into::into), "benchmark task")
+                })
+            });
+        }
+    }
+    for (_, store) in stores {
+        rt.block_on(async { must(store.delete_dir(&parent).await, "cleanup") });
+    }
+    group.finish();
+}
+
 /// Times `op` on a fresh object per iteration, for every size; each object is deleted
 /// (untimed) afterwards. A sentinel file keeps the parent directory in place, as in Go's
 /// benchmark, so a store that removes empty directories does not pay to re-create it.
