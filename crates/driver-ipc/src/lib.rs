@@ -10,6 +10,10 @@
 //! - [`serve`] is the child side: it turns any Rust driver into such an executable
 //!   (`registry-storage-inmemory` and `registry-storage-filesystem` are built that way).
 //! - [`frame`] and [`wire`] are the protocol itself.
+//! - [`shm`] is its optional shared-memory data path (protocol 1.1, Linux): stream bytes
+//!   cross once, through a region both processes map, instead of twice through the pipes.
+//!   [`slots`] allocates a region's space and [`pool`] keeps warm buffers for bytes copied
+//!   out of it. `shm` is the crate's only `unsafe` code (its module docs give the rules).
 //!
 //! ```no_run
 //! # async fn demo() -> driver_api::Result<()> {

@@ -38,6 +38,7 @@ use futures::StreamExt;
 use tokio::runtime::Runtime;
 
 use crate::data::{random_name, DataGen};
+use criterion::measurement::WallTime;
 
 /// Result type of [`BenchStore`] methods.
 pub type BenchResult<T> = Result<T, BoxError>;
@@ -151,10 +152,7 @@ fn sizes() -> Vec<usize> {
     v
 }
 
-fn configure_for(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    size: usize,
-) {
+fn configure_for(group: &mut criterion::BenchmarkGroup<'_, WallTime>, size: usize) {
     if size >= GIB {
         // Fewer samples, never a smaller size.
         group.sample_size(10);
@@ -218,50 +216,38 @@ pub fn paired(
     stores: [(&str, &dyn BenchStore); 2],
     op: ObjectOp,
 ) {
-    let mut group = c.benchmark_group(format!("paired/{name}"));
-    let parent = format!("/bench-{}", random_name(8));
-    for (_, store) in stores {
-        rt.block_on(async {
-            must(
-                store.put(&format!("{parent}/sentinel"), Bytes::new()).await,
-                "put",
-            )
-        });
-    }
-    for &size in sizes {
-        if size >= GIB && skip_1g() {
-            continue;
-        }
-        configure_for(&mut group, size);
-        group.throughput(Throughput::Bytes(size as u64));
-        let data = DataGen::random().bytes(size);
-        for (timed, other) in [(0, 1), (1, 0)] {
-            let (label, store) = stores[timed];
-            let (_, shadow) = stores[other];
-            let id = BenchmarkId::new(size_label(size), label);
-            group.bench_with_input(id, &data, |b, data| {
-                b.iter_custom(|iters| {
-                    rt.block_on(async {
-                        let mut total = Duration::ZERO;
-                        for _ in 0..iters {
-                            let path = format!("{parent}/{}", random_name(32));
-                            op(shadow, &path, data.clone()).await;
-                            must(shadow.delete(&path).await, "delete");
-                            let t = Instant::now();
-                            op(store, &path, data.clone()).await;
-                            total += t.elapsed();
-                            must(store.delete(&path).await, "delete");
-                        }
-                        total
+    let all = [stores[0].1, stores[1].1];
+    per_size(
+        c,
+        rt,
+        &format!("paired/{name}"),
+        sizes,
+        &all,
+        |group, size, data, parent| {
+            for (timed, other) in [(0, 1), (1, 0)] {
+                let (label, store) = stores[timed];
+                let (_, shadow) = stores[other];
+                let id = BenchmarkId::new(size_label(size), label);
+                group.bench_with_input(id, data, |b, data| {
+                    b.iter_custom(|iters| {
+                        rt.block_on(async {
+                            let mut total = Duration::ZERO;
+                            for _ in 0..iters {
+                                let path = format!("{parent}/{}", random_name(32));
+                                op(shadow, &path, data.clone()).await;
+                                must(shadow.delete(&path).await, "delete");
+                                let t = Instant::now();
+                                op(store, &path, data.clone()).await;
+                                total += t.elapsed();
+                                must(store.delete(&path).await, "delete");
+                            }
+                            total
+                        })
                     })
-                })
-            });
-        }
-    }
-    for (_, store) in stores {
-        rt.block_on(async { must(store.delete_dir(&parent).await, "cleanup") });
-    }
-    group.finish();
+                });
+            }
+        },
+    );
 }
 
 /// Like [`paired`], for any number of stores, with each batch of iterations run as a task
@@ -279,9 +265,60 @@ pub fn paired_on_workers(
     stores: &[(&str, std::sync::Arc<dyn BenchStore>)],
     op: ObjectOp,
 ) {
-    let mut group = c.benchmark_group(format!("paired-on-workers/{name}"));
+    let refs: Vec<&dyn BenchStore> = stores.iter().map(|(_, s)| &**s).collect();
+    let group_name = format!("paired-on-workers/{name}");
+    per_size(
+        c,
+        rt,
+        &group_name,
+        sizes,
+        &refs,
+        |group, size, data, parent| {
+            for (timed, (label, _)) in stores.iter().enumerate() {
+                let id = BenchmarkId::new(size_label(size), label);
+                group.bench_with_input(id, data, |b, data| {
+                    b.iter_custom(|iters| {
+                        let all: Vec<_> = stores.iter().map(|(_, s)| s.clone()).collect();
+                        let (data, parent) = (data.clone(), parent.to_owned());
+                        let task = rt.spawn(async move {
+                            let mut total = Duration::ZERO;
+                            for _ in 0..iters {
+                                let path = format!("{parent}/{}", random_name(32));
+                                for (i, shadow) in all.iter().enumerate() {
+                                    if i != timed {
+                                        op(&**shadow, &path, data.clone()).await;
+                                        must(shadow.delete(&path).await, "delete");
+                                    }
+                                }
+                                let t = Instant::now();
+                                op(&*all[timed], &path, data.clone()).await;
+                                total += t.elapsed();
+                                must(all[timed].delete(&path).await, "delete");
+                            }
+                            total
+                        });
+                        must(rt.block_on(task).map_err(Into::into), "benchmark task")
+                    })
+                });
+            }
+        },
+    );
+}
+
+/// What the paired comparisons share: a group; a parent directory in every store, kept by
+/// a sentinel file; each size (1 GiB ones only on demand) configured, with its data made
+/// once and handed to `each` with the parent; then the parents deleted.
+fn per_size(
+    c: &mut Criterion,
+    rt: &Runtime,
+    group_name: &str,
+    sizes: &[usize],
+    stores: &[&dyn BenchStore],
+    mut each: impl FnMut(&mut criterion::BenchmarkGroup<'_, WallTime>, usize, &Bytes, &str),
+) {
+    let mut group = c.benchmark_group(group_name);
     let parent = format!("/bench-{}", random_name(8));
-    for (_, store) in stores {
+    for store in stores {
         rt.block_on(async {
             must(
                 store.put(&format!("{parent}/sentinel"), Bytes::new()).await,
@@ -296,35 +333,9 @@ pub fn paired_on_workers(
         configure_for(&mut group, size);
         group.throughput(Throughput::Bytes(size as u64));
         let data = DataGen::random().bytes(size);
-        for (timed, (label, _)) in stores.iter().enumerate() {
-            let id = BenchmarkId::new(size_label(size), label);
-            group.bench_with_input(id, &data, |b, data| {
-                b.iter_custom(|iters| {
-                    let all: Vec<_> = stores.iter().map(|(_, s)| s.clone()).collect();
-                    let (data, parent) = (data.clone(), parent.clone());
-                    let task = rt.spawn(async move {
-                        let mut total = Duration::ZERO;
-                        for _ in 0..iters {
-                            let path = format!("{parent}/{}", random_name(32));
-                            for (i, shadow) in all.iter().enumerate() {
-                                if i != timed {
-                                    op(&**shadow, &path, data.clone()).await;
-                                    must(shadow.delete(&path).await, "delete");
-                                }
-                            }
-                            let t = Instant::now();
-                            op(&*all[timed], &path, data.clone()).await;
-                            total += t.elapsed();
-                            must(all[timed].delete(&path).await, "delete");
-                        }
-                        total
-                    });
-                    must(rt.block_on(task).map_err(Into::into), "benchmark task")
-                })
-            });
-        }
+        each(&mut group, size, &data, &parent);
     }
-    for (_, store) in stores {
+    for store in stores {
         rt.block_on(async { must(store.delete_dir(&parent).await, "cleanup") });
     }
     group.finish();
