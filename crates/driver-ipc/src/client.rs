@@ -35,7 +35,7 @@ use crate::wire::{
 };
 
 /// How to run a driver executable.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IpcOptions {
     /// The name errors carry (the `<name>` of `registry-storage-<name>`).
     pub name: String,
@@ -51,6 +51,24 @@ pub struct IpcOptions {
     /// Offer the child shared memory for stream data (Linux; used only if the child
     /// takes it up in `HELLO`). On by default; off, every byte goes through the pipes.
     pub shared_memory: bool,
+}
+
+impl std::fmt::Debug for IpcOptions {
+    /// Parameters may hold secrets: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = match &self.params {
+            serde_json::Value::Object(m) => m.keys().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        f.debug_struct("IpcOptions")
+            .field("name", &self.name)
+            .field("program", &self.program)
+            .field("param_keys", &keys)
+            .field("hello_timeout", &self.hello_timeout)
+            .field("timeout", &self.timeout)
+            .field("shared_memory", &self.shared_memory)
+            .finish()
+    }
 }
 
 impl IpcOptions {

@@ -55,3 +55,22 @@ async fn create_finds_an_executable_driver_by_name() {
         "{e:?}"
     );
 }
+
+/// Parameters may hold secrets: the options' `Debug` names the keys, never the values.
+#[test]
+fn options_debug_shows_no_parameter_values() {
+    let o = driver_ipc::client::IpcOptions::new(
+        "s3",
+        "registry-storage-s3",
+        serde_json::json!({ "accesskey": "AKIDEXAMPLE", "secretkey": "wJalrXUtnFEMI-secret" }),
+    );
+    let text = format!("{o:?}");
+    assert!(
+        text.contains("secretkey") && text.contains("accesskey"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("wJalrXUtnFEMI") && !text.contains("AKIDEXAMPLE"),
+        "{text}"
+    );
+}
