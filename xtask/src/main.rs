@@ -112,6 +112,13 @@ fn lint() -> Result<Vec<Row>, Error> {
                 "warnings",
             ]),
         ),
+        // The crate docs are part of the product: broken or private links fail.
+        run_status(
+            "rustdoc",
+            cargo()
+                .args(["doc", "--workspace", "--no-deps"])
+                .env("RUSTDOCFLAGS", "-D warnings"),
+        ),
     ];
     match find_cargo_deny() {
         Some(deny) => rows.push(run_status(

@@ -1,5 +1,5 @@
 //! Reference stores for side-by-side benchmarks: the same
-//! [`BenchStore`](driver_testsuite::bench::BenchStore) operations done by raw syscalls (the
+//! [`driver_testsuite::bench::BenchStore`] operations done by raw syscalls (the
 //! physical floor) and by a peer library (`object_store`), so every ratio in a report comes
 //! from one run on one disk.
 //!

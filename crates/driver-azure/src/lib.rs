@@ -9,7 +9,7 @@
 //!   implicit (a name prefix);
 //! * `put_content` is one `Put Blob`; `reader` a ranged `Get Blob`, streamed;
 //! * the writer stages blocks on the target blob and commits them with one
-//!   `Put Block List` (atomic, resumable: see [`writer`](crate::writer));
+//!   `Put Block List` (atomic, resumable: see the `writer` module);
 //! * `rename` is `Copy Blob` (server side, polled while pending) then `Delete Blob`;
 //! * `delete` lists the prefix and deletes the blobs, `maxconcurrency` at a time;
 //! * `list` lists with the `/` delimiter; `walk` is one flat paginated listing

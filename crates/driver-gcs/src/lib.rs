@@ -9,7 +9,7 @@
 //!   implicit (a name prefix);
 //! * `put_content` is one simple upload; `reader` a ranged media download, streamed;
 //! * the writer sends chunks to a resumable upload session and finalises it on commit
-//!   (resumable from another process after `close`: see [`writer`](crate::writer));
+//!   (resumable from another process after `close`: see the `writer` module);
 //! * `rename` is `objects.rewrite` (server side, looped until done) then a delete;
 //! * `delete` lists the prefix and deletes the objects, `maxconcurrency` at a time;
 //! * `list` lists with the `/` delimiter; `walk` is one flat paginated listing

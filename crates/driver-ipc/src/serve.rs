@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Requests are served concurrently, each in its own task; `CANCEL` aborts the task.
-//! Streams are sent in 256 KiB `DATA` frames within the host's credit, so a child's memory
+//! Streams are sent in `DATA` frames of up to 512 KiB within the host's credit (through
+//! the host's shared memory when it offered some: see [`crate::shm`]), so a child's memory
 //! per stream stays around one window (1 MiB) whatever the object's size.
 
 use std::collections::HashMap;

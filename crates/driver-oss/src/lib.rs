@@ -9,7 +9,7 @@
 //!   implicit (a key prefix);
 //! * `put_content` is one `PutObject`; `reader` a ranged `GetObject`, streamed;
 //! * the writer uploads chunks as parts of a multipart upload and completes it on commit
-//!   (resumable from another process after `close`: see [`writer`](crate::writer));
+//!   (resumable from another process after `close`: see the `writer` module);
 //! * `rename` is a server-side `CopyObject` (or, above `multipartcopythreshold`,
 //!   `UploadPartCopy` part by part, `maxconcurrency` at a time), then a delete;
 //! * `delete` lists the prefix and removes the objects with `DeleteMultipleObjects`,

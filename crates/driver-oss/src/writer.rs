@@ -7,7 +7,7 @@
 //! `close` makes the upload resumable: what is buffered becomes a part if it may be a
 //! non-final part (at least the minimum chunk, 5 MiB); anything smaller is parked in a
 //! hidden object `<key>#upload` (hidden because `#` cannot appear in a path) whose
-//! `x-oss-meta-upload-id` names the multipart upload. [`OssWriter::resume`] reads that
+//! `x-oss-meta-upload-id` names the multipart upload. `OssWriter::resume` reads that
 //! object (or, failing it, finds the upload with `ListMultipartUploads`), lists the parts
 //! with `ListParts`, and continues with the same size. `commit` uploads the rest as the
 //! final part and completes the upload; `cancel` aborts it. Both remove the parked object.

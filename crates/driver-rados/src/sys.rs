@@ -17,7 +17,7 @@
 //!
 //! Everything librados may touch while an operation is in flight (the object name, data
 //! and read buffers, output slots, the compound-op handle, the completion and a reference
-//! to the `IoCtx`) lives in one heap allocation ([`OpState`] in an `Arc`). The callback
+//! to the `IoCtx`) lives in one heap allocation (`OpState` in an `Arc`). The callback
 //! owns one reference, the future another. Dropping the future drops only its reference;
 //! the allocation is freed when the callback has run, never before, so librados never
 //! writes into freed memory. Drops that happen on librados' own callback thread never run

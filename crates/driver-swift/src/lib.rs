@@ -9,7 +9,7 @@
 //!   implicit (a name prefix);
 //! * `put_content` is one PUT; `reader` a ranged GET, streamed;
 //! * the writer uploads `chunksize` segments to `<container>_segments` and joins them
-//!   with a Static Large Object manifest on commit (see [`writer`](crate::writer));
+//!   with a Static Large Object manifest on commit (see the `writer` module);
 //!   resumable from another process after `close`;
 //! * overwriting or deleting a large object removes its segments (nothing orphaned);
 //! * `rename` is a server-side `COPY` (a large object's manifest is copied, not its

@@ -26,7 +26,7 @@
 //! boundary (large stream 256 MiB); `DRIVER_TESTSUITE_FULL=1` switches to Distribution's
 //! full sizes (5 GiB large stream, 128 MiB concurrent reads, 32 × 32 MiB streams).
 //!
-//! Benchmarks mirroring Distribution's live in [`bench`].
+//! Benchmarks mirroring Distribution's live in [`bench`](mod@bench).
 
 // A failing assertion is how a case fails: panics are this crate's job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
