@@ -381,10 +381,11 @@ impl Chan {
             let n = data.len().min(self.credit as usize);
             let frame = match (&self.out.shm, n >= MIN_SHARED) {
                 (Some(shm), true) => {
-                    // The rest in one frame when the credit covers it (a whole object
-                    // of up to one window), else CHUNK-sized frames that keep two in
-                    // flight.
-                    let n = if n == data.len() { n } else { n.min(CHUNK) };
+                    // The rest in one frame when the credit covers it and it is at most
+                    // one window (a whole small object), else CHUNK-sized frames that
+                    // keep several in flight.
+                    let whole = n == data.len() && n <= WINDOW as usize;
+                    let n = if whole { n } else { n.min(CHUNK) };
                     shm.put(self.id, &data[..n]).map(|f| {
                         data.advance(n);
                         (f, n)

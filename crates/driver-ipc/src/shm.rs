@@ -309,12 +309,23 @@ impl Drop for Lease {
 /// How long a release may wait for other frames to ride with.
 const RELEASE_DELAY: std::time::Duration = std::time::Duration::from_micros(500);
 
+/// Pending releases of at least this many bytes go at once: a sender streaming a large
+/// object may be waiting for the space.
+const RELEASE_NOW: u64 = 1 << 20;
+
 /// Sends the `RELEASE`s that found no other frame to ride with (see
-/// [`Shm::take_released`]) after [`RELEASE_DELAY`], until the connection closes.
+/// [`Shm::take_released`]), after [`RELEASE_DELAY`] unless [`RELEASE_NOW`] bytes wait,
+/// until the connection closes.
 pub(crate) async fn send_releases(shm: Arc<Shm>, out: crate::chan::Outbox) {
     loop {
         shm.releases.wake.notified().await;
-        tokio::time::sleep(RELEASE_DELAY).await;
+        let waiting: u64 = lock(&shm.releases.pending)
+            .iter()
+            .map(|&(_, len)| len as u64)
+            .sum();
+        if waiting < RELEASE_NOW {
+            tokio::time::sleep(RELEASE_DELAY).await;
+        }
         if let Some(f) = shm.take_released() {
             if out.send(f).await.is_err() {
                 return;
