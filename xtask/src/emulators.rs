@@ -485,7 +485,8 @@ fn swift_configs(
         "{}[pipeline:main]\npipeline = catch_errors gatekeeper healthcheck proxy-logging cache \
          listing_formats bulk tempurl tempauth copy slo proxy-logging proxy-server\n\n\
          [app:proxy-server]\nuse = egg:swift#proxy\nallow_account_management = true\n\
-         account_autocreate = true\nnode_timeout = 10\nconn_timeout = 1\n\n\
+         account_autocreate = true\nnode_timeout = 10\nconn_timeout = 1\n\
+         recheck_container_existence = 2\nrecheck_account_existence = 2\n\n\
          [filter:tempauth]\nuse = egg:swift#tempauth\n\
          user_admin_admin = admin .admin .reseller_admin\n\
          user_test_tester = {SWIFT_KEY} .admin\nuser_test2_tester2 = testing2 .admin\n\

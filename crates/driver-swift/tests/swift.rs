@@ -424,7 +424,18 @@ fn temp_urls_are_fetched_by_a_plain_client() {
             .await
             .unwrap()
             .unwrap();
-        let resp = http.get(&url).send().await.unwrap();
+        // Swift's proxies cache container metadata (`recheck_container_existence`, 60 s
+        // by default, 2 s in the test cluster): a request of another test that read the
+        // container while the key was being set can keep the old metadata cached that
+        // long, so the key is given the cache's lifetime to take effect.
+        let started = std::time::Instant::now();
+        let resp = loop {
+            let resp = http.get(&url).send().await.unwrap();
+            if resp.status() != 401 || started.elapsed() > Duration::from_secs(10) {
+                break resp;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
         assert_eq!(resp.status(), 200, "container-key TempURL");
         assert!(resp.bytes().await.unwrap() == data);
         assert_eq!(
