@@ -968,10 +968,7 @@ pub fn start_oss() -> Result<Emulator, Error> {
             "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
         ],
     )?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("no workspace root")?
-        .join("crates/driver-oss/testserver");
+    let root = crate::workspace_root().join("crates/driver-oss/testserver");
     let venv = dir.join(format!("oss2-{OSS2_VERSION}"));
     let python = venv.join("bin/python");
     let stamp = venv.join(".requirements");

@@ -51,8 +51,14 @@ fn main() -> ExitCode {
 }
 
 /// The workspace root (xtask lives one level below it).
-fn workspace_root() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+///
+/// `cargo run` names the package's directory at run time; that wins over the directory
+/// compiled in, which is stale when two checkouts share one target directory (cargo does
+/// not rebuild xtask for the second one, and it would test the first).
+pub(crate) fn workspace_root() -> PathBuf {
+    let here = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     here.parent().map(Path::to_path_buf).unwrap_or(here)
 }
 

@@ -60,6 +60,8 @@ pub const DEFAULT_LIST_CACHE: usize = 4096;
 
 /// Bytes per reader chunk.
 const READ_CHUNK: usize = 1 << 20;
+/// `get_content` reads files up to this size within its brief opening call.
+const BRIEF_READ: usize = 64 << 10;
 /// Writers gather up to this many bytes of written chunks before one blocking write.
 const WRITE_BUFFER: usize = 1 << 20;
 /// Suffix of an uncommitted upload's file (`#` cannot appear in a storage path).
@@ -347,6 +349,13 @@ fn read_children(dir: &Path, parent: &StoragePath) -> io::Result<Vec<(StoragePat
     Ok(out)
 }
 
+/// The rest of `f`, `len` bytes as its metadata said (more or less if it changes).
+fn read_all(f: &mut File, len: u64) -> io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(len as usize);
+    f.read_to_end(&mut buf)?;
+    Ok(Bytes::from(buf))
+}
+
 /// Only the child paths of `dir`, sorted (no metadata: `list` needs none).
 fn list_children(dir: &Path, parent: &StoragePath) -> io::Result<Vec<StoragePath>> {
     let mut out = Vec::new();
@@ -367,17 +376,28 @@ impl StorageDriver for FilesystemDriver {
 
     async fn get_content(&self, path: &StoragePath) -> Result<Bytes> {
         let full = self.full(path);
-        self.run("get_content", path, move || {
-            let mut f = File::open(&full)?;
-            let md = f.metadata()?;
-            if md.is_dir() {
-                return Err(io::ErrorKind::NotFound.into());
+        // Opening is brief, and so is reading a small file (link files, manifests, most of
+        // what a registry reads): both in one brief call; larger contents on the pool.
+        let opened = self
+            .run_brief("get_content", path, move || {
+                let mut f = File::open(&full)?;
+                let md = f.metadata()?;
+                if md.is_dir() {
+                    return Err(io::ErrorKind::NotFound.into());
+                }
+                if md.len() > BRIEF_READ as u64 {
+                    return Ok(Err((f, md.len())));
+                }
+                read_all(&mut f, md.len()).map(Ok)
+            })
+            .await?;
+        match opened {
+            Ok(small) => Ok(small),
+            Err((mut f, len)) => {
+                self.run("get_content", path, move || read_all(&mut f, len))
+                    .await
             }
-            let mut buf = Vec::with_capacity(md.len() as usize);
-            f.read_to_end(&mut buf)?;
-            Ok(Bytes::from(buf))
-        })
-        .await
+        }
     }
 
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
@@ -460,7 +480,7 @@ impl StorageDriver for FilesystemDriver {
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let full = self.full(path);
         let p = path.clone();
-        self.run("stat", path, move || {
+        self.run_brief("stat", path, move || {
             Ok(file_info(p, &fs::metadata(&full)?))
         })
         .await

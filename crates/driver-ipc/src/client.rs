@@ -736,24 +736,22 @@ impl StorageDriver for IpcDriver {
         Ok(s.boxed())
     }
 
-    /// A fresh upload (`append` false) is returned as soon as it is asked for: its size is
-    /// 0, and the child's answer is read with the first `write` that finds it there, or at
+    /// A fresh upload (`append` false) is returned as soon as it is asked for, its request
+    /// still in the pipe's buffer until the first write or the end: its size is 0, and the
+    /// child's answer is read with the first `write` that finds it there, or at
     /// the end (`commit`, `close`, `cancel`), which saves a round trip per upload. An
     /// upload the child cannot open then fails at that point, with the child's error, as
     /// the in-process filesystem driver's fresh uploads do. Resuming (`append`) waits for
     /// the answer, which carries the size so far.
     async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>> {
         let (h, p) = (&self.host, path.as_str());
-        let mut chan = h
-            .call(
-                "writer",
-                p,
-                &Request::Writer {
-                    path: p.into(),
-                    append,
-                },
-            )
-            .await?;
+        let req = Request::Writer {
+            path: p.into(),
+            append,
+        };
+        // A fresh upload's request goes out with its first data (or its end): one write
+        // and one wake-up of the child less.
+        let mut chan = h.open("writer", p, &req, append).await?;
         let size = match append {
             true => {
                 let r = h.response(&mut chan, "writer", p).await?;

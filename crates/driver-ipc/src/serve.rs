@@ -56,6 +56,9 @@ pub fn main(name: &str) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // This thread does nothing but serve: brief metadata calls (open, readdir) run on it
+    // rather than costing two thread wake-ups each (see `allow_brief_calls_in_place`).
+    driver_api::blocking::allow_brief_calls_in_place();
     let arg = std::env::args().nth(1).unwrap_or_else(|| "{}".into());
     let outcome = rt.block_on(async {
         let driver = match serde_json::from_str::<serde_json::Value>(&arg) {
@@ -332,6 +335,9 @@ async fn run(d: &Driver, chan: &mut Chan, req: Request) -> Result<(), Fail> {
         Request::Reader { path, offset } => {
             let mut s = d.reader(&path, offset).await?;
             ok(chan).await?;
+            // Let the writer task send the answer before the first chunk is asked for
+            // (which may hand off to the blocking pool first).
+            tokio::task::yield_now().await;
             while let Some(chunk) = s.next().await {
                 chan.send_data(chunk?).await?;
             }

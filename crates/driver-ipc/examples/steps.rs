@@ -1,0 +1,117 @@
+//! Where a `stream` operation's time goes, step by step (writer, write, commit, close,
+//! reader opened), in process and over IPC, interleaved; medians in microseconds.
+//! `ROUNDS=400 cargo run --release -p driver-ipc --example steps -- path/to/registry-storage-filesystem [KiB]`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use driver_api::Driver;
+
+const STEPS: [&str; 5] = ["writer", "write", "commit", "close", "reader"];
+
+async fn stream(d: &Driver, path: &str, data: Bytes) -> [Duration; 5] {
+    let mut t = Instant::now();
+    let mut lap = || {
+        let e = t.elapsed();
+        t = Instant::now();
+        e
+    };
+    let mut w = d.writer(path, false).await.unwrap();
+    let a = lap();
+    w.write(data).await.unwrap();
+    let b = lap();
+    w.commit().await.unwrap();
+    let c = lap();
+    w.close().await.unwrap();
+    let e = lap();
+    drop(d.reader(path, 0).await.unwrap());
+    [a, b, c, e, lap()]
+}
+
+fn median(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64() * 1e6
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let base = std::env::var("DRIVER_BENCH_DIR").unwrap_or_else(|_| "/dev/shm".into());
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let program = std::env::args().nth(1).unwrap();
+    let kib: usize = std::env::args().nth(2).map_or(1024, |s| s.parse().unwrap());
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let inproc = Driver::new(driver_filesystem::FilesystemDriver::new(
+        dir.path().join("a"),
+        100,
+    ));
+    let params = serde_json::json!({ "rootdirectory": dir.path().join("b").to_string_lossy() });
+    let opts = driver_ipc::client::IpcOptions::new("filesystem", &program, params);
+    let ipc = Driver::new(driver_ipc::client::IpcDriver::spawn(opts).await.unwrap());
+    let data = Bytes::from(
+        (0..kib << 10)
+            .map(|i| (i * 7 + i / 4093) as u8)
+            .collect::<Vec<_>>(),
+    );
+    tokio::spawn(async move {
+        let mut times = vec![vec![Vec::new(); 6]; 2];
+        for i in 0..rounds {
+            for (k, d) in [&inproc, &ipc].into_iter().enumerate() {
+                let path = format!("/t/s{i}");
+                let t = Instant::now();
+                let steps = stream(d, &path, data.clone()).await;
+                times[k][5].push(t.elapsed());
+                for (j, s) in steps.into_iter().enumerate() {
+                    times[k][j].push(s);
+                }
+                d.delete(&path).await.unwrap();
+            }
+        }
+        for (j, name) in STEPS.iter().chain(["total"].iter()).enumerate() {
+            let a = median(std::mem::take(&mut times[0][j]));
+            let b = median(std::mem::take(&mut times[1][j]));
+            println!("{name:8} in process {a:8.1}  ipc {b:8.1}  (+{:.1})", b - a);
+        }
+        for d in [&inproc, &ipc] {
+            for i in 0..5 {
+                d.put_content(&format!("/small/f{i}"), Bytes::from(vec![7u8; 1024]))
+                    .await
+                    .unwrap();
+            }
+        }
+        let mut small = vec![vec![Vec::new(); 4]; 2];
+        for _ in 0..rounds {
+            for (k, d) in [&inproc, &ipc].into_iter().enumerate() {
+                let t = Instant::now();
+                d.stat("/small/f1").await.unwrap();
+                small[k][0].push(t.elapsed());
+                let t = Instant::now();
+                assert_eq!(d.list("/small").await.unwrap().len(), 5);
+                small[k][1].push(t.elapsed());
+                let t = Instant::now();
+                d.get_content("/small/f0").await.unwrap();
+                small[k][2].push(t.elapsed());
+                let t = Instant::now();
+                assert!(d.stat("/small/none").await.is_err());
+                small[k][3].push(t.elapsed());
+            }
+        }
+        for (j, name) in ["stat", "list", "get_1KiB", "stat_missing"]
+            .iter()
+            .enumerate()
+        {
+            let a = median(std::mem::take(&mut small[0][j]));
+            let b = median(std::mem::take(&mut small[1][j]));
+            println!("{name:12} in process {a:8.1}  ipc {b:8.1}  (+{:.1})", b - a);
+        }
+    })
+    .await
+    .unwrap();
+}
