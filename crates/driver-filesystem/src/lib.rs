@@ -13,7 +13,10 @@
 //! * **Implicit directories.** Empty directories left by `delete`, `rename` or `cancel`
 //!   are removed, so a directory exists exactly while something lives below it.
 //! * **Off the async workers.** Every syscall runs on tokio's blocking pool, at most
-//!   `maxthreads` at once, one hop per operation (one per chunk for streams).
+//!   `maxthreads` at once, one hop per operation (one per chunk for streams), except brief
+//!   metadata calls (`stat`, `list`, opening a reader, `get_content` of files up to
+//!   64 KiB), which run in place where that is safe (see
+//!   [`BlockingPool::run_brief`](driver_api::blocking::BlockingPool::run_brief)).
 //!
 //! ```no_run
 //! # async fn demo() -> driver_api::Result<()> {

@@ -33,6 +33,13 @@ async fn stream(d: &Driver, path: &str, data: Bytes) -> [Duration; 5] {
     [a, b, c, e, lap()]
 }
 
+/// Minor page faults of a process so far (`/proc/<pid>/stat`, field 10).
+fn minflt(pid: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &s[s.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(7).unwrap().parse().unwrap()
+}
+
 fn median(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1e6
@@ -54,14 +61,20 @@ async fn main() {
     ));
     let params = serde_json::json!({ "rootdirectory": dir.path().join("b").to_string_lossy() });
     let opts = driver_ipc::client::IpcOptions::new("filesystem", &program, params);
-    let ipc = Driver::new(driver_ipc::client::IpcDriver::spawn(opts).await.unwrap());
+    let raw = driver_ipc::client::IpcDriver::spawn(opts).await.unwrap();
+    let child = raw.pid().await.map_or("self".into(), |p| p.to_string());
+    let ipc = Driver::new(raw);
     let data = Bytes::from(
         (0..kib << 10)
             .map(|i| (i * 7 + i / 4093) as u8)
             .collect::<Vec<_>>(),
     );
-    tokio::spawn(async move {
+    // STEPS_ON=block_on times from the runtime's `block_on` thread (as criterion's
+    // harness does) instead of a worker task.
+    let on_worker = std::env::var("STEPS_ON").map_or(true, |v| v != "block_on");
+    let work = async move {
         let mut times = vec![vec![Vec::new(); 6]; 2];
+        let faults = (minflt("self"), minflt(&child));
         for i in 0..rounds {
             for (k, d) in [&inproc, &ipc].into_iter().enumerate() {
                 let path = format!("/t/s{i}");
@@ -74,6 +87,11 @@ async fn main() {
                 d.delete(&path).await.unwrap();
             }
         }
+        println!(
+            "page faults per stream: host {:.1}, child {:.1}",
+            (minflt("self") - faults.0) as f64 / rounds as f64,
+            (minflt(&child) - faults.1) as f64 / rounds as f64
+        );
         for (j, name) in STEPS.iter().chain(["total"].iter()).enumerate() {
             let a = median(std::mem::take(&mut times[0][j]));
             let b = median(std::mem::take(&mut times[1][j]));
@@ -111,7 +129,9 @@ async fn main() {
             let b = median(std::mem::take(&mut small[1][j]));
             println!("{name:12} in process {a:8.1}  ipc {b:8.1}  (+{:.1})", b - a);
         }
-    })
-    .await
-    .unwrap();
+    };
+    match on_worker {
+        true => tokio::spawn(work).await.unwrap(),
+        false => work.await,
+    }
 }

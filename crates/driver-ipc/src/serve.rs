@@ -39,8 +39,11 @@ const WALK_BATCH: usize = 1000;
 /// The runtime is tokio's current-thread one: the pipe reader, the requests' tasks and the
 /// frame writer share one thread, so an answer leaves without waking another thread (each
 /// wake-up costs tens of microseconds on small VMs). Blocking work still runs on tokio's
-/// blocking pool, in parallel. A driver that needs several threads for async work calls
-/// [`serve`] from a runtime of its own.
+/// blocking pool, in parallel, except brief metadata calls (a driver's
+/// [`BlockingPool::run_brief`](driver_api::blocking::BlockingPool::run_brief)), which run
+/// in place on this thread (see [`allow_brief_calls_in_place`](driver_api::blocking::allow_brief_calls_in_place)).
+/// A driver that needs several threads for async work calls [`serve`] from a runtime of
+/// its own.
 pub fn main(name: &str) -> std::process::ExitCode {
     // Before any thread or descriptor of our own exists: take up the host's shared
     // memory (descriptors 3 and 4), and keep the offer from this process's children.
