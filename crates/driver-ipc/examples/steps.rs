@@ -1,5 +1,5 @@
 //! Where a `stream` operation's time goes, step by step (writer, write, commit, close,
-//! reader opened), in process and over IPC, interleaved; medians in microseconds.
+//! reader opened, reader dropped), in process and over IPC, interleaved; medians in µs.
 //! `ROUNDS=400 cargo run --release -p driver-ipc --example steps -- path/to/registry-storage-filesystem [KiB]`
 #![allow(
     clippy::unwrap_used,
@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use driver_api::Driver;
 
-const STEPS: [&str; 5] = ["writer", "write", "commit", "close", "reader"];
+const STEPS: [&str; 6] = ["writer", "write", "commit", "close", "reader", "drop"];
 
-async fn stream(d: &Driver, path: &str, data: Bytes) -> [Duration; 5] {
+async fn stream(d: &Driver, path: &str, data: Bytes) -> [Duration; 6] {
     let mut t = Instant::now();
     let mut lap = || {
         let e = t.elapsed();
@@ -29,8 +29,10 @@ async fn stream(d: &Driver, path: &str, data: Bytes) -> [Duration; 5] {
     let c = lap();
     w.close().await.unwrap();
     let e = lap();
-    drop(d.reader(path, 0).await.unwrap());
-    [a, b, c, e, lap()]
+    let r = d.reader(path, 0).await.unwrap();
+    let f = lap();
+    drop(r);
+    [a, b, c, e, f, lap()]
 }
 
 /// Minor page faults of a process so far (`/proc/<pid>/stat`, field 10).
@@ -73,14 +75,14 @@ async fn main() {
     // harness does) instead of a worker task.
     let on_worker = std::env::var("STEPS_ON").map_or(true, |v| v != "block_on");
     let work = async move {
-        let mut times = vec![vec![Vec::new(); 6]; 2];
+        let mut times = vec![vec![Vec::new(); 7]; 2];
         let faults = (minflt("self"), minflt(&child));
         for i in 0..rounds {
             for (k, d) in [&inproc, &ipc].into_iter().enumerate() {
                 let path = format!("/t/s{i}");
                 let t = Instant::now();
                 let steps = stream(d, &path, data.clone()).await;
-                times[k][5].push(t.elapsed());
+                times[k][6].push(t.elapsed());
                 for (j, s) in steps.into_iter().enumerate() {
                     times[k][j].push(s);
                 }
