@@ -1,5 +1,6 @@
 //! Where a `stream` operation's time goes, step by step (writer, write, commit, close,
-//! reader opened, reader dropped), in process and over IPC, interleaved; medians in µs.
+//! reader opened, reader dropped), and a reader read to the end (`drained`), in process
+//! and over IPC, interleaved; medians in µs.
 //! `ROUNDS=400 cargo run --release -p driver-ipc --example steps -- path/to/registry-storage-filesystem [KiB]`
 #![allow(
     clippy::unwrap_used,
@@ -33,6 +34,17 @@ async fn stream(d: &Driver, path: &str, data: Bytes) -> [Duration; 6] {
     let f = lap();
     drop(r);
     [a, b, c, e, f, lap()]
+}
+
+/// Opens a reader and reads it to the end (as a registry's blob download does).
+async fn drain(d: &Driver, path: &str) -> usize {
+    use futures::StreamExt;
+    let mut r = d.reader(path, 0).await.unwrap();
+    let mut n = 0;
+    while let Some(c) = r.next().await {
+        n += c.unwrap().len();
+    }
+    n
 }
 
 /// Minor page faults of a process so far (`/proc/<pid>/stat`, field 10).
@@ -75,7 +87,7 @@ async fn main() {
     // harness does) instead of a worker task.
     let on_worker = std::env::var("STEPS_ON").map_or(true, |v| v != "block_on");
     let work = async move {
-        let mut times = vec![vec![Vec::new(); 7]; 2];
+        let mut times = vec![vec![Vec::new(); 8]; 2];
         let faults = (minflt("self"), minflt(&child));
         for i in 0..rounds {
             for (k, d) in [&inproc, &ipc].into_iter().enumerate() {
@@ -83,6 +95,9 @@ async fn main() {
                 let t = Instant::now();
                 let steps = stream(d, &path, data.clone()).await;
                 times[k][6].push(t.elapsed());
+                let t = Instant::now();
+                assert_eq!(drain(d, &path).await, data.len());
+                times[k][7].push(t.elapsed());
                 for (j, s) in steps.into_iter().enumerate() {
                     times[k][j].push(s);
                 }
@@ -94,7 +109,7 @@ async fn main() {
             (minflt("self") - faults.0) as f64 / rounds as f64,
             (minflt(&child) - faults.1) as f64 / rounds as f64
         );
-        for (j, name) in STEPS.iter().chain(["total"].iter()).enumerate() {
+        for (j, name) in STEPS.iter().chain(["total", "drained"].iter()).enumerate() {
             let a = median(std::mem::take(&mut times[0][j]));
             let b = median(std::mem::take(&mut times[1][j]));
             println!("{name:8} in process {a:8.1}  ipc {b:8.1}  (+{:.1})", b - a);

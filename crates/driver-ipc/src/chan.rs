@@ -407,8 +407,9 @@ impl Chan {
     /// A `DATA` payload as lent from the peer's shared region (no copy), unless this
     /// side already holds more than half of that region, when it is copied out: a
     /// consumer that keeps the buffers it is given (an in-memory store) then costs a copy
-    /// instead of starving the peer of space. The child hands its driver bytes this way;
-    /// the host, whose callers may keep bytes indefinitely, always copies
+    /// instead of starving the peer of space. The child hands its driver bytes this way,
+    /// and the host a reader's chunks (a consumer passes them on and drops them); what
+    /// `get_content` returns, which callers may keep indefinitely, is always copied
     /// ([`owned`](Self::owned)).
     pub fn lend(&self, f: Frame) -> Bytes {
         match &self.out.shm {

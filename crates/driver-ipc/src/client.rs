@@ -712,7 +712,9 @@ impl StorageDriver for IpcDriver {
             let (h, mut chan, p) = st?;
             match h.next(&mut chan, "reader", &p).await {
                 Ok(f) if f.kind == Kind::Data => {
-                    let data = chan.owned(f);
+                    // Lent from the child's region while this side holds at most half
+                    // of it: a reader's consumer passes chunks on and drops them.
+                    let data = chan.lend(f);
                     Some((Ok(data), Some((h, chan, p))))
                 }
                 Ok(f) if f.kind == Kind::End => {

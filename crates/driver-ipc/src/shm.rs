@@ -156,6 +156,9 @@ pub struct ShmStats {
     pub region_full: u64,
     /// Bytes of the outgoing region lent out now (in 64 KiB units).
     pub lent_bytes: u64,
+    /// Bytes of the incoming region this side holds now (handed on without a copy and
+    /// not yet dropped); at most about half the region, beyond which bytes are copied.
+    pub held_bytes: u64,
 }
 
 impl std::fmt::Debug for Shm {
@@ -196,6 +199,7 @@ impl Shm {
             received_bytes: self.counters.received.load(Ordering::Relaxed),
             region_full: self.counters.full.load(Ordering::Relaxed),
             lent_bytes: self.lent() as u64 * crate::slots::UNIT as u64,
+            held_bytes: self.held_bytes(),
         }
     }
 

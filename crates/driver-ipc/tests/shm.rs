@@ -84,6 +84,59 @@ async fn streams_go_through_shared_memory_and_every_range_comes_back() {
     assert_eq!(s.lent_bytes, 0, "every range given back: {s:?}");
 }
 
+/// A reader's consumer that keeps every chunk: chunks are lent from the child's region
+/// until the host holds half of it, then copied, so the child never runs out of space for
+/// long; everything arrives in order, and dropping the chunks gives every range back.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_consumer_that_keeps_reader_chunks_holds_at_most_half_the_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let ipc = IpcDriver::spawn(filesystem(dir.path(), true))
+        .await
+        .unwrap();
+    let d = Driver::new(ipc.clone());
+    let len = 20 << 20;
+    let data = pattern(len, 9);
+    d.put_content("/keep", data.clone()).await.unwrap();
+    let before = ipc.shm_stats().await.unwrap();
+    let mut s = d.reader("/keep", 0).await.unwrap();
+    let mut kept = Vec::new();
+    let mut most_held = 0;
+    while let Some(b) = s.next().await {
+        kept.push(b.unwrap());
+        most_held = most_held.max(ipc.shm_stats().await.unwrap().held_bytes);
+    }
+    let got: Vec<u8> = kept.iter().flat_map(|b| b.iter().copied()).collect();
+    assert!(got == data, "the kept chunks are the object, in order");
+    let region = driver_ipc::shm::REGION as u64;
+    assert!(most_held > 0, "chunks were lent, not only copied");
+    // Lending stops once half the region is held; the frame that crossed the line is
+    // at most one window.
+    assert!(most_held <= region / 2 + (1 << 20), "held {most_held}");
+    let during = ipc.shm_stats().await.unwrap();
+    assert!(
+        during.received_bytes - before.received_bytes >= len as u64 / 2,
+        "most of it still came through shared memory: {during:?}"
+    );
+    drop(kept);
+    let started = Instant::now();
+    while ipc.shm_stats().await.unwrap().held_bytes > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "chunks dropped, still held"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The child got its space back: the next read goes through shared memory again.
+    let before = ipc.shm_stats().await.unwrap();
+    assert_eq!(d.get_content("/keep").await.unwrap(), data);
+    let after = ipc.shm_stats().await.unwrap();
+    assert!(
+        after.received_bytes - before.received_bytes >= len as u64 - (1 << 20),
+        "{after:?}"
+    );
+}
+
 /// More streams at once than the region holds windows: senders that find it full go
 /// through the pipe, and every byte still arrives in its place.
 #[cfg(target_os = "linux")]
