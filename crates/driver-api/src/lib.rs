@@ -40,6 +40,7 @@
 //! `docs/writing-a-driver.md`.
 
 pub mod blocking;
+pub mod buffer;
 pub mod chunks;
 mod driver;
 mod error;

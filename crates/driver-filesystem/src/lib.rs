@@ -396,9 +396,13 @@ impl StorageDriver for FilesystemDriver {
             .await?;
         match opened {
             Ok(small) => Ok(small),
-            Err((mut f, len)) => {
-                self.run("get_content", path, move || read_all(&mut f, len))
-                    .await
+            Err((f, len)) => {
+                let mut buf = driver_api::buffer::read_buffer(len as usize);
+                self.run("get_content", path, move || {
+                    buf.fill_from(&mut &f)?;
+                    Ok(buf.freeze())
+                })
+                .await
             }
         }
     }
@@ -597,11 +601,12 @@ impl ReadState {
         }
         let file = self.file.take()?;
         let want = (self.remaining as usize).min(READ_CHUNK);
+        // Taken here, in the caller's task, where whoever runs the driver may provide it.
+        let mut buf = driver_api::buffer::read_buffer(want);
         let res = self
             .driver
             .run("reader", &self.path, move || {
-                let mut buf = Vec::with_capacity(want);
-                let n = (&file).take(want as u64).read_to_end(&mut buf)?;
+                let n = buf.fill_from(&mut &file)?;
                 Ok((file, buf, n))
             })
             .await;
@@ -622,7 +627,7 @@ impl ReadState {
                 }
                 self.remaining -= n as u64;
                 self.file = Some(file);
-                Some((Ok(Bytes::from(buf)), self))
+                Some((Ok(buf.freeze()), self))
             }
             Err(e) => {
                 self.remaining = 0;

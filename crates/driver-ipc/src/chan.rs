@@ -386,7 +386,10 @@ impl Chan {
                     // keep several in flight.
                     let whole = n == data.len() && n <= WINDOW as usize;
                     let n = if whole { n } else { n.min(CHUNK) };
-                    shm.put(self.id, &data[..n]).map(|f| {
+                    // Bytes a driver read into the region go by reference; others are
+                    // copied in.
+                    let frame = shm.reference(self.id, &data[..n]);
+                    frame.or_else(|| shm.put(self.id, &data[..n])).map(|f| {
                         data.advance(n);
                         (f, n)
                     })

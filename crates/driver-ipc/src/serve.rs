@@ -186,6 +186,9 @@ where
     let _ = out_tx.send(Frame::new(Kind::Hello, 0, hello)).await;
 
     let router = Arc::new(Router::default());
+    let buffers = shm
+        .clone()
+        .map(|s| Arc::new(crate::shm::Source(s)) as Arc<dyn driver_api::buffer::BufferSource>);
     let tasks: Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>> = Default::default();
     let mut frames = FramedRead::new(input, FrameCodec);
     let result = loop {
@@ -209,8 +212,14 @@ where
                 let d = d.clone();
                 let t = tasks.clone();
                 let id = f.id;
+                let source = buffers.clone();
                 let h = tokio::spawn(async move {
-                    handle(d, chan, f.payload).await;
+                    let work = handle(d, chan, f.payload);
+                    match source {
+                        // What the driver reads lands in shared memory.
+                        Some(s) => driver_api::buffer::with_buffer_source(s, work).await,
+                        None => work.await,
+                    }
                     lock(&t).remove(&id);
                 });
                 lock(&tasks).insert(id, h.abort_handle());

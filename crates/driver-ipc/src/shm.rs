@@ -117,7 +117,67 @@ impl Drop for Mapping {
 /// The region this side writes, and what of it is lent out.
 struct Outgoing {
     map: Mapping,
-    slots: Mutex<Slots>,
+    space: Mutex<Space>,
+}
+
+/// The outgoing region's bookkeeping: allocations, and which of them are buffers that a
+/// driver reads into ([`Shm::buffer`]) and that references may point into.
+#[derive(Debug)]
+struct Space {
+    slots: Slots,
+    /// Buffer allocations by start offset: their size and the references to them (the
+    /// local bytes while alive, plus one per reference sent and not yet released).
+    buffers: std::collections::BTreeMap<u32, Buffer>,
+    /// References into buffers sent to the peer and not released: (offset, len) to count.
+    sent: std::collections::HashMap<(u32, u32), u32>,
+}
+
+#[derive(Debug)]
+struct Buffer {
+    size: u32,
+    refs: u32,
+}
+
+impl Space {
+    /// Drops one reference to the buffer at `start`, freeing its space after the last.
+    fn unref(&mut self, start: u32) {
+        let Some(b) = self.buffers.get_mut(&start) else {
+            return;
+        };
+        b.refs -= 1;
+        if b.refs == 0 {
+            let size = b.size;
+            self.buffers.remove(&start);
+            let _ = self.slots.release(start, size);
+        }
+    }
+
+    /// The buffer that `[offset, offset + len)` lies in, if any.
+    fn buffer_of(&self, offset: u32, len: u32) -> Option<u32> {
+        let (&start, b) = self.buffers.range(..=offset).next_back()?;
+        (offset as u64 + len as u64 <= start as u64 + b.size as u64).then_some(start)
+    }
+
+    /// The peer gives back `[offset, offset + len)`.
+    fn release(&mut self, offset: u32, len: u32) -> Result<(), String> {
+        if let Some(n) = self.sent.get_mut(&(offset, len)) {
+            *n -= 1;
+            if *n == 0 {
+                self.sent.remove(&(offset, len));
+            }
+            if let Some(start) = self.buffer_of(offset, len) {
+                self.unref(start);
+            }
+            return Ok(());
+        }
+        if self.buffers.contains_key(&offset) {
+            // A buffer's space is not the peer's to free.
+            return Err(format!(
+                "released {len} bytes at offset {offset}, which were not lent"
+            ));
+        }
+        self.slots.release(offset, len)
+    }
 }
 
 /// Ranges of the incoming region this side is done with, waiting to be sent back.
@@ -177,7 +237,11 @@ impl Shm {
     fn new(out: Mapping, incoming: Mapping) -> Self {
         Self {
             out: Outgoing {
-                slots: Mutex::new(Slots::new(out.len)),
+                space: Mutex::new(Space {
+                    slots: Slots::new(out.len),
+                    buffers: Default::default(),
+                    sent: Default::default(),
+                }),
                 map: out,
             },
             incoming: Arc::new(incoming),
@@ -207,7 +271,7 @@ impl Shm {
     /// names it, or `None` when there is no room (send it through the pipe then).
     pub fn put(&self, id: u64, data: &[u8]) -> Option<Frame> {
         let len = u32::try_from(data.len()).ok()?;
-        let Some(offset) = lock(&self.out.slots).alloc(data.len()) else {
+        let Some(offset) = lock(&self.out.space).slots.alloc(data.len()) else {
             self.counters.full.fetch_add(1, Ordering::Relaxed);
             return None;
         };
@@ -225,6 +289,44 @@ impl Shm {
         Some(Frame::shared_data(id, offset, len))
     }
 
+    /// A buffer of `len` bytes in the outgoing region for a driver to read into, or
+    /// `None` when there is no room. Bytes frozen from it are sent by reference, without
+    /// a copy ([`reference`](Self::reference)); its space comes back when the bytes are
+    /// dropped and the peer has released every reference to them.
+    pub fn buffer(self: &Arc<Self>, len: usize) -> Option<ShmBuffer> {
+        let size = u32::try_from(len).ok()?;
+        let mut space = lock(&self.out.space);
+        let start = space.slots.alloc(len)?;
+        space.buffers.insert(start, Buffer { size, refs: 1 });
+        Some(ShmBuffer {
+            hold: BufferHold {
+                shm: self.clone(),
+                start,
+            },
+            len: size,
+        })
+    }
+
+    /// A frame naming `data` where it already lies, in a buffer of the outgoing region
+    /// ([`buffer`](Self::buffer)); `None` for bytes anywhere else.
+    pub fn reference(&self, id: u64, data: &[u8]) -> Option<Frame> {
+        let base = self.out.map.ptr.as_ptr() as usize;
+        let at = (data.as_ptr() as usize).checked_sub(base)?;
+        if data.is_empty() || at + data.len() > self.out.map.len {
+            return None;
+        }
+        let (offset, len) = (u32::try_from(at).ok()?, u32::try_from(data.len()).ok()?);
+        let mut space = lock(&self.out.space);
+        let start = space.buffer_of(offset, len)?;
+        if let Some(b) = space.buffers.get_mut(&start) {
+            b.refs += 1;
+        }
+        *space.sent.entry((offset, len)).or_default() += 1;
+        drop(space);
+        self.counters.sent.fetch_add(len as u64, Ordering::Relaxed);
+        Some(Frame::shared_data(id, offset, len))
+    }
+
     /// Bytes of the incoming region this side holds now (its leases not yet dropped).
     pub fn held_bytes(&self) -> u64 {
         self.releases.held.load(Ordering::Relaxed)
@@ -232,7 +334,7 @@ impl Shm {
 
     /// Units of the outgoing region lent out (for tests and metrics).
     pub fn lent(&self) -> u32 {
-        lock(&self.out.slots).in_use()
+        lock(&self.out.space).slots.in_use()
     }
 
     /// Handles a frame as it arrives: a `RELEASE` frees outgoing space (and is consumed),
@@ -240,9 +342,9 @@ impl Shm {
     /// frames pass through.
     pub fn receive(&self, f: Frame) -> Result<Option<Frame>, FrameError> {
         if f.kind == Kind::Release {
-            let mut slots = lock(&self.out.slots);
+            let mut space = lock(&self.out.space);
             for (offset, len) in f.ranges() {
-                slots.release(offset, len).map_err(FrameError::Shared)?;
+                space.release(offset, len).map_err(FrameError::Shared)?;
             }
             return Ok(None);
         }
@@ -307,6 +409,82 @@ impl Drop for Lease {
             .fetch_sub(self.len as u64, Ordering::Relaxed);
         lock(&self.releases.pending).push((self.offset, self.len));
         self.releases.wake.notify_one();
+    }
+}
+
+/// One reference to a buffer of the outgoing region, dropped with its holder.
+struct BufferHold {
+    shm: Arc<Shm>,
+    start: u32,
+}
+
+impl Drop for BufferHold {
+    fn drop(&mut self) {
+        lock(&self.shm.out.space).unref(self.start);
+    }
+}
+
+/// A buffer of the outgoing region being filled (see [`Shm::buffer`]).
+pub struct ShmBuffer {
+    hold: BufferHold,
+    len: u32,
+}
+
+impl driver_api::buffer::ExternalBuffer for ShmBuffer {
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        let map = &self.hold.shm.out.map;
+        // SAFETY: `Shm::buffer` allocated `[start, start + len)` inside the writable
+        // mapping to this buffer alone; nothing references it before `freeze` (no frame
+        // can name bytes that are not frozen), and `&mut self` makes this borrow unique.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                map.ptr.as_ptr().add(self.hold.start as usize),
+                self.len as usize,
+            )
+        }
+    }
+
+    fn freeze(self: Box<Self>, len: usize) -> Bytes {
+        let len = (len as u32).min(self.len);
+        Bytes::from_owner(Frozen {
+            hold: self.hold,
+            len,
+        })
+    }
+}
+
+/// The filled part of a buffer, immutable from now on.
+struct Frozen {
+    hold: BufferHold,
+    len: u32,
+}
+
+impl AsRef<[u8]> for Frozen {
+    fn as_ref(&self) -> &[u8] {
+        let map = &self.hold.shm.out.map;
+        // SAFETY: inside the mapping (allocated by `Shm::buffer`), kept mapped by the
+        // `Arc<Shm>`; the space is freed only after this holder is dropped, and only
+        // freed space is ever written again.
+        unsafe { map.slice(self.hold.start as usize, self.len as usize) }
+    }
+}
+
+/// Hands a driver buffers of the outgoing region (see [`driver_api::buffer`]), so that
+/// what it reads goes to the host without a copy.
+pub(crate) struct Source(pub(crate) Arc<Shm>);
+
+impl driver_api::buffer::BufferSource for Source {
+    fn buffer(&self, len: usize) -> Option<Box<dyn driver_api::buffer::ExternalBuffer>> {
+        if len < MIN_SHARED {
+            return None;
+        }
+        match self.0.buffer(len) {
+            Some(b) => Some(Box::new(b)),
+            None => {
+                self.0.counters.full.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 }
 
@@ -529,6 +707,81 @@ mod tests {
             // The same release again is refused.
             assert!(matches!(from.receive(release), Err(FrameError::Shared(_))));
         }
+    }
+
+    /// Fills a buffer of the child's region as a driver would, through `read_buffer`.
+    fn read_into(child: &Arc<Shm>, data: &[u8]) -> Bytes {
+        use driver_api::buffer::BufferSource;
+        let b = Source(child.clone()).buffer(data.len()).unwrap();
+        let mut b = b;
+        b.as_mut_slice()[..data.len()].copy_from_slice(data);
+        b.freeze(data.len())
+    }
+
+    #[test]
+    fn bytes_read_into_the_region_go_by_reference_until_every_holder_is_done() {
+        let (host, child) = pair();
+        let child = Arc::new(child);
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+        let bytes = read_into(&child, &data);
+        let units = child.lent();
+        assert!(units > 0, "the buffer takes space");
+        // Two references into it, as a stream sends a chunk in pieces.
+        let a = child.reference(7, &bytes[..600_000]).unwrap();
+        let b = child.reference(7, &bytes[600_000..]).unwrap();
+        assert_eq!(
+            child.lent(),
+            units,
+            "references copy nothing and take no space"
+        );
+        let (a, b) = (
+            host.receive(a).unwrap().unwrap(),
+            host.receive(b).unwrap().unwrap(),
+        );
+        assert_eq!([&a.payload[..], &b.payload[..]].concat(), data);
+        // The driver's bytes go first: the space stays while the host reads.
+        drop(bytes);
+        assert_eq!(child.lent(), units);
+        drop(a);
+        let first = host.take_released().unwrap();
+        assert!(child.receive(first.clone()).unwrap().is_none());
+        assert_eq!(child.lent(), units, "one reference is still out");
+        // The same release again, and a release of the buffer itself, are refused.
+        assert!(matches!(child.receive(first), Err(FrameError::Shared(_))));
+        let whole = Frame::release(&[(0, 1_000_000)]);
+        assert!(matches!(child.receive(whole), Err(FrameError::Shared(_))));
+        drop(b);
+        assert!(child
+            .receive(host.take_released().unwrap())
+            .unwrap()
+            .is_none());
+        assert_eq!(child.lent(), 0, "every holder is done: the space is back");
+    }
+
+    #[test]
+    fn a_buffer_released_by_the_peer_first_lives_until_its_bytes_are_dropped() {
+        let (host, child) = pair();
+        let child = Arc::new(child);
+        let bytes = read_into(&child, &[5u8; 100_000]);
+        let f = child.reference(1, &bytes).unwrap();
+        drop(host.receive(f).unwrap());
+        assert!(child
+            .receive(host.take_released().unwrap())
+            .unwrap()
+            .is_none());
+        assert!(child.lent() > 0, "the driver still holds its bytes");
+        assert!(bytes.iter().all(|&b| b == 5));
+        drop(bytes);
+        assert_eq!(child.lent(), 0);
+        // Bytes anywhere else are not references: they are copied (`put`).
+        assert!(child.reference(1, &[5u8; 100_000]).is_none());
+        let unsent = read_into(&child, &[1u8; 70_000]);
+        drop(unsent);
+        assert_eq!(
+            child.lent(),
+            0,
+            "a buffer never sent frees its space when dropped"
+        );
     }
 
     #[test]
