@@ -22,6 +22,13 @@ fn filesystem(dir: &std::path::Path, shared_memory: bool) -> IpcOptions {
 }
 
 /// Distinct bytes at every offset, so a misplaced range cannot go unseen.
+/// A filesystem child using shared memory, as its client and as a `Driver`.
+async fn shared_child(dir: &std::path::Path) -> (IpcDriver, Driver) {
+    let ipc = IpcDriver::spawn(filesystem(dir, true)).await.unwrap();
+    let d = Driver::new(ipc.clone());
+    (ipc, d)
+}
+
 fn pattern(len: usize, seed: u8) -> Bytes {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[1] ^ seed)
@@ -45,10 +52,7 @@ async fn all_given_back(ipc: &IpcDriver) -> driver_ipc::shm::ShmStats {
 #[tokio::test]
 async fn streams_go_through_shared_memory_and_every_range_comes_back() {
     let dir = tempfile::tempdir().unwrap();
-    let ipc = IpcDriver::spawn(filesystem(dir.path(), true))
-        .await
-        .unwrap();
-    let d = Driver::new(ipc.clone());
+    let (ipc, d) = shared_child(dir.path()).await;
     // One window exactly (one frame), and sizes that cross frame and region boundaries.
     for (i, len) in [1 << 20, (1 << 20) + 1, 9 << 20, 20 << 20]
         .into_iter()
@@ -91,10 +95,7 @@ async fn streams_go_through_shared_memory_and_every_range_comes_back() {
 #[tokio::test]
 async fn a_consumer_that_keeps_reader_chunks_holds_at_most_half_the_region() {
     let dir = tempfile::tempdir().unwrap();
-    let ipc = IpcDriver::spawn(filesystem(dir.path(), true))
-        .await
-        .unwrap();
-    let d = Driver::new(ipc.clone());
+    let (ipc, d) = shared_child(dir.path()).await;
     let len = 20 << 20;
     let data = pattern(len, 9);
     d.put_content("/keep", data.clone()).await.unwrap();
@@ -143,10 +144,7 @@ async fn a_consumer_that_keeps_reader_chunks_holds_at_most_half_the_region() {
 #[tokio::test]
 async fn a_full_region_falls_back_to_the_pipe_without_losing_a_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let ipc = IpcDriver::spawn(filesystem(dir.path(), true))
-        .await
-        .unwrap();
-    let d = Driver::new(ipc.clone());
+    let (ipc, d) = shared_child(dir.path()).await;
     let len = 6 << 20;
     let writers = (0..24u8).map(|i| {
         let d = d.clone();
