@@ -579,7 +579,9 @@ class Suite(object):
         j = url.find('&', i)
         j = len(url) if j < 0 else j
         sig = url[i:j]
-        tampered = url[:i] + ('A' if sig[0] != 'A' else 'B') + sig[1:] + url[j:]
+        # A character that differs from the first one even ignoring case (V4's hex
+        # signature is compared case-insensitively, so 'a' -> 'A' would change nothing).
+        tampered = url[:i] + ('0' if sig[0].lower() != '0' else '1') + sig[1:] + url[j:]
         st, _, body = http('GET', tampered)
         self.c.expected_signature_failures += 1
         c.eq(self.n('tampered presigned URL -> SignatureDoesNotMatch'), (st, error_code(body)[0]),
