@@ -33,6 +33,60 @@ use crate::wire::{
 /// Walk entries sent per batch (the child walks again after the last one sent).
 const WALK_BATCH: usize = 1000;
 
+/// Chunks of an upload taken in from the host while the driver is still writing earlier
+/// ones (each at most one frame: with the window, at most about 2 MiB per upload).
+const WRITE_AHEAD: usize = 2;
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Hands an upload's chunks to the driver in order; the writer comes back at the end.
+async fn write_all(
+    mut w: driver_api::Writer,
+    mut chunks: mpsc::Receiver<Bytes>,
+) -> driver_api::Result<driver_api::Writer> {
+    while let Some(b) = chunks.recv().await {
+        w.write(b).await?;
+    }
+    Ok(w)
+}
+
+/// Takes an upload's `DATA` in until its `END`: the action, or `None` if the host
+/// cancelled. Returns early when the driver stopped writing (its error is the writer
+/// task's result).
+async fn receive_upload(
+    chan: &mut Chan,
+    chunks: &mpsc::Sender<Bytes>,
+) -> Result<Option<Action>, Fail> {
+    loop {
+        let f = match chan.next().await {
+            Ok(f) => f,
+            Err(ChanError::Cancelled) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match f.kind {
+            Kind::Data => {
+                if chunks.send(chan.lend(f)).await.is_err() {
+                    // The driver failed: its error comes from the writer task.
+                    return Ok(Some(Action::Close));
+                }
+            }
+            Kind::End => {
+                let fin: Finish = serde_json::from_slice(&f.payload)
+                    .map_err(|e| Fail::Wire(WireError::backend(format!("bad END: {e}"))))?;
+                return Ok(Some(fin.action));
+            }
+            k => return Err(protocol(k)),
+        }
+    }
+}
+
 /// Runs the executable for the registered driver `name`: parameters from `argv[1]` (JSON),
 /// frames on stdin/stdout, logs on stderr. Returns when the host closes stdin.
 ///
@@ -356,26 +410,32 @@ async fn run(d: &Driver, chan: &mut Chan, req: Request) -> Result<(), Fail> {
             chan.send(Kind::End, Bytes::new()).await?;
         }
         Request::Writer { path, append } => {
-            let mut w = d.writer(&path, append).await?;
+            let w = d.writer(&path, append).await?;
             chan.send_json(Kind::Response, &SizeReply { size: w.size() })
                 .await?;
-            let action = loop {
-                let f = match chan.next().await {
-                    Ok(f) => f,
-                    Err(ChanError::Cancelled) => {
-                        w.cancel().await?;
-                        return Err(Fail::Gone);
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                match f.kind {
-                    Kind::Data => w.write(chan.lend(f)).await?,
-                    Kind::End => {
-                        let fin: Finish = serde_json::from_slice(&f.payload)
-                            .map_err(|e| Fail::Wire(WireError::backend(format!("bad END: {e}"))))?;
-                        break fin.action;
-                    }
-                    k => return Err(protocol(k)),
+            // The driver writes in a task of its own, so that frames keep being taken in
+            // (and credit keeps going back) while it is in a long blocking write: the
+            // host's copies overlap the driver's writes. At most WRITE_AHEAD chunks wait.
+            let (tx, rx) = mpsc::channel(WRITE_AHEAD);
+            let writes = tokio::spawn(write_all(w, rx));
+            // Stopped with this request (a `CANCEL` aborts it), as the writer was.
+            let _stop = AbortOnDrop(writes.abort_handle());
+            let end = receive_upload(chan, &tx).await;
+            drop(tx);
+            let mut w = match writes.await {
+                Ok(Ok(w)) => w,
+                Ok(Err(e)) => return Err(e.into()),
+                Err(e) => {
+                    return Err(Fail::Wire(WireError::backend(format!(
+                        "the upload's writer stopped: {e}"
+                    ))))
+                }
+            };
+            let action = match end? {
+                Some(action) => action,
+                None => {
+                    w.cancel().await?;
+                    return Err(Fail::Gone);
                 }
             };
             match action {
