@@ -32,7 +32,7 @@
 //! ```
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -352,13 +352,6 @@ fn read_children(dir: &Path, parent: &StoragePath) -> io::Result<Vec<(StoragePat
     Ok(out)
 }
 
-/// The rest of `f`, `len` bytes as its metadata said (more or less if it changes).
-fn read_all(f: &mut File, len: u64) -> io::Result<Bytes> {
-    let mut buf = Vec::with_capacity(len as usize);
-    f.read_to_end(&mut buf)?;
-    Ok(Bytes::from(buf))
-}
-
 /// Only the child paths of `dir`, sorted (no metadata: `list` needs none).
 fn list_children(dir: &Path, parent: &StoragePath) -> io::Result<Vec<StoragePath>> {
     let mut out = Vec::new();
@@ -391,7 +384,9 @@ impl StorageDriver for FilesystemDriver {
                 if md.len() > BRIEF_READ as u64 {
                     return Ok(Err((f, md.len())));
                 }
-                read_all(&mut f, md.len()).map(Ok)
+                let mut buf = driver_api::buffer::read_buffer(md.len() as usize);
+                buf.fill_from(&mut f)?;
+                Ok(Ok(buf.freeze()))
             })
             .await?;
         match opened {

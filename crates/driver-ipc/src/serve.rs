@@ -57,30 +57,34 @@ async fn write_all(
     Ok(w)
 }
 
-/// Takes an upload's `DATA` in until its `END`: the action, or `None` if the host
-/// cancelled. Returns early when the driver stopped writing (its error is the writer
-/// task's result).
-async fn receive_upload(
-    chan: &mut Chan,
-    chunks: &mpsc::Sender<Bytes>,
-) -> Result<Option<Action>, Fail> {
+/// How the host's side of an upload ended.
+enum UploadEnd {
+    /// Its `END`, with the action to take.
+    Finish(Action),
+    /// A `CANCEL`.
+    Cancelled,
+    /// The driver stopped taking chunks (its error is the writer task's result).
+    DriverStopped,
+}
+
+/// Takes an upload's `DATA` in until its `END`, a `CANCEL`, or the driver stopping.
+async fn receive_upload(chan: &mut Chan, chunks: &mpsc::Sender<Bytes>) -> Result<UploadEnd, Fail> {
     loop {
         let f = match chan.next().await {
             Ok(f) => f,
-            Err(ChanError::Cancelled) => return Ok(None),
+            Err(ChanError::Cancelled) => return Ok(UploadEnd::Cancelled),
             Err(e) => return Err(e.into()),
         };
         match f.kind {
             Kind::Data => {
                 if chunks.send(chan.lend(f)).await.is_err() {
-                    // The driver failed: its error comes from the writer task.
-                    return Ok(Some(Action::Close));
+                    return Ok(UploadEnd::DriverStopped);
                 }
             }
             Kind::End => {
                 let fin: Finish = serde_json::from_slice(&f.payload)
                     .map_err(|e| Fail::Wire(WireError::backend(format!("bad END: {e}"))))?;
-                return Ok(Some(fin.action));
+                return Ok(UploadEnd::Finish(fin.action));
             }
             k => return Err(protocol(k)),
         }
@@ -432,10 +436,16 @@ async fn run(d: &Driver, chan: &mut Chan, req: Request) -> Result<(), Fail> {
                 }
             };
             let action = match end? {
-                Some(action) => action,
-                None => {
+                UploadEnd::Finish(action) => action,
+                UploadEnd::Cancelled => {
                     w.cancel().await?;
                     return Err(Fail::Gone);
+                }
+                // The writer task ends early only with an error, returned above.
+                UploadEnd::DriverStopped => {
+                    return Err(Fail::Wire(WireError::backend(
+                        "the upload's writer stopped",
+                    )))
                 }
             };
             match action {

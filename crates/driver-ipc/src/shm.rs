@@ -212,7 +212,8 @@ pub struct ShmStats {
     pub sent_bytes: u64,
     /// Bytes received through the incoming region.
     pub received_bytes: u64,
-    /// Sends that found the outgoing region full and went through the pipe instead.
+    /// Sends that found the outgoing region full and went through the pipe instead, and
+    /// driver read buffers that found it full and came from the heap.
     pub region_full: u64,
     /// Bytes of the outgoing region lent out now (in 64 KiB units).
     pub lent_bytes: u64,
