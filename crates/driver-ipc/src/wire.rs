@@ -198,7 +198,8 @@ impl Info {
 pub struct WireError {
     /// `path_not_found`, `invalid_offset`, ... (see the protocol).
     pub kind: String,
-    /// For people.
+    /// For people: what went wrong, without the driver's name, the operation or the
+    /// path, which the host adds (so an error reads the same over IPC as in process).
     #[serde(default)]
     pub message: String,
     /// The path involved.
@@ -228,7 +229,8 @@ impl WireError {
         }
     }
 
-    /// The wire form of a driver's error.
+    /// The wire form of a driver's error. The message leaves out what the host adds
+    /// back (driver, operation, path) so it is not said twice.
     pub fn from_storage(e: &StorageError) -> Self {
         let mut w = WireError {
             message: e.to_string(),
@@ -251,15 +253,33 @@ impl WireError {
                 w.offset = Some(*offset);
                 w.size = Some(*size);
             }
-            StorageError::Unsupported { path, .. } => {
+            StorageError::Unsupported {
+                operation, path, ..
+            } => {
                 w.kind = "unsupported".into();
+                w.message = operation.to_string();
                 w.path = path.clone();
             }
-            StorageError::InvalidParameter { key, .. } => {
+            StorageError::InvalidParameter { key, expected, .. } => {
                 w.kind = "invalid_parameter".into();
+                w.message = expected.clone();
                 w.key = Some(key.clone());
             }
-            StorageError::Config { .. } => w.kind = "config".into(),
+            StorageError::Config { message, .. } => {
+                w.kind = "config".into();
+                w.message = message.clone();
+            }
+            StorageError::Backend {
+                path,
+                retryable,
+                source,
+                ..
+            } => {
+                w.kind = "backend".into();
+                w.message = source.to_string();
+                w.path = (!path.is_empty()).then(|| path.clone());
+                w.retryable = *retryable;
+            }
             other => {
                 w.kind = "backend".into();
                 w.retryable = other.is_retryable();
@@ -283,7 +303,7 @@ impl WireError {
             },
             "unsupported" => StorageError::Unsupported {
                 driver,
-                operation: format!("{op}: {}", self.message).into(),
+                operation: self.message.into(),
                 path: self.path,
             },
             "invalid_parameter" => StorageError::InvalidParameter {
@@ -311,4 +331,90 @@ pub fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that crosses the process boundary reads as it did in the child and keeps
+    /// its kind, once the host has put back the driver, operation and path.
+    #[test]
+    fn errors_read_the_same_after_the_wire() {
+        let driver: driver_api::DriverName = "filesystem".to_owned().into();
+        let cases = [
+            StorageError::PathNotFound {
+                driver: driver.clone(),
+                path: "/a/b".into(),
+            },
+            StorageError::InvalidOffset {
+                driver: driver.clone(),
+                path: "/a/b".into(),
+                offset: 9,
+                size: 4,
+            },
+            StorageError::Unsupported {
+                driver: driver.clone(),
+                operation: "appending to committed, non-empty content".into(),
+                path: Some("/a/b".into()),
+            },
+            StorageError::InvalidParameter {
+                driver: driver.clone(),
+                key: "rootdirectory".into(),
+                expected: "a string".into(),
+            },
+            StorageError::Config {
+                driver: driver.clone(),
+                message: "cannot create the root".into(),
+            },
+            StorageError::Backend {
+                driver: driver.clone(),
+                operation: "write",
+                path: "/a/b".into(),
+                retryable: true,
+                source: "No space left on device (os error 28)".into(),
+            },
+        ];
+        for e in cases {
+            let wire = WireError::from_storage(&e);
+            let json = serde_json::to_vec(&wire).unwrap();
+            let back: WireError = serde_json::from_slice(&json).unwrap();
+            let host = back.into_storage("filesystem", "write", "/a/b");
+            assert_eq!(host.to_string(), e.to_string());
+            assert_eq!(host.is_retryable(), e.is_retryable());
+            assert_eq!(
+                std::mem::discriminant(&host),
+                std::mem::discriminant(&e),
+                "{e}"
+            );
+        }
+    }
+
+    /// A backend error keeps the child's path where the host's operation named another
+    /// (a rename's destination), and says nothing of a path when it had none.
+    #[test]
+    fn a_backend_error_keeps_the_childs_path() {
+        let e = StorageError::Backend {
+            driver: "filesystem".to_owned().into(),
+            operation: "rename",
+            path: "/dst".into(),
+            retryable: false,
+            source: "permission denied".into(),
+        };
+        let host = WireError::from_storage(&e).into_storage("filesystem", "rename", "/src");
+        assert_eq!(
+            host.to_string(),
+            "filesystem: rename /dst: permission denied"
+        );
+        let none = StorageError::Backend {
+            driver: "filesystem".to_owned().into(),
+            operation: "walk",
+            path: String::new(),
+            retryable: false,
+            source: "gone".into(),
+        };
+        let w = WireError::from_storage(&none);
+        assert_eq!(w.path, None);
+        assert_eq!(w.message, "gone");
+    }
 }

@@ -207,3 +207,55 @@ async fn a_fresh_upload_the_child_cannot_open_fails_by_commit() {
     assert!(d.stat("/file/below").await.unwrap_err().is_not_found());
     assert_eq!(d.get_content("/file").await.unwrap(), "x");
 }
+
+/// A driver write that fails in the middle of an upload (here the disk is full: the upload
+/// file is `/dev/full`) while the child is still taking chunks in ahead of it: the upload
+/// fails with the driver's error by commit, nothing hangs, nothing is committed, and the
+/// same child goes on serving. Through shared memory and through the pipes alone.
+#[tokio::test]
+async fn a_driver_write_that_fails_mid_upload_fails_the_upload_and_the_child_goes_on() {
+    for shm in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("up")).unwrap();
+        // The filesystem driver writes an upload to `<path>#upload`.
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("up/blob#upload")).unwrap();
+        let mut o = IpcOptions::new(
+            "filesystem",
+            env!("CARGO_BIN_EXE_registry-storage-filesystem"),
+            serde_json::json!({ "rootdirectory": dir.path().to_string_lossy() }),
+        );
+        o.shared_memory = shm;
+        o.timeout = Duration::from_secs(5);
+        let ipc = IpcDriver::spawn(o).await.unwrap();
+        let pid = ipc.pid().await;
+        let d = Driver::new(ipc.clone());
+        let started = Instant::now();
+        let upload = async {
+            let mut w = d.writer("/up/blob", false).await.unwrap();
+            // Each write is one frame; the driver writes to the file once more than
+            // 1 MiB is pending, so the failure comes while later chunks are on their way.
+            for i in 0..12 {
+                if let Err(e) = w.write(bytes::Bytes::from(vec![i as u8; 512 << 10])).await {
+                    return (e, i);
+                }
+            }
+            (w.commit().await.unwrap_err(), 12)
+        };
+        let (e, at) = tokio::time::timeout(Duration::from_secs(10), upload)
+            .await
+            .expect("the failed upload hung");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("filesystem: ")
+                && text.contains("/up/blob: No space left")
+                && text.matches("filesystem").count() == 1,
+            "shm={shm}, failed at write {at}: {text}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(d.stat("/up/blob").await.unwrap_err().is_not_found());
+        // The same child serves the next operations.
+        d.put_content("/after", "ok").await.unwrap();
+        assert_eq!(d.get_content("/after").await.unwrap(), "ok");
+        assert_eq!(ipc.pid().await, pid, "shm={shm}: the child was replaced");
+    }
+}
