@@ -157,6 +157,30 @@ fn fmt_path(p: &Option<String>) -> String {
     p.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()
 }
 
+/// `e`'s message followed by those of its sources, joined by `": "`: one line for a
+/// `Backend` error's text, where a library's own `Display` says only its outermost layer
+/// ("dispatch failure") and its `Debug` is not for people.
+///
+/// ```
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+/// let outer = std::io::Error::other(io);
+/// assert_eq!(driver_api::error_chain(&outer), "refused");
+/// ```
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let more = s.to_string();
+        // Layers that only repeat what they wrap add nothing.
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        src = s.source();
+    }
+    text
+}
+
 impl StorageError {
     /// `PathNotFound` for `path`.
     pub fn not_found(driver: impl Into<DriverName>, path: &StoragePath) -> Self {

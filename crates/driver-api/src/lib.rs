@@ -56,7 +56,7 @@ pub use driver::{
     ByteStream, Capabilities, FileInfo, FileWriter, RedirectMethod, RedirectRequest, StorageDriver,
     WalkControl, WalkFn, WalkOptions, DEFAULT_REDIRECT_LIFETIME, MAX_REDIRECT_LIFETIME,
 };
-pub use error::{BoxError, DriverName, Result, StorageError, WriterStatus};
+pub use error::{error_chain, BoxError, DriverName, Result, StorageError, WriterStatus};
 pub use factory::{DriverFactory, DriverFallback, ParamKind, ParamReader, ParamSpec, Parameters};
 pub use handle::{AsyncWriter, Driver, Writer};
 pub use path::{cmp_paths, validate_component, InvalidPathError, StoragePath};

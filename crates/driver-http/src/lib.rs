@@ -250,12 +250,7 @@ pub fn transport_error(
         "request failed"
     };
     let e = e.without_url();
-    let mut text = format!("{kind}: {e}");
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        text.push_str(&format!(": {s}"));
-        src = s.source();
-    }
+    let text = format!("{kind}: {}", driver_api::error_chain(&e));
     StorageError::backend(driver, operation, path, text).with_retryable(retryable)
 }
 

@@ -429,3 +429,27 @@ fn oss2_client_checks_the_test_server() {
     assert!(out.status.success(), "oss2's checks failed");
     assert!(stdout.contains("ALL OK"), "no final line");
 }
+
+#[test]
+fn a_server_that_is_down_fails_fast_with_a_retryable_error() {
+    rt().block_on(async {
+        let port = driver_testsuite::checks::closed_port();
+        let d = common::create(
+            Parameters::new()
+                .with("endpoint", format!("http://127.0.0.1:{port}"))
+                .with("accesskeyid", "id")
+                .with("accesskeysecret", "secret")
+                .with("bucket", "registry")
+                .with("region", "cn-hangzhou"),
+        )
+        .await
+        .unwrap();
+        let e = driver_testsuite::checks::down_backend_error(
+            "oss",
+            Duration::from_secs(20),
+            d.stat("/x"),
+        )
+        .await;
+        assert!(matches!(e, StorageError::Backend { .. }), "{e:?}");
+    });
+}

@@ -125,6 +125,9 @@ pub enum RadosDriverError {
     /// A blocking task failed.
     #[error("blocking task failed: {0}")]
     Blocking(String),
+    /// No monitor answered while the driver was being created.
+    #[error("no answer from the cluster's monitors within {0:?} (connecttimeout): {1}")]
+    Unreachable(std::time::Duration, RadosError),
 }
 
 /// The RADOS driver. Cheap to clone (one shared connection).
@@ -231,8 +234,10 @@ impl RadosDriver {
             p.pool.clone(),
         );
         let root = StoragePath::root();
+        let timeouts = p.timeout_options();
         let opened = tokio::task::spawn_blocking(move || {
-            let mut opts: Vec<(&str, &str)> = Vec::new();
+            let mut opts: Vec<(&str, &str)> =
+                timeouts.iter().map(|(k, v)| (*k, v.as_str())).collect();
             if let Some(k) = keyring.as_deref() {
                 opts.push(("keyring", k));
             }
@@ -255,6 +260,15 @@ impl RadosDriver {
                     driver: DRIVER.into(),
                     message: e.to_string(),
                 })
+            }
+            Err(ConnectError::Rados(e)) if e.call == "rados_connect" && e.is_timeout() => {
+                return Err(StorageError::Backend {
+                    driver: DRIVER.into(),
+                    operation: "connect",
+                    path: p.pool.clone(),
+                    retryable: true,
+                    source: Box::new(RadosDriverError::Unreachable(p.connect_timeout, e)),
+                });
             }
             Err(ConnectError::Rados(e)) => {
                 let retryable = e.is_retryable();

@@ -1,6 +1,8 @@
 //! The driver's parameters: Distribution's rados driver's keys (`poolname`, `username`,
 //! `chunksize`), plus where ceph.conf and the keyring are and a root prefix.
 
+use std::time::Duration;
+
 use driver_api::{ParamKind, ParamSpec, Parameters, Result, StorageError};
 
 use crate::DRIVER;
@@ -21,7 +23,14 @@ pub static PARAMS: &[ParamSpec] = &[
     ParamSpec::new("conffile", ParamKind::String, "path of ceph.conf (default: Ceph's search path: $CEPH_CONF, /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf)"),
     ParamSpec::new("keyring", ParamKind::String, "path of the client's keyring (default: ceph.conf's `keyring`, else Ceph's search path: /etc/ceph/$cluster.$name.keyring, ...)"),
     ParamSpec::new("rootdirectory", ParamKind::String, "prefix of every object name, so several registries can share a pool").default_value(""),
+    ParamSpec::new("connecttimeout", ParamKind::Duration, "how long creating the driver waits for the cluster's monitors before failing (Ceph's `client_mount_timeout`, 300 s by default, is set to this)").default_value("10s"),
+    ParamSpec::new("optimeout", ParamKind::Duration, "how long one RADOS operation may wait for its monitors or OSDs before it fails, retryably (`rados_osd_op_timeout`, `rados_mon_op_timeout`); 0 waits for ever (Ceph's default)").default_value("60s"),
 ];
+
+/// Default `connecttimeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `optimeout`.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Parsed configuration (see [`PARAMS`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +47,10 @@ pub struct RadosParams {
     pub keyring: Option<String>,
     /// `rootdirectory`, without surrounding slashes.
     pub root: String,
+    /// `connecttimeout`.
+    pub connect_timeout: Duration,
+    /// `optimeout` (zero: none).
+    pub op_timeout: Duration,
 }
 
 fn invalid(key: &str, expected: impl Into<String>) -> StorageError {
@@ -61,7 +74,17 @@ impl RadosParams {
         let keyring = opt("keyring")?;
         let root = opt("rootdirectory")?;
         let chunk_size = r.u64("chunksize")?.unwrap_or(DEFAULT_CHUNK);
+        let connect_timeout = r
+            .duration("connecttimeout")?
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let op_timeout = r.duration("optimeout")?.unwrap_or(DEFAULT_OP_TIMEOUT);
         r.finish()?;
+        if connect_timeout.is_zero() {
+            return Err(invalid(
+                "connecttimeout",
+                "a duration above zero, such as 10s",
+            ));
+        }
 
         let pool = pool.ok_or_else(|| invalid("poolname", "the name of a RADOS pool"))?;
         if pool.contains('\0') {
@@ -79,7 +102,24 @@ impl RadosParams {
             conf_file,
             keyring,
             root: root.unwrap_or_default().trim_matches('/').to_owned(),
+            connect_timeout,
+            op_timeout,
         })
+    }
+
+    /// The Ceph options that apply the timeouts, in whole seconds (Ceph's unit; a part of
+    /// a second counts as one).
+    pub fn timeout_options(&self) -> [(&'static str, String); 3] {
+        let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let op = secs(self.op_timeout).to_string();
+        [
+            (
+                "client_mount_timeout",
+                secs(self.connect_timeout).to_string(),
+            ),
+            ("rados_mon_op_timeout", op.clone()),
+            ("rados_osd_op_timeout", op),
+        ]
     }
 }
 
@@ -94,15 +134,27 @@ mod tests {
         assert_eq!(p.client_name, "client.admin");
         assert_eq!(p.chunk_size, 4 << 20);
         assert_eq!(p.conf_file, None);
+        assert_eq!(
+            p.timeout_options(),
+            [
+                ("client_mount_timeout", "10".to_owned()),
+                ("rados_mon_op_timeout", "60".to_owned()),
+                ("rados_osd_op_timeout", "60".to_owned()),
+            ]
+        );
         let p = RadosParams::parse(
             Parameters::new()
                 .with("poolname", "reg")
                 .with("username", "client.registry")
                 .with("chunksize", "1048576")
                 .with("conffile", "/etc/ceph/x.conf")
-                .with("rootdirectory", "/a/b/"),
+                .with("rootdirectory", "/a/b/")
+                .with("connecttimeout", "1500ms")
+                .with("optimeout", 0),
         )
         .unwrap();
+        assert_eq!(p.timeout_options()[0].1, "2");
+        assert_eq!(p.timeout_options()[2].1, "0");
         assert_eq!(p.client_name, "client.registry");
         assert_eq!(p.chunk_size, 1 << 20);
         assert_eq!(p.root, "a/b");
@@ -124,6 +176,8 @@ mod tests {
             (base().with("chunksize", 1u64 << 30), "chunksize"),
             (base().with("username", "client."), "username"),
             (base().with("bogus", 1), "bogus"),
+            (base().with("connecttimeout", "0s"), "connecttimeout"),
+            (base().with("optimeout", "soon"), "optimeout"),
         ] {
             let e = RadosParams::parse(p).unwrap_err();
             assert!(matches!(e, StorageError::InvalidParameter { .. }), "{e}");

@@ -169,6 +169,10 @@ impl RadosError {
     pub fn is_guard_failure(&self) -> bool {
         self.errno == libc::ECANCELED || self.errno == libc::EEXIST
     }
+    /// The call timed out (`ETIMEDOUT`: `connecttimeout` or `optimeout` ran out).
+    pub fn is_timeout(&self) -> bool {
+        self.errno == libc::ETIMEDOUT
+    }
     /// Transient failures (timeouts, a cluster busy or reconnecting).
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -371,3 +371,37 @@ async fn kill_mid_commit_leaves_consistent_listings() {
         d.delete(&format!("/d{i}")).await.ok();
     }
 }
+
+/// A cluster whose monitors do not answer: creating the driver fails within
+/// `connecttimeout` (Ceph alone would wait 300 s), retryably, saying so. Needs no cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_is_down_fails_creation_within_connecttimeout() {
+    let dir = std::env::temp_dir().join(format!("rados-down-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("ceph.conf");
+    let port = driver_testsuite::checks::closed_port();
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nfsid = 00000000-0000-0000-0000-000000000001\nmon_host = 127.0.0.1:{port}\n\
+             auth_cluster_required = none\nauth_service_required = none\nauth_client_required = none\n"
+        ),
+    )
+    .unwrap();
+    let params = driver_api::Parameters::new()
+        .with("poolname", "p")
+        .with("conffile", conf.to_string_lossy())
+        .with("connecttimeout", "2s");
+    let e = driver_testsuite::checks::down_backend_error(
+        "rados",
+        Duration::from_secs(20),
+        common::create(params),
+    )
+    .await;
+    assert!(
+        e.to_string()
+            .contains("no answer from the cluster's monitors within 2s"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

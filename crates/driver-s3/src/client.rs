@@ -8,7 +8,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::tls;
 use driver_api::{Result, StorageError, StoragePath};
@@ -163,7 +163,11 @@ where
             Some(m) if !m.is_empty() => format!("{c}: {m} (HTTP {})", status.unwrap_or(0)),
             _ => format!("{c} (HTTP {})", status.unwrap_or(0)),
         },
-        _ => DisplayErrorContext(&e).to_string(),
+        (SdkError::DispatchFailure(f), _) if f.is_io() => {
+            format!("cannot connect: {}", driver_api::error_chain(&e))
+        }
+        (SdkError::TimeoutError(_), _) => format!("timed out: {}", driver_api::error_chain(&e)),
+        _ => driver_api::error_chain(&e),
     };
     if matches!(
         code_str,

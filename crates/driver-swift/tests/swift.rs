@@ -539,3 +539,23 @@ fn a_token_revoked_mid_upload_is_renewed_without_losing_data() {
         assert_no_segments(&root, "after delete").await;
     });
 }
+
+/// An auth endpoint nothing listens on: creating the driver (which authenticates) fails
+/// quickly and retryably, naming the driver.
+#[test]
+fn an_auth_service_that_is_down_fails_fast_with_a_retryable_error() {
+    rt().block_on(async {
+        let port = driver_testsuite::checks::closed_port();
+        let p = Parameters::new()
+            .with("authurl", format!("http://127.0.0.1:{port}/auth/v1.0"))
+            .with("username", "test:tester")
+            .with("password", "testing")
+            .with("container", "c");
+        driver_testsuite::checks::down_backend_error(
+            "swift",
+            Duration::from_secs(20),
+            common::create(p),
+        )
+        .await;
+    });
+}
