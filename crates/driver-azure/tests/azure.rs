@@ -40,28 +40,8 @@ fn rt() -> tokio::runtime::Runtime {
 /// commits, and checks the content.
 async fn resume_case(first: usize, second: usize) {
     let root = common::root("resume");
-    let a = driver(&root).await;
-    let data = DataGen::random().bytes(first + second);
-    let mut w = a.writer("/blob", false).await.unwrap();
-    w.write(data.slice(..first)).await.unwrap();
-    assert_eq!(w.size(), first as u64);
-    w.close().await.unwrap();
-
-    // Uncommitted blocks are invisible.
-    assert!(a.stat("/blob").await.unwrap_err().is_not_found());
-    assert!(a.list("/").await.unwrap().is_empty());
-
-    let b = driver(&root).await;
-    let mut w = b.writer("/blob", true).await.unwrap();
-    assert_eq!(w.size(), first as u64, "resumed size");
-    w.write(data.slice(first..)).await.unwrap();
-    w.commit().await.unwrap();
-    let got = b.get_content("/blob").await.unwrap();
-    assert_eq!(got.len(), data.len());
-    assert!(got == data, "content after resume");
-    // Committed: nothing left to resume, and the content may not be appended to.
-    let e = b.writer("/blob", true).await.map(drop).unwrap_err();
-    assert!(matches!(e, StorageError::Unsupported { .. }), "{e:?}");
+    let (a, b) = (driver(&root).await, driver(&root).await);
+    driver_testsuite::checks::resume_from_new_instance(&a, &b, "/blob", first, second).await;
     b.delete("/blob").await.unwrap();
 }
 

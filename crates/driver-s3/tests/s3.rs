@@ -41,28 +41,10 @@ fn rt() -> tokio::runtime::Runtime {
 async fn resume_case(first: usize, second: usize) {
     let root = common::root("resume");
     let opts = [("chunksize", serde_json::json!(5 * MIB))];
-    let a = driver(&root, &opts).await;
-    let data = DataGen::random().bytes(first + second);
-    let mut w = a.writer("/blob", false).await.unwrap();
-    w.write(data.slice(..first)).await.unwrap();
-    assert_eq!(w.size(), first as u64);
-    w.close().await.unwrap();
-
-    // Not visible before commit.
-    assert!(a.stat("/blob").await.unwrap_err().is_not_found());
-
-    let b = driver(&root, &opts).await;
-    let mut w = b.writer("/blob", true).await.unwrap();
-    assert_eq!(w.size(), first as u64, "resumed size");
-    w.write(data.slice(first..)).await.unwrap();
-    w.commit().await.unwrap();
-    w.close().await.unwrap();
-    let got = b.get_content("/blob").await.unwrap();
-    assert_eq!(got.len(), data.len());
-    assert!(got == data, "content after resume");
+    let (a, b) = (driver(&root, &opts).await, driver(&root, &opts).await);
+    driver_testsuite::checks::resume_from_new_instance(&a, &b, "/blob", first, second).await;
     // Nothing left over: no parked tail, no listing noise.
     assert_eq!(b.list("/").await.unwrap().len(), 1);
-    b.delete("/").await.ok();
     b.delete("/blob").await.unwrap();
 }
 

@@ -95,28 +95,8 @@ async fn assert_no_segments(root: &str, when: &str) {
 /// commits, and checks the content.
 async fn resume_case(first: usize, second: usize) {
     let root = common::root("resume");
-    let a = driver(&root).await;
-    let data = DataGen::random().bytes(first + second);
-    let mut w = a.writer("/obj", false).await.unwrap();
-    w.write(data.slice(..first)).await.unwrap();
-    assert_eq!(w.size(), first as u64);
-    w.close().await.unwrap();
-    // Nothing is visible before commit.
-    assert!(a.stat("/obj").await.unwrap_err().is_not_found());
-    assert!(a.list("/").await.unwrap().is_empty());
-
-    let b = driver(&root).await;
-    let mut w = b.writer("/obj", true).await.unwrap();
-    assert_eq!(w.size(), first as u64, "resumed size");
-    w.write(data.slice(first..)).await.unwrap();
-    w.commit().await.unwrap();
-    let got = b.get_content("/obj").await.unwrap();
-    assert_eq!(got.len(), data.len());
-    assert!(got == data, "content after resume");
-    assert_eq!(b.stat("/obj").await.unwrap().size, data.len() as u64);
-    // Committed: nothing left to resume, and the content may not be appended to.
-    let e = b.writer("/obj", true).await.map(drop).unwrap_err();
-    assert!(matches!(e, StorageError::Unsupported { .. }), "{e:?}");
+    let (a, b) = (driver(&root).await, driver(&root).await);
+    driver_testsuite::checks::resume_from_new_instance(&a, &b, "/obj", first, second).await;
     b.delete("/obj").await.unwrap();
     assert_no_segments(&root, "after delete").await;
 }

@@ -1,11 +1,70 @@
 //! Checks driver-specific tests share: walk order and the walk options, on a tree the test
-//! built (object-store drivers prove their one-pass walk with these), and how a driver
-//! fails when its backend is down.
+//! built (object-store drivers prove their one-pass walk with these), an upload resumed by
+//! another instance at sizes the driver's tests choose (to cross its own part, block or
+//! segment boundaries), and how a driver fails when its backend is down.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use driver_api::{Driver, FileInfo, StorageError, WalkControl, WalkOptions};
+
+/// An upload of `first` bytes through `a`, closed, then resumed by `b` (another instance
+/// on the same root) with `second` more, and committed. Asserts what every resumable
+/// backend owes: the writer's size at each step; nothing visible before the commit (not
+/// to `stat`, not in its directory's listing); the exact content and size after it; and
+/// committed, non-empty content refusing to be appended to. Returns the bytes written.
+pub async fn resume_from_new_instance(
+    a: &Driver,
+    b: &Driver,
+    path: &str,
+    first: usize,
+    second: usize,
+) -> Bytes {
+    let data = crate::data::DataGen::random().bytes(first + second);
+    let mut w = a.writer(path, false).await.expect("writer");
+    w.write(data.slice(..first)).await.expect("write");
+    assert_eq!(w.size(), first as u64, "size after the first write");
+    w.close().await.expect("close");
+
+    let e = a
+        .stat(path)
+        .await
+        .map(drop)
+        .expect_err("stat before commit");
+    assert!(e.is_not_found(), "before commit: {e:?}");
+    let parent = match path.rsplit_once('/') {
+        Some(("", _)) | None => "/",
+        Some((p, _)) => p,
+    };
+    match a.list(parent).await {
+        Ok(children) => assert!(
+            children.iter().all(|c| c.as_str() != path),
+            "listed before commit: {children:?}"
+        ),
+        Err(e) => assert!(e.is_not_found(), "listing {parent}: {e:?}"),
+    }
+
+    let mut w = b.writer(path, true).await.expect("resumed writer");
+    assert_eq!(w.size(), first as u64, "resumed size");
+    w.write(data.slice(first..))
+        .await
+        .expect("write after resume");
+    assert_eq!(w.size(), data.len() as u64, "size after resume");
+    w.commit().await.expect("commit");
+    let got = b.get_content(path).await.expect("get_content");
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "content after resume");
+    assert_eq!(b.stat(path).await.expect("stat").size, data.len() as u64);
+    if !data.is_empty() {
+        let e = b.writer(path, true).await.map(drop).expect_err("append");
+        assert!(
+            matches!(e, StorageError::Unsupported { .. }),
+            "appending to committed content: {e:?}"
+        );
+    }
+    data
+}
 
 /// A local TCP port nothing listens on (bound, then let go), for a backend that is down.
 pub fn closed_port() -> u16 {
