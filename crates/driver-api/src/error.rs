@@ -190,6 +190,28 @@ impl StorageError {
         }
     }
 
+    /// `Unsupported`: `writer(path, true)` on committed content of `size` bytes (only
+    /// empty content may be appended to; see the trait's contract). Every driver answers
+    /// this case with this error, so callers can match it.
+    ///
+    /// ```
+    /// use driver_api::{StoragePath, StorageError};
+    /// let e = StorageError::append_to_committed("demo", &StoragePath::new("/a").unwrap(), 3);
+    /// assert!(matches!(e, StorageError::Unsupported { .. }));
+    /// assert_eq!(e.to_string(), "demo: unsupported: appending to committed content (3 bytes) (/a)");
+    /// ```
+    pub fn append_to_committed(
+        driver: impl Into<DriverName>,
+        path: &StoragePath,
+        size: u64,
+    ) -> Self {
+        StorageError::Unsupported {
+            driver: driver.into(),
+            operation: format!("appending to committed content ({size} bytes)").into(),
+            path: Some(path.as_str().to_owned()),
+        }
+    }
+
     /// `InvalidPath` from a parse failure.
     pub fn invalid_path(driver: impl Into<DriverName>, e: InvalidPathError) -> Self {
         StorageError::InvalidPath {

@@ -186,11 +186,7 @@ impl AzureWriter {
         match info {
             None => Err(StorageError::not_found(DRIVER, &w.path)),
             Some(0) => Ok(w),
-            Some(size) => Err(StorageError::Unsupported {
-                driver: DRIVER.into(),
-                operation: format!("appending to committed content ({size} bytes)").into(),
-                path: Some(w.path.as_str().to_owned()),
-            }),
+            Some(size) => Err(StorageError::append_to_committed(DRIVER, &w.path, size)),
         }
     }
 

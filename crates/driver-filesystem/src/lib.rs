@@ -457,12 +457,15 @@ impl StorageDriver for FilesystemDriver {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         // No upload: resuming is allowed on committed, empty content only.
                         let md = fs::metadata(&full)?;
-                        if md.is_dir() || md.len() > 0 {
+                        if md.is_dir() {
                             return Ok(Err(StorageError::Unsupported {
                                 driver: NAME.into(),
-                                operation: "appending to committed, non-empty content".into(),
+                                operation: "appending to a directory".into(),
                                 path: Some(p.to_string()),
                             }));
+                        }
+                        if md.len() > 0 {
+                            return Ok(Err(StorageError::append_to_committed(NAME, &p, md.len())));
                         }
                         let f = create_in_dir(&root, &up, |p| File::create(p))?;
                         Ok(Ok((f, 0)))

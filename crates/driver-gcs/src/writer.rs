@@ -106,11 +106,7 @@ impl GcsWriter {
         match s.head("writer", &path).await? {
             None => Err(StorageError::not_found(DRIVER, &path)),
             Some(o) if o.size() == 0 => Ok(w),
-            Some(o) => Err(StorageError::Unsupported {
-                driver: DRIVER.into(),
-                operation: format!("appending to committed content ({} bytes)", o.size()).into(),
-                path: Some(path.as_str().to_owned()),
-            }),
+            Some(o) => Err(StorageError::append_to_committed(DRIVER, &path, o.size())),
         }
     }
 

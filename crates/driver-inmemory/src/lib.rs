@@ -391,12 +391,12 @@ impl StorageDriver for InMemoryDriver {
                 Some(u) => u,
                 None => match st.file(path) {
                     Some(f) if f.data.is_empty() => Upload::default(),
-                    Some(_) => {
-                        return Err(StorageError::Unsupported {
-                            driver: NAME.into(),
-                            operation: "appending to committed, non-empty content".into(),
-                            path: Some(path.to_string()),
-                        })
+                    Some(f) => {
+                        return Err(StorageError::append_to_committed(
+                            NAME,
+                            path,
+                            f.data.len() as u64,
+                        ))
                     }
                     None => return Err(StorageError::not_found(NAME, path)),
                 },

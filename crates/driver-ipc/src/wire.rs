@@ -355,7 +355,7 @@ mod tests {
             },
             StorageError::Unsupported {
                 driver: driver.clone(),
-                operation: "appending to committed, non-empty content".into(),
+                operation: "appending to committed content (3 bytes)".into(),
                 path: Some("/a/b".into()),
             },
             StorageError::InvalidParameter {

@@ -112,11 +112,7 @@ impl OssWriter {
         match s.head("writer", &path, &w.key).await? {
             None => Err(StorageError::not_found(DRIVER, &path)),
             Some((0, _)) => Ok(w),
-            Some((size, _)) => Err(StorageError::Unsupported {
-                driver: DRIVER.into(),
-                operation: format!("appending to committed content ({size} bytes)").into(),
-                path: Some(path.as_str().to_owned()),
-            }),
+            Some((size, _)) => Err(StorageError::append_to_committed(DRIVER, &path, size)),
         }
     }
 

@@ -117,11 +117,6 @@ pub enum RadosDriverError {
     /// Too many concurrent writers of one head.
     #[error("gave up swapping the head after {0} attempts under contention")]
     Contention(usize),
-    /// `writer(path, true)` on committed, non-empty content.
-    #[error(
-        "cannot append to committed content of {0} bytes (only empty files may be appended to)"
-    )]
-    AppendToCommitted(u64),
     /// A blocking task failed.
     #[error("blocking task failed: {0}")]
     Blocking(String),

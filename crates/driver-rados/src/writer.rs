@@ -101,11 +101,7 @@ impl RadosWriter {
             (true, None) => match s.head("writer", path).await? {
                 None => return Err(StorageError::not_found(DRIVER, path)),
                 Some(h) if h.size > 0 => {
-                    return Err(err(
-                        "writer",
-                        path,
-                        RadosDriverError::AppendToCommitted(h.size),
-                    ))
+                    return Err(StorageError::append_to_committed(DRIVER, path, h.size))
                 }
                 Some(_) => Self::start(&s, path).await?,
             },

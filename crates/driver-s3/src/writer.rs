@@ -115,11 +115,7 @@ impl S3Writer {
         match s2.head(&path).await? {
             None => Err(StorageError::not_found(DRIVER, &path)),
             Some((0, _)) => Ok(w),
-            Some((size, _)) => Err(StorageError::Unsupported {
-                driver: DRIVER.into(),
-                operation: format!("appending to committed content ({size} bytes)").into(),
-                path: Some(path.as_str().to_owned()),
-            }),
+            Some((size, _)) => Err(StorageError::append_to_committed(DRIVER, &path, size)),
         }
     }
 

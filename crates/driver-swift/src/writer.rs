@@ -166,15 +166,11 @@ impl SwiftWriter {
         match s.head("writer", &path, &s.p.container, &w.name).await? {
             None => Err(StorageError::not_found(DRIVER, &path)),
             Some(h) if crate::content_length(&h) == 0 => Ok(w),
-            Some(h) => Err(StorageError::Unsupported {
-                driver: DRIVER.into(),
-                operation: format!(
-                    "appending to committed content ({} bytes)",
-                    crate::content_length(&h)
-                )
-                .into(),
-                path: Some(path.as_str().to_owned()),
-            }),
+            Some(h) => Err(StorageError::append_to_committed(
+                DRIVER,
+                &path,
+                crate::content_length(&h),
+            )),
         }
     }
 
