@@ -405,3 +405,52 @@ async fn a_cluster_that_is_down_fails_creation_within_connecttimeout() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Sends SIGCONT to a paused process when dropped, also when the test fails.
+struct Resume(String);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+/// An operation the cluster does not answer fails after `optimeout`, retryably, instead of
+/// waiting for ever (Ceph's default), and the same driver works once the cluster is back.
+/// The OSD of the cluster `cargo xtask test-all` started is paused for that moment; on any
+/// other cluster the case is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_the_cluster_does_not_answer_fails_after_optimeout() {
+    let Some(pid) = common::var("CEPH_TEST_OSD_PID") else {
+        eprintln!(
+            "skipped: CEPH_TEST_OSD_PID is not set (only the cluster `cargo xtask test-all` \
+             starts is paused by the tests)"
+        );
+        return;
+    };
+    let p = common::params()
+        .expect("CEPH_CONF")
+        .with("rootdirectory", common::root("optimeout"))
+        .with("optimeout", "2s");
+    let d = common::create(p).await.expect("driver");
+    d.put_content("/f", "x").await.unwrap();
+    let status = Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    assert!(status.success(), "pausing the OSD ({pid})");
+    let resume = Resume(pid);
+    let started = Instant::now();
+    let e = driver_testsuite::checks::down_backend_error(
+        "rados",
+        Duration::from_secs(15),
+        d.get_content("/f"),
+    )
+    .await;
+    drop(resume);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(e.to_string().contains("timed out"), "{e}");
+    assert_eq!(d.get_content("/f").await.unwrap(), "x");
+    d.delete("/f").await.unwrap();
+}

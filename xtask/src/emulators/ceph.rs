@@ -285,12 +285,14 @@ pub fn start_rados() -> Result<Emulator, Error> {
             &osd_keyring_s,
         ],
     )?;
-    em.children.push(spawn(
+    let osd = spawn(
         Command::new("ceph-osd")
             .args(["-f", "-i", "0", "-c"])
             .arg(&conf_path),
         &log_dir.join("osd.0.stdout"),
-    )?);
+    )?;
+    let osd_pid = osd.id();
+    em.children.push(osd);
     wait_until("osd.0 up", &mut em, &log_dir, || {
         ceph(&conf_path, &["osd", "dump"])
             .is_ok_and(|s| s.lines().any(|l| l.starts_with("osd.0 up")))
@@ -328,5 +330,9 @@ pub fn start_rados() -> Result<Emulator, Error> {
         keyring.to_string_lossy().into_owned(),
     );
     em.env.insert("CEPH_POOL".into(), CEPH_POOL.into());
+    // This run's own OSD, which the tests may pause (SIGSTOP) for a moment to see an
+    // operation time out; never set for a cluster the tests do not own.
+    em.env
+        .insert("CEPH_TEST_OSD_PID".into(), osd_pid.to_string());
     Ok(em)
 }

@@ -7,6 +7,7 @@
 //! | `CEPH_KEYRING` | the client's keyring (default: ceph.conf's) |
 //! | `CEPH_POOL` | pool to use (default `rados-test`; must exist) |
 //! | `CEPH_USER` | client name (default `admin`) |
+//! | `CEPH_TEST_OSD_PID` | the OSD of the cluster `cargo xtask` started, which a test may pause (set by xtask only) |
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use driver_api::{Parameters, StorageError};
