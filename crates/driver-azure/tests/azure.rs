@@ -9,6 +9,7 @@ mod common;
 use bytes::Bytes;
 use driver_api::{Driver, Parameters, RedirectRequest, StorageError};
 use driver_testsuite::data::DataGen;
+use driver_testsuite::runtime as rt;
 use futures::StreamExt;
 
 const KIB: usize = 1 << 10;
@@ -26,14 +27,6 @@ async fn driver(root: &str) -> Driver {
     common::create(params(root))
         .await
         .expect("creating the azure driver")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Writes `first`, closes, resumes from a new instance, checks the size, writes `second`,

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use driver_api::Driver;
 use driver_filesystem::FilesystemDriver;
+use driver_testsuite::runtime as rt;
 
 const FILE: &str = "/repo/blob/data";
 const A_LEN: usize = 8 << 20;
@@ -31,14 +32,6 @@ fn content_b() -> Bytes {
 
 fn driver(root: &Path) -> Driver {
     Driver::new(FilesystemDriver::new(root, 100))
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use driver_api::{Driver, Parameters, RedirectRequest, StorageError};
 use driver_testsuite::data::DataGen;
+use driver_testsuite::runtime as rt;
 use futures::StreamExt;
 
 const KIB: usize = 1 << 10;
@@ -29,14 +30,6 @@ async fn driver(root: &str) -> Driver {
     common::create(params(root))
         .await
         .expect("creating the gcs driver")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Every object name under `root/` as the server lists it (hidden upload state

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use driver_api::{Driver, Parameters, RedirectRequest, StorageError};
 use driver_oss::ServiceError;
 use driver_testsuite::data::DataGen;
+use driver_testsuite::runtime as rt;
 use futures::StreamExt;
 
 const MIB: usize = 1 << 20;
@@ -35,14 +36,6 @@ async fn driver(root: &str) -> Driver {
 
 fn endpoint() -> String {
     common::var("OSS_TEST_ENDPOINT").expect("OSS_TEST_ENDPOINT")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn service_error(e: &StorageError) -> &ServiceError {

@@ -13,6 +13,7 @@ use driver_testsuite::data::DataGen;
 use futures::StreamExt;
 
 use driver_s3 as _;
+use driver_testsuite::runtime as rt;
 
 const MIB: usize = 1 << 20;
 
@@ -26,14 +27,6 @@ async fn driver(root: &str, extra: &[(&str, serde_json::Value)]) -> Driver {
     factory::create("s3", p)
         .await
         .expect("creating the s3 driver")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Writes `first`, closes, resumes from a new instance, checks the size, writes `second`,

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use driver_api::{Driver, Parameters, RedirectRequest, StorageError, WalkControl, WalkOptions};
 use driver_swift::{AuthError, SwiftDriver};
 use driver_testsuite::data::DataGen;
+use driver_testsuite::runtime as rt;
 use futures::StreamExt;
 
 const MIB: usize = 1 << 20;
@@ -32,14 +33,6 @@ async fn driver(root: &str) -> Driver {
     common::create(params(root))
         .await
         .expect("creating the swift driver")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// A token and storage URL from TempAuth, by hand (no driver code involved).

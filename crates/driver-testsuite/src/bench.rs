@@ -98,13 +98,9 @@ impl BenchStore for Driver {
     }
 }
 
-/// A runtime like the suite's: multi-threaded, two workers (the machine has two cores).
+/// The suite's runtime (see [`crate::runtime`]).
 pub fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("building a tokio runtime")
+    crate::runtime()
 }
 
 /// 1 KiB.

@@ -302,6 +302,21 @@ pub async fn run_case_async(
     }
 }
 
+/// The runtime the suite's cases, the drivers' own tests and the benchmarks run on:
+/// multi-threaded with two workers (CI's machine has two cores), I/O and timers enabled.
+///
+/// ```
+/// let rt = driver_testsuite::runtime();
+/// assert_eq!(rt.block_on(async { 1 + 1 }), 2);
+/// ```
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime")
+}
+
 /// Runs one case on a runtime of its own (see [`run_case_async`]) and panics, failing the
 /// test, if it failed; a skip is printed and logged. Called by [`conformance_tests!`].
 pub fn run_case<F, Fut>(case: Case, factory: F)
@@ -309,11 +324,7 @@ where
     F: Fn(String) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Driver, StorageError>> + Send + 'static,
 {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("building a tokio runtime");
+    let rt = runtime();
     let factory: Arc<DriverFactoryFn> = Arc::new(move |root| Box::pin(factory(root)));
     let report = rt.block_on(run_case_async(
         case,
