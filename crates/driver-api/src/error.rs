@@ -162,9 +162,25 @@ fn fmt_path(p: &Option<String>) -> String {
 /// ("dispatch failure") and its `Debug` is not for people.
 ///
 /// ```
-/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-/// let outer = std::io::Error::other(io);
-/// assert_eq!(driver_api::error_chain(&outer), "refused");
+/// use std::error::Error;
+/// use std::io::{ErrorKind, Error as IoError};
+///
+/// #[derive(Debug)]
+/// struct Dispatch(IoError);
+/// impl std::fmt::Display for Dispatch {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("dispatch failure")
+///     }
+/// }
+/// impl Error for Dispatch {
+///     fn source(&self) -> Option<&(dyn Error + 'static)> {
+///         Some(&self.0)
+///     }
+/// }
+///
+/// let e = Dispatch(IoError::new(ErrorKind::ConnectionRefused, "connection refused"));
+/// assert_eq!(e.to_string(), "dispatch failure");
+/// assert_eq!(driver_api::error_chain(&e), "dispatch failure: connection refused");
 /// ```
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();

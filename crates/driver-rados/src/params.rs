@@ -1,5 +1,6 @@
 //! The driver's parameters: Distribution's rados driver's keys (`poolname`, `username`,
-//! `chunksize`), plus where ceph.conf and the keyring are and a root prefix.
+//! `chunksize`), plus where ceph.conf and the keyring are, a root prefix, and how long to
+//! wait for a cluster that does not answer (`connecttimeout`, `optimeout`).
 
 use std::time::Duration;
 
