@@ -98,10 +98,8 @@ impl BenchStore for Driver {
     }
 }
 
-/// The suite's runtime (see [`crate::runtime`]).
-pub fn runtime() -> Runtime {
-    crate::runtime()
-}
+/// The suite's runtime, for benchmark harnesses.
+pub use crate::runtime;
 
 /// 1 KiB.
 pub const KIB: usize = 1 << 10;
