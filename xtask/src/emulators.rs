@@ -512,6 +512,11 @@ fn swift_configs(
             // Deletes in flight per bulk-delete request (default 2): keeps the node busy.
             proxy_conf.push_str("delete_concurrency = 8\n");
         }
+        if egg == "gatekeeper" {
+            // Clients may set X-Timestamp (as container sync does), so the swift tests
+            // can make a write that a concurrent, newer one supersedes.
+            proxy_conf.push_str("shunt_inbound_x_timestamp = false\n");
+        }
         proxy_conf.push('\n');
     }
     std::fs::write(etc.join("proxy-server.conf"), proxy_conf)?;

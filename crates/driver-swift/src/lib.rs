@@ -76,6 +76,41 @@ const BULK_DELETE: usize = 1_000;
 /// Requests in flight when deleting large objects one by one.
 const CONCURRENCY: usize = 16;
 
+/// What Swift did with a write of an object (a PUT, or a COPY to it).
+///
+/// Swift orders the writes of one object by the timestamp its proxy gives each request
+/// (10 µs resolution). An object server that already holds a write with the same or a
+/// newer timestamp drops the new one, and the proxy answers `202 Accepted` (a DELETE
+/// gets `409 Conflict`). Two writers racing on one path meet this. The driver reports
+/// such a write as done: to every reader it happened and was overwritten at once by
+/// the write that won.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Put {
+    /// Stored, with this ETag.
+    Stored(String),
+    /// Dropped: a write with the same or a newer timestamp was already there.
+    Superseded,
+}
+
+impl Put {
+    fn from_response(resp: &reqwest::Response) -> Put {
+        if resp.status() == reqwest::StatusCode::ACCEPTED {
+            tracing::debug!(
+                driver = DRIVER,
+                "write superseded by one with the same or a newer timestamp"
+            );
+            return Put::Superseded;
+        }
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim_matches('"');
+        Put::Stored(etag.to_owned())
+    }
+}
+
 register_driver! {
     name: DRIVER,
     description: "OpenStack Swift (TempAuth or Keystone v2/v3; SLO segments; TempURL redirects)",
@@ -289,25 +324,29 @@ impl Inner {
 
     /// Replaces object `name` by what `put` writes, then removes the segments of the
     /// large object it replaced (if it was one).
+    ///
+    /// When the write is [superseded](Put::Superseded), the segments stay: they may
+    /// belong to the write that won (read here before it landed, with the same
+    /// timestamp), and a winner that came later removes what it replaced itself.
     async fn replace<F>(
         &self,
         op: &'static str,
         path: &StoragePath,
         name: &str,
         put: F,
-    ) -> Result<()>
+    ) -> Result<Put>
     where
-        F: std::future::Future<Output = Result<()>>,
+        F: std::future::Future<Output = Result<Put>>,
     {
         let old = self.slo_segments(op, path, name).await?;
-        put.await?;
-        if let Some(old) = old {
+        let put = put.await?;
+        if let (Put::Stored(_), Some(old)) = (&put, old) {
             self.bulk_delete(op, path, old).await?;
         }
-        Ok(())
+        Ok(put)
     }
 
-    /// A plain PUT of `data` as `container/name`; returns the ETag.
+    /// A plain PUT of `data` as `container/name`.
     pub(crate) async fn put_object(
         &self,
         op: &'static str,
@@ -315,19 +354,18 @@ impl Inner {
         container: &str,
         name: &str,
         data: Bytes,
-    ) -> Result<String> {
+    ) -> Result<Put> {
         let url = self.client.url(&[container, name], &[]).await?;
         let call = Call::new(op, path, Method::PUT, url)
             .header("content-type", "application/octet-stream")
             .body(data);
-        let resp = self.client.expect(call, &[200, 201]).await?;
-        Ok(resp
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .trim_matches('"')
-            .to_owned())
+        self.put(call).await
+    }
+
+    /// Sends a call that writes an object (PUT, or COPY to a destination).
+    pub(crate) async fn put(&self, call: Call<'_>) -> Result<Put> {
+        let resp = self.client.expect(call, &[200, 201, 202]).await?;
+        Ok(Put::from_response(&resp))
     }
 
     /// The whole object `container/name`, if it exists.
@@ -397,11 +435,16 @@ impl Inner {
             .get("Response Status")
             .and_then(|s| s.as_str())
             .unwrap_or("");
-        let errors = v
-            .get("Errors")
-            .and_then(|e| e.as_array())
-            .map_or(0, Vec::len);
-        if !(status.starts_with('2') || status.starts_with("404")) || errors > 0 {
+        // Each error is `[name, status]`. A `409` is a name that holds a write with
+        // the same or a newer timestamp (see `Put`): it was deleted and written again.
+        let all = v.get("Errors").and_then(|e| e.as_array());
+        let errors = all.map_or(0, |all| {
+            all.iter()
+                .filter(|e| !e[1].as_str().is_some_and(|s| s.starts_with("409")))
+                .count()
+        });
+        let only_conflicts = errors == 0 && all.is_some_and(|a| !a.is_empty());
+        if !(status.starts_with('2') || status.starts_with("404") || only_conflicts) || errors > 0 {
             let retryable = status.starts_with('5');
             return Err(StorageError::backend(
                 DRIVER,
@@ -436,7 +479,8 @@ impl Inner {
             .send(Call::new(op, path, Method::DELETE, url))
             .await?;
         match resp.status().as_u16() {
-            200 | 204 => Ok(true),
+            // 409: a write with the same or a newer timestamp is there (see `Put`).
+            200 | 204 | 409 => Ok(true),
             404 => Ok(false),
             _ => Err(client::status_error(op, path, resp).await),
         }
@@ -596,12 +640,8 @@ impl StorageDriver for SwiftDriver {
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
         let s = &self.inner;
         let name = s.name(path);
-        let put = async {
-            s.put_object("put_content", path, &s.p.container, &name, content)
-                .await
-                .map(drop)
-        };
-        s.replace("put_content", path, &name, put).await
+        let put = s.put_object("put_content", path, &s.p.container, &name, content);
+        s.replace("put_content", path, &name, put).await.map(drop)
     }
 
     async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
@@ -709,11 +749,15 @@ impl StorageDriver for SwiftDriver {
             })?;
             let call = Call::new("rename", src, copy, url)
                 .header("destination", client::encode(&format!("{c}/{to}")));
-            s.client.expect(call, &[200, 201]).await.map(drop)
+            s.put(call).await
         };
-        s.replace("rename", dst, &to, copy).await?;
-        // The plain DELETE keeps the segments, now the destination's.
-        s.delete_object("rename", src, &from, false).await.map(drop)
+        let copied = s.replace("rename", dst, &to, copy).await?;
+        // The plain DELETE keeps the segments, now the destination's, unless a
+        // concurrent write to the destination won: then no manifest names them.
+        let segments_too = slo && copied == Put::Superseded;
+        s.delete_object("rename", src, &from, segments_too)
+            .await
+            .map(drop)
     }
 
     async fn delete(&self, path: &StoragePath) -> Result<()> {

@@ -28,7 +28,7 @@ use driver_http::Call;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::{Inner, DRIVER};
+use crate::{Inner, Put, DRIVER};
 
 /// What ends the name of a state object.
 pub(crate) const STATE_SUFFIX: &str = "#upload";
@@ -197,10 +197,14 @@ impl SwiftWriter {
         let root = self.s.keys.dir_prefix(&StoragePath::root());
         let name = format!("{root}#segments/{}/{:08}", self.id, self.segments.len() + 1);
         let size = data.len() as u64;
-        let etag = self
+        let put = self
             .s
             .put_object("writer", &self.path, &self.s.seg_container, &name, data)
             .await?;
+        let Put::Stored(etag) = put else {
+            // Segment names are this upload's own: another writer resumed it.
+            return Err(self.fail(format!("segment {name} was written by another writer")));
+        };
         self.segments.push(Segment { name, size, etag });
         Ok(())
     }
@@ -225,7 +229,7 @@ impl SwiftWriter {
         Ok(())
     }
 
-    async fn put_manifest(&self) -> Result<()> {
+    async fn put_manifest(&self) -> Result<Put> {
         let c = &self.s.seg_container;
         let manifest: Vec<serde_json::Value> = self
             .segments
@@ -250,7 +254,24 @@ impl SwiftWriter {
         let call = Call::new("writer", &self.path, Method::PUT, url)
             .header("content-type", "application/octet-stream")
             .body(Bytes::from(body));
-        self.s.client.expect(call, &[200, 201]).await.map(drop)
+        self.s.put(call).await
+    }
+
+    /// Deletes this upload's segments and state.
+    async fn discard(&mut self) -> Result<()> {
+        let c = &self.s.seg_container;
+        let mut names: Vec<String> = self
+            .segments
+            .iter()
+            .map(|g| format!("/{c}/{}", g.name))
+            .collect();
+        if self.has_state {
+            names.push(format!("/{c}/{}", state_name(&self.name)));
+        }
+        self.segments.clear();
+        self.s.bulk_delete("writer", &self.path, names).await?;
+        self.has_state = false;
+        Ok(())
     }
 }
 
@@ -277,36 +298,25 @@ impl FileWriter for SwiftWriter {
 
     async fn cancel(&mut self) -> Result<()> {
         self.chunks.clear();
-        let c = &self.s.seg_container;
-        let mut names: Vec<String> = self
-            .segments
-            .iter()
-            .map(|g| format!("/{c}/{}", g.name))
-            .collect();
-        if self.has_state {
-            names.push(format!("/{c}/{}", state_name(&self.name)));
-        }
-        self.segments.clear();
-        self.s.bulk_delete("writer", &self.path, names).await
+        self.discard().await
     }
 
     async fn commit(&mut self) -> Result<()> {
         let s = self.s.clone();
-        if self.segments.is_empty() {
+        let put = if self.segments.is_empty() {
             let data = self.chunks.take();
-            let put = async {
-                s.put_object("writer", &self.path, &s.p.container, &self.name, data)
-                    .await
-                    .map(drop)
-            };
-            s.replace("writer", &self.path, &self.name, put).await?;
+            let put = s.put_object("writer", &self.path, &s.p.container, &self.name, data);
+            s.replace("writer", &self.path, &self.name, put).await?
         } else {
             self.flush_segment().await?;
             self.chunks.clear();
             s.replace("writer", &self.path, &self.name, self.put_manifest())
-                .await?;
-        }
-        if self.has_state {
+                .await?
+        };
+        if put == Put::Superseded {
+            // A concurrent write won (see `Put`): no manifest names these segments.
+            self.discard().await?;
+        } else if self.has_state {
             // The segments now belong to the manifest: only the state goes.
             let state = format!("/{}/{}", s.seg_container, state_name(&self.name));
             s.bulk_delete("writer", &self.path, vec![state]).await?;

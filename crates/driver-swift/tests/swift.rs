@@ -3,13 +3,13 @@
 //! after overwrite / delete / cancel (the segments container is listed), a 50 MiB
 //! segmented object moved by its manifest and read back, a walk over more than 10,000
 //! objects (two listing pages), TempURLs fetched by a plain HTTP client, a
-//! wrong password, and a token revoked mid-upload.
+//! wrong password, a token revoked mid-upload, and writes that lose to a newer write.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use driver_api::{Driver, Parameters, RedirectRequest, StorageError, WalkControl, WalkOptions};
@@ -530,5 +530,106 @@ fn an_auth_service_that_is_down_fails_fast_with_a_retryable_error() {
             common::create(p),
         )
         .await;
+    });
+}
+
+/// Sends `method` for `name` (`<root>/<path>` in the test container) by hand, stamped
+/// with `X-Timestamp: ts`, and returns the status.
+async fn stamped(
+    method: reqwest::Method,
+    root: &str,
+    path: &str,
+    ts: &str,
+    body: &'static [u8],
+) -> u16 {
+    let (token, storage) = raw_auth().await.expect("TempAuth on the local node");
+    driver_testsuite::http_client()
+        .request(
+            method,
+            format!("{storage}/{}/{root}{path}", common::container()),
+        )
+        .header("x-auth-token", token)
+        .header("x-timestamp", ts)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Two writers racing on one path can get the same timestamp from Swift's proxy (10 µs
+/// resolution); the object server then drops one write and the proxy answers `202` (a
+/// PUT) or `409` (a DELETE). A write stamped an hour ahead, by hand, makes every
+/// driver write of that path the loser, every time. Each succeeds, the newer content
+/// stays, and nothing is orphaned.
+#[test]
+fn writes_that_lose_to_a_newer_write_succeed_and_orphan_nothing() {
+    if !common::local() {
+        eprintln!(
+            "skipped: needs a proxy that honours a client's X-Timestamp \
+             (shunt_inbound_x_timestamp = false, as on the node `cargo xtask` starts)"
+        );
+        return;
+    }
+    rt().block_on(async {
+        let root = common::root("superseded");
+        let d = driver(&root).await;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let ahead = |s: u64| format!("{:016.5}", (now + s) as f64);
+        let put = stamped(reqwest::Method::PUT, &root, "/obj", &ahead(3600), b"newer").await;
+        assert_eq!(put, 201, "the stamped write");
+        let newer = || async { d.get_content("/obj").await.unwrap() };
+
+        // put_content: Swift answers 202.
+        d.put_content("/obj", Bytes::from_static(b"older"))
+            .await
+            .unwrap();
+        assert_eq!(&newer().await[..], b"newer");
+
+        // A writer that never fills a segment (one PUT), one with segments (the
+        // manifest's PUT), and one resumed from a new instance after close.
+        let big = DataGen::random().bytes(2 * CHUNK + 5);
+        let mut w = d.writer("/obj", false).await.unwrap();
+        w.write(Bytes::from_static(b"small")).await.unwrap();
+        w.commit().await.unwrap();
+        let mut w = d.writer("/obj", false).await.unwrap();
+        w.write(big.clone()).await.unwrap();
+        w.commit().await.unwrap();
+        assert_no_segments(&root, "after a segmented commit that lost").await;
+        let mut w = d.writer("/obj", false).await.unwrap();
+        w.write(big.clone()).await.unwrap();
+        w.close().await.unwrap();
+        let mut w = driver(&root).await.writer("/obj", true).await.unwrap();
+        w.write(big.slice(..7)).await.unwrap();
+        w.commit().await.unwrap();
+        assert_no_segments(&root, "after a resumed commit that lost").await;
+        assert_eq!(&newer().await[..], b"newer");
+
+        // Moves onto it (a COPY): the sources go, with their segments.
+        d.put_content("/src", Bytes::from_static(b"moved"))
+            .await
+            .unwrap();
+        d.rename("/src", "/obj").await.unwrap();
+        let mut w = d.writer("/big", false).await.unwrap();
+        w.write(big.clone()).await.unwrap();
+        w.commit().await.unwrap();
+        d.rename("/big", "/obj").await.unwrap();
+        for gone in ["/src", "/big"] {
+            assert!(d.stat(gone).await.unwrap_err().is_not_found(), "{gone}");
+        }
+        assert_no_segments(&root, "after a move of a large object that lost").await;
+        assert_eq!(&newer().await[..], b"newer");
+
+        // A delete: Swift answers 409 (inside the bulk delete).
+        d.delete("/obj").await.unwrap();
+        assert_eq!(&newer().await[..], b"newer");
+
+        let del = stamped(reqwest::Method::DELETE, &root, "/obj", &ahead(3601), b"").await;
+        assert_eq!(del, 204, "the stamped delete");
+        assert!(d.list("/").await.unwrap().is_empty());
     });
 }
