@@ -353,7 +353,11 @@ fn signed_urls_have_the_v4_form_and_are_fetched_by_a_plain_http_client() {
 fn without_a_key_there_is_no_redirect_url() {
     rt().block_on(async {
         if !common::emulated() {
-            eprintln!("skipped: needs the emulator (anonymous access)");
+            driver_testsuite::skip_test(
+                "gcs",
+                "without_a_key_there_is_no_redirect_url",
+                "needs the emulator (anonymous access)",
+            );
             return;
         }
         let d = driver(&common::root("nokey")).await;

@@ -34,18 +34,7 @@ fn conformance_suite_against_real_oss() {
         let reason = "OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_BUCKET and OSS_ENDPOINT are \
                       not all set (no Aliyun OSS is reachable from CI; the suite runs on the OSS \
                       test server instead)";
-        println!("SKIP oss::live: {reason}");
-        // Counted as skipped by `cargo xtask test-all`, with the reason.
-        if let Some(log) = var("DRIVER_TESTSUITE_SKIP_LOG") {
-            use std::io::Write as _;
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-            {
-                let _ = writeln!(f, "oss\tlive\t{reason}");
-            }
-        }
+        driver_testsuite::skip_test("oss", "live", reason);
         return;
     };
     let Some(region) = var("OSS_REGION").or_else(|| region_of(&endpoint)) else {

@@ -247,10 +247,14 @@ fn creating_without_librados_names_the_package() {
                 || String::from_utf8_lossy(&o.stderr).contains("mount")
                 || String::from_utf8_lossy(&o.stderr).contains("unshare") =>
         {
-            println!(
-                "SKIP: cannot hide {} here: {}",
-                lib.display(),
-                String::from_utf8_lossy(&o.stderr).trim()
+            driver_testsuite::skip_test(
+                "rados",
+                "creating_without_librados_names_the_package",
+                &format!(
+                    "cannot hide {} here: {}",
+                    lib.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
             );
         }
         Ok(o) => panic!(
@@ -258,6 +262,10 @@ fn creating_without_librados_names_the_package() {
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         ),
-        Err(e) => println!("SKIP: no unshare: {e}"),
+        Err(e) => driver_testsuite::skip_test(
+            "rados",
+            "creating_without_librados_names_the_package",
+            &format!("no unshare: {e}"),
+        ),
     }
 }

@@ -191,7 +191,11 @@ async fn round_trip(d: &driver_api::Driver) {
 #[tokio::test]
 async fn keystone_v3_password_project_scope() {
     let Some((token, storage)) = tempauth().await else {
-        eprintln!("SKIP: needs the TempAuth test node for a real token");
+        driver_testsuite::skip_test(
+            "swift",
+            "keystone_v3_password_project_scope",
+            "needs the TempAuth test node for a real token",
+        );
         return;
     };
     let seen = Arc::new(Seen::default());
@@ -256,7 +260,11 @@ fn source_of(e: &StorageError) -> Option<&AuthError> {
 #[tokio::test]
 async fn keystone_v2_password_tenant() {
     let Some((token, storage)) = tempauth().await else {
-        eprintln!("SKIP: needs the TempAuth test node for a real token");
+        driver_testsuite::skip_test(
+            "swift",
+            "keystone_v2_password_tenant",
+            "needs the TempAuth test node for a real token",
+        );
         return;
     };
     let seen = Arc::new(Seen::default());
@@ -302,8 +310,10 @@ async fn keystone_wrong_password_is_a_typed_error() {
 #[tokio::test]
 async fn keystone_v3_real_end_to_end() {
     let Some(url) = common::var("SWIFT_KS_AUTH_URL") else {
-        eprintln!(
-            "SKIP: SWIFT_KS_AUTH_URL not set (a real Keystone; `cargo xtask test-all` starts one)"
+        driver_testsuite::skip_test(
+            "swift",
+            "keystone_v3_real_end_to_end",
+            "SWIFT_KS_AUTH_URL is not set (a real Keystone; `cargo xtask test-all` starts one)",
         );
         return;
     };

@@ -335,7 +335,11 @@ fn walk_pages_through_more_than_ten_thousand_objects() {
 fn temp_urls_are_fetched_by_a_plain_client() {
     rt().block_on(async {
         if common::var("SWIFT_SECRET_KEY").is_none() {
-            eprintln!("SKIP: SWIFT_SECRET_KEY not set");
+            driver_testsuite::skip_test(
+                "swift",
+                "temp_urls_are_fetched_by_a_plain_client",
+                "SWIFT_SECRET_KEY is not set",
+            );
             return;
         }
         let root = common::root("tempurl");
@@ -466,7 +470,11 @@ fn a_wrong_password_fails_clearly() {
 async fn revoke_all_tokens() -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Some(addr) = common::var("SWIFT_MEMCACHED") else {
-        eprintln!("SKIP: SWIFT_MEMCACHED not set (local cluster only)");
+        driver_testsuite::skip_test(
+            "swift",
+            "a_token_revoked_mid_upload_is_renewed_without_losing_data",
+            "SWIFT_MEMCACHED is not set (the local node only)",
+        );
         return false;
     };
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -566,9 +574,11 @@ async fn stamped(
 #[test]
 fn writes_that_lose_to_a_newer_write_succeed_and_orphan_nothing() {
     if !common::local() {
-        eprintln!(
-            "skipped: needs a proxy that honours a client's X-Timestamp \
-             (shunt_inbound_x_timestamp = false, as on the node `cargo xtask` starts)"
+        driver_testsuite::skip_test(
+            "swift",
+            "writes_that_lose_to_a_newer_write_succeed_and_orphan_nothing",
+            "needs a proxy that honours a client's X-Timestamp \
+             (shunt_inbound_x_timestamp = false, as on the node `cargo xtask` starts)",
         );
         return;
     }

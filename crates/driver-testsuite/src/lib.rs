@@ -163,6 +163,29 @@ pub fn case_timeout() -> Duration {
     )
 }
 
+/// Records that the plain test `test` of `driver`'s crate skips, and why.
+///
+/// Call it just before returning early from a test that cannot run here (a variable
+/// not set, a setup only the local emulator has). It prints `SKIP driver::test: reason`
+/// and, under `cargo xtask test-all` (`DRIVER_TESTSUITE_SKIP_LOG`), appends a line to
+/// the skip log, so the test counts as skipped, with its reason, not as passed.
+/// Conformance cases do this through [`Ctx::skip`].
+///
+/// ```
+/// // tests/mydriver.rs, a `#[test]`:
+/// fn needs_a_key() {
+///     let Ok(key) = std::env::var("MY_DRIVER_KEY") else {
+///         driver_testsuite::skip_test("mydriver", "needs_a_key", "MY_DRIVER_KEY is not set");
+///         return;
+///     };
+///     // … the test proper, with `key`
+/// #   let _ = key;
+/// }
+/// ```
+pub fn skip_test(driver: &str, test: &str, reason: &str) {
+    record_skip(driver, test, reason);
+}
+
 fn record_skip(driver: &str, case: &str, reason: &str) {
     eprintln!("SKIP {driver}::{case}: {reason}");
     if let Ok(path) = std::env::var("DRIVER_TESTSUITE_SKIP_LOG") {
