@@ -139,6 +139,47 @@ pub fn dir_info(
     }
 }
 
+/// The `stat` of `path` in an object store: the object at its key when there is one
+/// (`object` answers its size and modification time, or `None`), else the directory
+/// that `path` is while a key lives below it (`first_below` answers one such key's
+/// modification time, see [`dir_info`]). The root is never an object and always exists.
+///
+/// ```
+/// # async fn demo() -> driver_api::Result<()> {
+/// use driver_api::{keys::stat, StoragePath};
+/// use std::time::UNIX_EPOCH;
+/// let p = StoragePath::new("/a").unwrap();
+/// let f = stat("demo", &p, || async { Ok(Some((3, UNIX_EPOCH))) }, || async { Ok(None) }).await?;
+/// assert!(!f.is_dir && f.size == 3);
+/// let d = stat("demo", &p, || async { Ok(None) }, || async { Ok(Some(UNIX_EPOCH)) }).await?;
+/// assert!(d.is_dir);
+/// # Ok(()) }
+/// ```
+pub async fn stat<O, OF, D, DF>(
+    driver: &'static str,
+    path: &StoragePath,
+    object: O,
+    first_below: D,
+) -> crate::Result<crate::FileInfo>
+where
+    O: FnOnce() -> OF,
+    OF: std::future::Future<Output = crate::Result<Option<(u64, std::time::SystemTime)>>>,
+    D: FnOnce() -> DF,
+    DF: std::future::Future<Output = crate::Result<Option<std::time::SystemTime>>>,
+{
+    if !path.is_root() {
+        if let Some((size, mod_time)) = object().await? {
+            return Ok(crate::FileInfo {
+                path: path.clone(),
+                size,
+                mod_time,
+                is_dir: false,
+            });
+        }
+    }
+    dir_info(driver, path, first_below().await?)
+}
+
 /// A ranged read the store refused as starting past the end (HTTP 416) of an object of
 /// `size` bytes: an empty stream exactly at the end, `InvalidOffset` beyond it.
 ///

@@ -158,11 +158,17 @@ impl StorageDriver for Prefixed {
     }
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
-        let mut fi = self
-            .inner
-            .stat(&self.to_inner(path))
-            .await
-            .map_err(|e| self.map_err(e))?;
+        let mut fi = match self.inner.stat(&self.to_inner(path)).await {
+            Ok(fi) => fi,
+            // The root of a driver always exists, even before anything is written to it.
+            Err(StorageError::PathNotFound { .. }) if path.is_root() => FileInfo {
+                path: path.clone(),
+                size: 0,
+                mod_time: std::time::UNIX_EPOCH,
+                is_dir: true,
+            },
+            Err(e) => return Err(self.map_err(e)),
+        };
         fi.path = path.clone();
         Ok(fi)
     }

@@ -423,27 +423,16 @@ impl StorageDriver for AzureDriver {
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let s = &self.inner;
-        if let Some((size, mod_time)) = s.head("stat", path).await? {
-            return Ok(FileInfo {
-                path: path.clone(),
-                size,
-                mod_time,
-                is_dir: false,
-            });
-        }
-        // A directory exists while a blob lives below it.
-        let page = s
-            .list_page("stat", path, &s.keys.dir_prefix(path), false, None, Some(1))
-            .await?;
-        match page.blobs.items.first() {
-            Some(Item::Blob(b)) => Ok(FileInfo {
-                path: path.clone(),
-                size: 0,
-                mod_time: parse_time(&b.properties.last_modified),
-                is_dir: true,
-            }),
-            _ => Err(StorageError::not_found(DRIVER, path)),
-        }
+        let first_below = || async {
+            let page = s
+                .list_page("stat", path, &s.keys.dir_prefix(path), false, None, Some(1))
+                .await?;
+            Ok(match page.blobs.items.first() {
+                Some(Item::Blob(b)) => Some(parse_time(&b.properties.last_modified)),
+                _ => None,
+            })
+        };
+        driver_api::keys::stat(DRIVER, path, || s.head("stat", path), first_below).await
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {

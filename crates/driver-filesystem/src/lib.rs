@@ -485,8 +485,15 @@ impl StorageDriver for FilesystemDriver {
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let full = self.full(path);
         let p = path.clone();
-        self.run_brief("stat", path, move || {
-            Ok(file_info(p, &fs::metadata(&full)?))
+        self.run_brief("stat", path, move || match fs::metadata(&full) {
+            // The root exists before anything is written (as it lists empty).
+            Err(e) if p.is_root() && is_missing(&e) => Ok(FileInfo {
+                path: p,
+                size: 0,
+                mod_time: SystemTime::UNIX_EPOCH,
+                is_dir: true,
+            }),
+            md => Ok(file_info(p, &md?)),
         })
         .await
     }

@@ -335,25 +335,21 @@ impl StorageDriver for GcsDriver {
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let s = &self.inner;
-        if !path.is_root() {
-            if let Some(o) = s.head("stat", path).await? {
-                return Ok(FileInfo {
-                    path: path.clone(),
-                    size: o.size(),
-                    mod_time: o.mod_time(),
-                    is_dir: false,
-                });
-            }
-        }
-        // A directory exists while an object lives below it.
-        let page = Page {
-            max: Some(1),
-            ..Page::default()
+        let object = || async {
+            let o = s.head("stat", path).await?;
+            Ok(o.map(|o| (o.size(), o.mod_time())))
         };
-        let list = s
-            .list_page("stat", path, &s.keys.dir_prefix(path), page)
-            .await?;
-        driver_api::keys::dir_info(DRIVER, path, list.items.first().map(|o| o.mod_time()))
+        let first_below = || async {
+            let page = Page {
+                max: Some(1),
+                ..Page::default()
+            };
+            let list = s
+                .list_page("stat", path, &s.keys.dir_prefix(path), page)
+                .await?;
+            Ok(list.items.first().map(|o| o.mod_time()))
+        };
+        driver_api::keys::stat(DRIVER, path, object, first_below).await
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {

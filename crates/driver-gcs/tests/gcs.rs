@@ -95,24 +95,7 @@ fn resume_at_an_exact_chunk_boundary() {
 fn resume_before_any_session_and_resume_twice() {
     rt().block_on(async {
         let root = common::root("resume-small");
-        let d = driver(&root).await;
-        // Closed with nothing written: resumable with size 0.
-        let mut w = d.writer("/e", false).await.unwrap();
-        w.close().await.unwrap();
-        let data = DataGen::random().bytes(CHUNK + 99);
-        let mut w = driver(&root).await.writer("/e", true).await.unwrap();
-        assert_eq!(w.size(), 0);
-        w.write(data.slice(..100)).await.unwrap();
-        w.close().await.unwrap();
-        // A second resume continues where the first one stopped.
-        let mut w = driver(&root).await.writer("/e", true).await.unwrap();
-        assert_eq!(w.size(), 100);
-        w.write(data.slice(100..)).await.unwrap();
-        w.close().await.unwrap();
-        let mut w = driver(&root).await.writer("/e", true).await.unwrap();
-        assert_eq!(w.size(), data.len() as u64);
-        w.commit().await.unwrap();
-        assert!(d.get_content("/e").await.unwrap() == data);
+        let d = driver_testsuite::checks::resume_twice(|| driver(&root), "/e", CHUNK).await;
         d.delete("/e").await.unwrap();
         if let Some(names) = raw_names(&root).await {
             assert!(names.is_empty(), "{names:?}");

@@ -458,25 +458,19 @@ impl StorageDriver for OssDriver {
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let s = &self.inner;
-        if !path.is_root() {
-            if let Some((size, mod_time)) = s.head("stat", path, &s.key(path)).await? {
-                return Ok(FileInfo {
-                    path: path.clone(),
-                    size,
-                    mod_time,
-                    is_dir: false,
-                });
-            }
-        }
-        // A directory exists while an object lives below it.
-        let page = Page {
-            max: Some(1),
-            ..Page::default()
+        let key = s.key(path);
+        let object = || s.head("stat", path, &key);
+        let first_below = || async {
+            let page = Page {
+                max: Some(1),
+                ..Page::default()
+            };
+            let list = s
+                .list_page("stat", path, &s.keys.dir_prefix(path), page)
+                .await?;
+            Ok(list.contents.first().map(|o| o.mod_time()))
         };
-        let list = s
-            .list_page("stat", path, &s.keys.dir_prefix(path), page)
-            .await?;
-        driver_api::keys::dir_info(DRIVER, path, list.contents.first().map(|o| o.mod_time()))
+        driver_api::keys::stat(DRIVER, path, object, first_below).await
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {

@@ -65,19 +65,7 @@ fn resume_at_a_part_boundary_with_nothing_written_and_twice() {
     rt().block_on(resume_case(0, CHUNK / 3));
     rt().block_on(async {
         let root = common::root("resume-twice");
-        let data = DataGen::random().bytes(CHUNK + 99);
-        let mut w = driver(&root).await.writer("/e", false).await.unwrap();
-        w.write(data.slice(..100)).await.unwrap();
-        w.close().await.unwrap();
-        let mut w = driver(&root).await.writer("/e", true).await.unwrap();
-        assert_eq!(w.size(), 100);
-        w.write(data.slice(100..)).await.unwrap();
-        w.close().await.unwrap();
-        let d = driver(&root).await;
-        let mut w = d.writer("/e", true).await.unwrap();
-        assert_eq!(w.size(), data.len() as u64);
-        w.commit().await.unwrap();
-        assert!(d.get_content("/e").await.unwrap() == data);
+        let d = driver_testsuite::checks::resume_twice(|| driver(&root), "/e", CHUNK).await;
         d.delete("/e").await.unwrap();
     });
 }

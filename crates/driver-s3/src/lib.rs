@@ -489,28 +489,13 @@ impl StorageDriver for S3Driver {
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let s = &self.inner;
-        if !path.is_root() {
-            if let Some((size, mod_time)) = s.head(path).await? {
-                return Ok(FileInfo {
-                    path: path.clone(),
-                    size,
-                    mod_time,
-                    is_dir: false,
-                });
-            }
-        }
-        let page = s
-            .list_page(path, &s.dir_prefix(path), false, None, None, Some(1))
-            .await?;
-        match page.contents().first() {
-            Some(o) => Ok(FileInfo {
-                path: path.clone(),
-                size: 0,
-                mod_time: mod_time(o.last_modified()),
-                is_dir: true,
-            }),
-            None => Err(StorageError::not_found(DRIVER, path)),
-        }
+        let first_below = || async {
+            let page = s
+                .list_page(path, &s.dir_prefix(path), false, None, None, Some(1))
+                .await?;
+            Ok(page.contents().first().map(|o| mod_time(o.last_modified())))
+        };
+        driver_api::keys::stat(DRIVER, path, || s.head(path), first_below).await
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {

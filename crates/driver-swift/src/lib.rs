@@ -679,27 +679,17 @@ impl StorageDriver for SwiftDriver {
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let s = &self.inner;
-        if !path.is_root() {
-            if let Some(h) = s.head("stat", path, &s.p.container, &s.name(path)).await? {
-                return Ok(FileInfo {
-                    path: path.clone(),
-                    size: content_length(&h),
-                    mod_time: client::x_timestamp(&h),
-                    is_dir: false,
-                });
-            }
-        }
-        // A directory exists while an object lives below it.
-        let page = s
-            .list_page(
-                "stat",
-                path,
-                Listing::flat(&s.p.container, &s.keys.dir_prefix(path)),
-                None,
-                1,
-            )
-            .await?;
-        driver_api::keys::dir_info(DRIVER, path, page.first().map(|e| e.mod_time()))
+        let object = || async {
+            let h = s.head("stat", path, &s.p.container, &s.name(path)).await?;
+            Ok(h.map(|h| (content_length(&h), client::x_timestamp(&h))))
+        };
+        let first_below = || async {
+            let prefix = s.keys.dir_prefix(path);
+            let listing = Listing::flat(&s.p.container, &prefix);
+            let page = s.list_page("stat", path, listing, None, 1).await?;
+            Ok(page.first().map(|e| e.mod_time()))
+        };
+        driver_api::keys::stat(DRIVER, path, object, first_below).await
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {

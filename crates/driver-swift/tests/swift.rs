@@ -104,21 +104,9 @@ fn resume_at_a_segment_boundary_and_with_nothing_written() {
     rt().block_on(resume_case(2 * CHUNK, 0));
     rt().block_on(resume_case(0, CHUNK / 3));
     rt().block_on(async {
-        // Two closes in a row, each resumed from a fresh instance.
+        // Closes in a row, each resumed from a fresh instance.
         let root = common::root("resume-twice");
-        let data = DataGen::random().bytes(CHUNK + 99);
-        let mut w = driver(&root).await.writer("/e", false).await.unwrap();
-        w.write(data.slice(..100)).await.unwrap();
-        w.close().await.unwrap();
-        let mut w = driver(&root).await.writer("/e", true).await.unwrap();
-        assert_eq!(w.size(), 100);
-        w.write(data.slice(100..)).await.unwrap();
-        w.close().await.unwrap();
-        let d = driver(&root).await;
-        let mut w = d.writer("/e", true).await.unwrap();
-        assert_eq!(w.size(), data.len() as u64);
-        w.commit().await.unwrap();
-        assert!(d.get_content("/e").await.unwrap() == data);
+        let d = driver_testsuite::checks::resume_twice(|| driver(&root), "/e", CHUNK).await;
         d.delete("/e").await.unwrap();
         assert_no_segments(&root, "after delete").await;
     });

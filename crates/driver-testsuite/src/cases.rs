@@ -1077,6 +1077,23 @@ pub async fn resume_from_new_instance(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
+/// An upload closed with nothing written is resumed, closed and resumed again, each time
+/// by a new instance, and committed by yet another.
+pub async fn resume_twice_from_new_instances(ctx: Ctx) -> CaseResult {
+    if !ctx.driver.capabilities().shared_state {
+        return ctx
+            .skip("state is private to one driver instance (capabilities.shared_state = false)");
+    }
+    let path = random_path(2);
+    let instance = || async { ctx.new_instance().await.expect("a new instance") };
+    crate::checks::resume_twice(instance, &path, 1 << 20).await;
+    assert!(
+        ctx.driver.get_content(&path).await?.len() == (1 << 20) + 99,
+        "the first instance sees the commit"
+    );
+    Ok(())
+}
+
 /// A cancelled upload leaves nothing: no file, no directory, nothing to resume.
 pub async fn cancel_leaves_nothing(ctx: Ctx) -> CaseResult {
     let dir = random_path(1);
@@ -1304,9 +1321,14 @@ pub async fn async_adapters(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// A fresh driver's root lists empty and stats as a directory or not at all.
+/// A fresh driver's root lists empty, walks empty and stats as a directory (size 0).
 pub async fn list_root_of_fresh_driver(ctx: Ctx) -> CaseResult {
     assert!(ctx.driver.list("/").await?.is_empty());
+    let root = ctx.driver.stat("/").await?;
+    assert!(
+        root.is_dir && root.size == 0,
+        "the root is a directory: {root:?}"
+    );
     let walked = ctx.driver.walk_collect("/").await?;
     assert!(walked.is_empty());
     Ok(())

@@ -1,7 +1,7 @@
 //! Checks driver-specific tests share: walk order and the walk options, on a tree the test
 //! built (object-store drivers prove their one-pass walk with these), an upload resumed by
-//! another instance at sizes the driver's tests choose (to cross its own part, block or
-//! segment boundaries), and how a driver fails when its backend is down.
+//! another instance, once or three times, at sizes the driver's tests choose (to cross its
+//! own part, block or segment boundaries), and how a driver fails when its backend is down.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -64,6 +64,58 @@ pub async fn resume_from_new_instance(
         );
     }
     data
+}
+
+/// An upload closed with nothing written, then resumed and closed twice more, each time
+/// by a new instance from `instance` (all on one root), then committed by a fourth:
+/// `part` + 99 bytes, so the second resume starts mid-part and crosses a part boundary
+/// when `part` is the driver's part, block or segment size. Asserts the writer's size at
+/// each resume and the committed content; returns the instance that committed.
+///
+/// ```no_run
+/// # async fn demo() {
+/// let root = "resume-twice".to_owned();
+/// let instance = || async {
+///     driver_api::factory::create("inmemory", driver_api::Parameters::new()).await.unwrap()
+/// };
+/// let d = driver_testsuite::checks::resume_twice(instance, "/e", 5 << 20).await;
+/// d.delete("/e").await.unwrap();
+/// # }
+/// ```
+pub async fn resume_twice<F, Fut>(instance: F, path: &str, part: usize) -> Driver
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Driver>,
+{
+    let data = crate::data::DataGen::random().bytes(part + 99);
+    let mut w = instance().await.writer(path, false).await.expect("writer");
+    w.close().await.expect("close with nothing written");
+    let mut w = instance()
+        .await
+        .writer(path, true)
+        .await
+        .expect("first resume");
+    assert_eq!(w.size(), 0, "resumed after a close with nothing written");
+    w.write(data.slice(..100)).await.expect("write");
+    w.close().await.expect("close");
+    let mut w = instance()
+        .await
+        .writer(path, true)
+        .await
+        .expect("second resume");
+    assert_eq!(w.size(), 100, "size at the second resume");
+    w.write(data.slice(100..))
+        .await
+        .expect("write after the second resume");
+    w.close().await.expect("close");
+    let d = instance().await;
+    let mut w = d.writer(path, true).await.expect("third resume");
+    assert_eq!(w.size(), data.len() as u64, "size at the third resume");
+    w.commit().await.expect("commit");
+    let got = d.get_content(path).await.expect("get_content");
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "content after three resumes");
+    d
 }
 
 /// A local TCP port nothing listens on (bound, then let go), for a backend that is down.
