@@ -101,13 +101,42 @@ fn wait_http(port: u16, child: &mut Child, log: &Path) -> Result<(), Error> {
     }
 }
 
+/// Starts a server process, its output to `log`. Where util-linux's `setpriv` is
+/// there, the server also gets SIGTERM when xtask dies (`--pdeathsig`), so a run killed
+/// by a signal that does not reach its process group leaves no server behind. (The
+/// signal follows the thread that spawned the server: xtask spawns from its main thread.)
 fn spawn(cmd: &mut Command, log: &Path) -> Result<Child, Error> {
     let file = std::fs::File::create(log)?;
-    Ok(cmd
+    let mut wrapped = with_parent_death_signal(cmd);
+    Ok(wrapped
+        .as_mut()
+        .unwrap_or(cmd)
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file)
         .spawn()?)
+}
+
+/// `cmd` run through `setpriv --pdeathsig TERM`, if `setpriv` is installed.
+fn with_parent_death_signal(cmd: &Command) -> Option<Command> {
+    const SETPRIV: &str = "/usr/bin/setpriv";
+    if !Path::new(SETPRIV).exists() {
+        return None;
+    }
+    let mut w = Command::new(SETPRIV);
+    w.args(["--pdeathsig", "TERM", "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => w.env(k, v),
+            None => w.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        w.current_dir(dir);
+    }
+    Some(w)
 }
 
 /// moto (whole suite) and s3s-fs (signature checks).
