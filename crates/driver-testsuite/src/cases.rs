@@ -1227,6 +1227,21 @@ pub async fn implicit_directories(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
+/// A directory read as a file, and a file listed as a directory, are `PathNotFound`
+/// (there is no such file, no such directory); a file moved onto itself stays whole.
+pub async fn files_and_directories_not_confused(ctx: Ctx) -> CaseResult {
+    let dir = random_path(1);
+    let file = format!("{dir}/f");
+    ctx.driver.put_content(&file, "content").await?;
+    assert_not_found(&ctx, ctx.driver.get_content(&dir).await, &dir);
+    assert_not_found(&ctx, ctx.driver.reader(&dir, 0).await.map(drop), &dir);
+    assert_not_found(&ctx, ctx.driver.list(&file).await, &file);
+    ctx.driver.rename(&file, &file).await?;
+    assert_eq!(&ctx.driver.get_content(&file).await?[..], b"content");
+    assert_eq!(ctx.driver.list(&dir).await?, vec![ctx.driver.path(&file)?]);
+    Ok(())
+}
+
 /// Concurrent put_content on one path: every read sees one whole version.
 pub async fn concurrent_put_content_never_torn(ctx: Ctx) -> CaseResult {
     let path = random_path(2);

@@ -417,7 +417,8 @@ macro_rules! __for_each_case {
             resume_from_new_instance, resume_twice_from_new_instances, cancel_leaves_nothing,
             uncommitted_upload_invisible,
             append_to_missing_path, append_to_committed_content, errors_name_driver,
-            implicit_directories, concurrent_put_content_never_torn, cancellation_safety,
+            implicit_directories, files_and_directories_not_confused,
+            concurrent_put_content_never_torn, cancellation_safety,
             async_adapters, list_root_of_fresh_driver, list_many_files, same_name_nesting
         );
     };
