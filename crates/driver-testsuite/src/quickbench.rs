@@ -109,7 +109,7 @@ where
 pub async fn run(
     store: &dyn BenchStore,
     options: &QuickOptions,
-    mut report: impl FnMut(&QuickResult),
+    mut report: impl FnMut(&QuickResult) + Send,
 ) -> BenchResult<Vec<QuickResult>> {
     let base = format!("/quickbench-{}", random_name(10));
     let res = run_under(store, options, &base, &mut report).await;
@@ -123,7 +123,7 @@ async fn run_under(
     store: &dyn BenchStore,
     o: &QuickOptions,
     base: &str,
-    report: &mut dyn FnMut(&QuickResult),
+    report: &mut (dyn FnMut(&QuickResult) + Send),
 ) -> BenchResult<Vec<QuickResult>> {
     let mut out = Vec::new();
     let mut push = |r: QuickResult, out: &mut Vec<QuickResult>| {

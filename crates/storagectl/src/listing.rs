@@ -17,8 +17,13 @@ pub async fn ls(app: &App, path: &str, long: bool, recursive: bool) -> CliResult
         entries.sort();
         if long || app.json {
             // Stat concurrently, keeping the listing's order.
-            let stats: Vec<_> = futures::stream::iter(entries.iter())
-                .map(|p| d.stat(p.as_str()))
+            // Owned paths: a closure over borrowed ones keeps the future from being
+            // `Send` (rustc cannot prove it for every lifetime).
+            let stats: Vec<_> = futures::stream::iter(entries.clone())
+                .map(|p| {
+                    let d = d.clone();
+                    async move { d.stat(p.as_str()).await }
+                })
                 .buffered(16)
                 .collect()
                 .await;

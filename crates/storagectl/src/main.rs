@@ -26,7 +26,15 @@ fn main() {
         }
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let result = runtime.block_on(storagectl::run(cli, env));
+    // The command runs as a task on the runtime's workers, not in `block_on`: a driver's
+    // answer (an IPC child's, an HTTP response) then wakes it on the worker where it
+    // arrived, instead of waking a thread parked in `block_on` as well.
+    let result = runtime.block_on(async move {
+        match tokio::spawn(storagectl::run(cli, env)).await {
+            Ok(result) => result,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    });
     // Do not wait for blocking tasks still parked in the pool (e.g. a stdin read).
     runtime.shutdown_background();
     if let Err(e) = result {

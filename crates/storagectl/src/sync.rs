@@ -164,28 +164,29 @@ pub async fn command(app: &App, args: SyncArgs<'_>) -> CliResult {
     let mut failures = Vec::new();
     if !args.dry_run {
         let bar = app.progress.bytes(Some(planned_bytes), "sync");
-        let results: Vec<(String, CliResult<u64>)> = futures::stream::iter(todo.iter())
-            .map(|(rel, _)| {
-                let (from, to, bar) = (&from, &to, &bar);
-                let (src_root, dst_root) = (&src_spec.path, &dst_spec.path);
-                let (copied_files, copied_bytes) = (&copied_files, &copied_bytes);
-                async move {
-                    let res = async {
-                        let src = join(src_root, rel)?;
-                        let dst = join(dst_root, rel)?;
-                        copy_between(from, &src, to, &dst, bar, &app.interrupt).await
+        let results: Vec<(String, CliResult<u64>)> =
+            futures::stream::iter(todo.iter().map(|(rel, _)| rel.clone()).collect::<Vec<_>>())
+                .map(|rel| {
+                    let (from, to, bar) = (&from, &to, &bar);
+                    let (src_root, dst_root) = (&src_spec.path, &dst_spec.path);
+                    let (copied_files, copied_bytes) = (&copied_files, &copied_bytes);
+                    async move {
+                        let res = async {
+                            let src = join(src_root, &rel)?;
+                            let dst = join(dst_root, &rel)?;
+                            copy_between(from, &src, to, &dst, bar, &app.interrupt).await
+                        }
+                        .await;
+                        if let Ok(n) = &res {
+                            copied_files.fetch_add(1, Ordering::Relaxed);
+                            copied_bytes.fetch_add(*n, Ordering::Relaxed);
+                        }
+                        (rel, res)
                     }
-                    .await;
-                    if let Ok(n) = &res {
-                        copied_files.fetch_add(1, Ordering::Relaxed);
-                        copied_bytes.fetch_add(*n, Ordering::Relaxed);
-                    }
-                    (rel.clone(), res)
-                }
-            })
-            .buffer_unordered(jobs)
-            .collect()
-            .await;
+                })
+                .buffer_unordered(jobs)
+                .collect()
+                .await;
         bar.finish_and_clear();
         for (rel, res) in results {
             match res {
