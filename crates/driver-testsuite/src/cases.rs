@@ -1060,12 +1060,18 @@ pub async fn writer_misuse_after_close(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
+/// Skips a case that needs a second instance to see the first one's uploads.
+fn needs_shared_state(ctx: &Ctx) -> CaseResult {
+    if ctx.driver.capabilities().shared_state {
+        Ok(())
+    } else {
+        ctx.skip("state is private to one driver instance (capabilities.shared_state = false)")
+    }
+}
+
 /// An upload closed by one instance is resumed by a brand-new instance on the same root.
 pub async fn resume_from_new_instance(ctx: Ctx) -> CaseResult {
-    if !ctx.driver.capabilities().shared_state {
-        return ctx
-            .skip("state is private to one driver instance (capabilities.shared_state = false)");
-    }
+    needs_shared_state(&ctx)?;
     let path = random_path(2);
     let other = ctx.new_instance().await?;
     let data =
@@ -1080,15 +1086,13 @@ pub async fn resume_from_new_instance(ctx: Ctx) -> CaseResult {
 /// An upload closed with nothing written is resumed, closed and resumed again, each time
 /// by a new instance, and committed by yet another.
 pub async fn resume_twice_from_new_instances(ctx: Ctx) -> CaseResult {
-    if !ctx.driver.capabilities().shared_state {
-        return ctx
-            .skip("state is private to one driver instance (capabilities.shared_state = false)");
-    }
+    needs_shared_state(&ctx)?;
     let path = random_path(2);
     let instance = || async { ctx.new_instance().await.expect("a new instance") };
     crate::checks::resume_twice(instance, &path, 1 << 20).await;
-    assert!(
-        ctx.driver.get_content(&path).await?.len() == (1 << 20) + 99,
+    assert_eq!(
+        ctx.driver.get_content(&path).await?.len(),
+        (1 << 20) + 99,
         "the first instance sees the commit"
     );
     Ok(())

@@ -90,24 +90,15 @@ where
     let data = crate::data::DataGen::random().bytes(part + 99);
     let mut w = instance().await.writer(path, false).await.expect("writer");
     w.close().await.expect("close with nothing written");
-    let mut w = instance()
-        .await
-        .writer(path, true)
-        .await
-        .expect("first resume");
-    assert_eq!(w.size(), 0, "resumed after a close with nothing written");
-    w.write(data.slice(..100)).await.expect("write");
-    w.close().await.expect("close");
-    let mut w = instance()
-        .await
-        .writer(path, true)
-        .await
-        .expect("second resume");
-    assert_eq!(w.size(), 100, "size at the second resume");
-    w.write(data.slice(100..))
-        .await
-        .expect("write after the second resume");
-    w.close().await.expect("close");
+    for (resume, at, more) in [
+        ("first resume", 0, data.slice(..100)),
+        ("second resume", 100, data.slice(100..)),
+    ] {
+        let mut w = instance().await.writer(path, true).await.expect(resume);
+        assert_eq!(w.size(), at, "size at the {resume}");
+        w.write(more).await.expect("write after a resume");
+        w.close().await.expect("close");
+    }
     let d = instance().await;
     let mut w = d.writer(path, true).await.expect("third resume");
     assert_eq!(w.size(), data.len() as u64, "size at the third resume");
