@@ -1,0 +1,244 @@
+//! The core's loops over a map-backed backend whose listing can page the way real
+//! services do, or by offset (as some emulators do), to show what the loops rely on.
+//! The drivers' own tests run the same loops against their real services.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::UNIX_EPOCH;
+
+use driver_api::{Driver, WalkControl};
+
+use super::*;
+
+/// Keys in a map; pages of `max` (default 3) entries; the continuation token is the
+/// offset of the next entry (`offset_tokens`) or the last key listed.
+#[derive(Debug, Default)]
+struct Map {
+    keys: KeySpace,
+    map: Mutex<BTreeMap<String, Bytes>>,
+    offset_tokens: bool,
+}
+
+#[async_trait]
+impl ObjectBackend for Map {
+    const NAME: &'static str = "map";
+    const START_AFTER: bool = true;
+
+    async fn from_parameters(_: Parameters) -> Result<Self> {
+        Ok(Self::default())
+    }
+    fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+    fn delete_batch_size(&self) -> usize {
+        2
+    }
+    async fn head(&self, _: Cx<'_>, key: &str) -> Result<Option<ObjectMeta>> {
+        let m = self.map.lock().unwrap();
+        Ok(m.get(key)
+            .map(|v| ObjectMeta::new(key, v.len() as u64, UNIX_EPOCH)))
+    }
+    async fn get(&self, _: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
+        let m = self.map.lock().unwrap();
+        Ok(match m.get(key) {
+            None => Got::NotFound,
+            Some(v) if offset as usize >= v.len() && !v.is_empty() => Got::PastEnd,
+            Some(v) => {
+                let part = v.slice((offset as usize).min(v.len())..);
+                Got::Stream(futures::stream::iter([Ok(part)]).boxed())
+            }
+        })
+    }
+    async fn put(&self, _: Cx<'_>, key: &str, data: Bytes) -> Result<()> {
+        self.map.lock().unwrap().insert(key.to_owned(), data);
+        Ok(())
+    }
+    async fn copy(&self, _: Cx<'_>, src: &ObjectMeta, dst: &str) -> Result<()> {
+        let mut m = self.map.lock().unwrap();
+        let v = m.get(&src.key).cloned().unwrap_or_default();
+        m.insert(dst.to_owned(), v);
+        Ok(())
+    }
+    async fn delete(&self, _: Cx<'_>, key: &str, _: bool) -> Result<bool> {
+        Ok(self.map.lock().unwrap().remove(key).is_some())
+    }
+    async fn list_page(&self, _: Cx<'_>, req: &ListRequest<'_>) -> Result<ListPage> {
+        let m = self.map.lock().unwrap();
+        let max = req.max.unwrap_or(3) as usize;
+        let mut entries: Vec<(String, Option<u64>)> = Vec::new();
+        for (k, v) in m.range(req.prefix.to_owned()..) {
+            let Some(rest) = k.strip_prefix(req.prefix) else {
+                break;
+            };
+            match rest.find('/').filter(|_| req.delimiter) {
+                Some(i) => {
+                    let p = format!("{}{}", req.prefix, &rest[..=i]);
+                    if entries.last().map(|e| &e.0) != Some(&p) {
+                        entries.push((p, None));
+                    }
+                }
+                None => entries.push((k.clone(), Some(v.len() as u64))),
+            }
+        }
+        let skip = match (req.token, req.start_after) {
+            (Some(t), _) if self.offset_tokens => t.parse().unwrap(),
+            (Some(t), _) | (None, Some(t)) => {
+                entries.iter().take_while(|e| e.0.as_str() <= t).count()
+            }
+            (None, None) => 0,
+        };
+        let rest: Vec<_> = entries.into_iter().skip(skip).collect();
+        let more = rest.len() > max;
+        let page: Vec<_> = rest.into_iter().take(max).collect();
+        let next = more.then(|| {
+            if self.offset_tokens {
+                (skip + page.len()).to_string()
+            } else {
+                page.last().map(|e| e.0.clone()).unwrap_or_default()
+            }
+        });
+        let mut out = ListPage {
+            next,
+            ..ListPage::default()
+        };
+        for (k, size) in page {
+            match size {
+                Some(s) => out.objects.push(ObjectMeta::new(k, s, UNIX_EPOCH)),
+                None => out.prefixes.push(k),
+            }
+        }
+        Ok(out)
+    }
+    async fn writer(
+        _: Arc<Self>,
+        _: &StoragePath,
+        _: String,
+        _: bool,
+    ) -> Result<Box<dyn FileWriter>> {
+        Err(StorageError::backend(
+            "map",
+            "writer",
+            &StoragePath::root(),
+            "no writers",
+        ))
+    }
+}
+
+fn store(offset_tokens: bool) -> ObjectStore<Map> {
+    ObjectStore::new(Map {
+        offset_tokens,
+        ..Map::default()
+    })
+}
+
+async fn fill(d: &Driver, n: usize, with_object: bool) {
+    for i in 0..n {
+        d.put_content(&format!("/t/d/{i:03}"), "x").await.unwrap();
+    }
+    if with_object {
+        // An object store may hold an object at a directory's key too.
+        d.put_content("/t/d", "the object itself").await.unwrap();
+    }
+    d.put_content("/t/dd", "a sibling sharing the name prefix")
+        .await
+        .unwrap();
+    d.put_content("/t/d-x/f", "another").await.unwrap();
+}
+
+fn keys(s: &ObjectStore<Map>) -> Vec<String> {
+    s.backend().map.lock().unwrap().keys().cloned().collect()
+}
+
+/// A tree of many pages is deleted whole, page by page, even when the service's tokens
+/// are offsets (which deleting would shift), and its name-prefix siblings stay.
+#[tokio::test]
+async fn tree_delete_streams_and_skips_nothing() {
+    for offset_tokens in [false, true] {
+        let s = store(offset_tokens);
+        let d = Driver::new(s.clone());
+        fill(&d, 20, true).await;
+        let before = s.list_requests();
+        d.delete("/t/d").await.unwrap();
+        assert_eq!(
+            keys(&s),
+            ["t/d-x/f", "t/dd"],
+            "offset tokens: {offset_tokens}"
+        );
+        // 20 keys, 3 a page: 7 pages (the last one ends the listing).
+        assert_eq!(s.list_requests() - before, 7);
+        // Batches of at most 2 keys, never across pages: 6 pages of 3 and one of 2.
+        assert_eq!(s.delete_requests(), 13);
+        assert!(d.delete("/t/d").await.unwrap_err().is_not_found());
+    }
+}
+
+#[tokio::test]
+async fn list_stat_walk_rename_over_pages() {
+    let s = store(false).with_page_size(2);
+    let d = Driver::new(s.clone());
+    fill(&d, 5, false).await;
+    let names: Vec<String> = d
+        .list("/t")
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(names, ["/t/d", "/t/d-x", "/t/dd"]);
+    assert!(d.stat("/t").await.unwrap().is_dir);
+    assert!(d.stat("/t/d").await.unwrap().is_dir);
+    assert_eq!(d.stat("/t/dd").await.unwrap().size, 33);
+    let seen: Vec<String> = d
+        .walk_collect("/t")
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.path.to_string())
+        .collect();
+    // Walk order: `/t/d`'s subtree before `/t/d-x`, though `-` sorts before `/`.
+    assert_eq!(seen[..3], ["/t/d", "/t/d/000", "/t/d/001"], "{seen:?}");
+    assert_eq!(seen.len(), 9, "{seen:?}");
+    let mut stopped = 0;
+    d.walk("/t", &driver_api::WalkOptions::default(), |_: &FileInfo| {
+        stopped += 1;
+        WalkControl::Stop
+    })
+    .await
+    .unwrap();
+    assert_eq!(stopped, 1);
+    d.rename("/t/dd", "/t/moved").await.unwrap();
+    assert_eq!(
+        d.get_content("/t/moved").await.unwrap(),
+        "a sibling sharing the name prefix"
+    );
+    assert!(d.stat("/t/dd").await.unwrap_err().is_not_found());
+    d.rename("/t/moved", "/t/moved").await.unwrap();
+    assert!(d
+        .rename("/t/nothing", "/t/x")
+        .await
+        .unwrap_err()
+        .is_not_found());
+}
+
+#[tokio::test]
+async fn reads_at_and_past_the_end() {
+    let d = Driver::new(store(false));
+    d.put_content("/f", "abc").await.unwrap();
+    let read = |off: u64| {
+        let d = d.clone();
+        async move {
+            let s = d.reader("/f", off).await?;
+            let parts: Vec<Bytes> = s.try_collect().await?;
+            Ok::<_, StorageError>(parts.concat())
+        }
+    };
+    assert_eq!(read(1).await.unwrap(), b"bc");
+    assert_eq!(read(3).await.unwrap(), b"");
+    assert!(matches!(
+        read(4).await,
+        Err(StorageError::InvalidOffset { .. })
+    ));
+    assert!(d.reader("/g", 0).await.err().unwrap().is_not_found());
+    assert_eq!(d.get_content("/f").await.unwrap(), "abc");
+}
