@@ -179,3 +179,61 @@ pub async fn walk_after_skipping(d: &Driver, root: &str, hint: &str, skip: &str)
     .expect("walk");
     seen
 }
+
+/// A tree delete across listing pages: `n` files below `<root>/d` (more than a page when
+/// the driver's page is lowered, e.g. `ObjectStore::with_page_size`), an object at
+/// `<root>/d` itself where the backend can hold one beside a directory, and siblings that
+/// share the name prefix (`<root>/dd`, `<root>/d-x/f`). After `delete(<root>/d)`, `fresh`
+/// (another instance, so nothing is answered from the deleting one's state) must find
+/// every file below it gone and both siblings intact, and a second delete must be
+/// `PathNotFound`.
+pub async fn tree_delete_across_pages(d: &Driver, fresh: &Driver, root: &str, n: usize) {
+    use futures::StreamExt;
+    let dir = format!("{root}/d");
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let p = format!("{dir}/{}/{i:05}", i % 3);
+            async move { d.put_content(&p, Bytes::from(vec![b'x'; i % 7])).await }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .expect("write the tree");
+    d.put_content(&format!("{root}/dd"), "sibling")
+        .await
+        .expect("sibling");
+    d.put_content(&format!("{root}/d-x/f"), "other")
+        .await
+        .expect("prefix sibling");
+    let walked = fresh.walk_collect(&dir).await.expect("walk before delete");
+    assert_eq!(walked.iter().filter(|i| !i.is_dir).count(), n, "files written");
+
+    d.delete(&dir).await.expect("delete the tree");
+
+    let e = fresh.walk_collect(&dir).await.expect_err("walk after delete");
+    assert!(e.is_not_found(), "walk after delete: {e:?}");
+    let left: Vec<String> = fresh
+        .walk_collect(root)
+        .await
+        .expect("walk the root")
+        .into_iter()
+        .filter(|i| !i.is_dir)
+        .map(|i| i.path.to_string())
+        .collect();
+    assert_eq!(
+        left,
+        [format!("{root}/d-x/f"), format!("{root}/dd")],
+        "only the siblings are left"
+    );
+    assert_eq!(
+        fresh
+            .get_content(&format!("{root}/dd"))
+            .await
+            .expect("sibling"),
+        "sibling"
+    );
+    let e = d.delete(&dir).await.expect_err("delete again");
+    assert!(e.is_not_found(), "second delete: {e:?}");
+}
