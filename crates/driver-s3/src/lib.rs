@@ -1,23 +1,26 @@
 //! The `s3` storage driver: Amazon S3 and S3-compatible services, on `aws-sdk-s3`.
 //!
 //! Registered with the factory as `"s3"`, with Distribution's s3 driver's parameters (see
-//! [`params::PARAMS`] and docs/drivers/s3.md). How the contract maps onto S3:
+//! [`params::PARAMS`] and docs/drivers/s3.md). [`S3Driver`] is the object-store core's
+//! generic driver ([`driver_objectstore::ObjectStore`]) over [`S3Backend`], which sends
+//! one S3 request per step; the core drives the loops (paging, stat by a one-key listing,
+//! the walk over one flat listing, the streaming tree delete, move as copy then delete).
+//! How the steps map onto S3:
 //!
 //! * a path `/a/b` is the key `<rootdirectory>/a/b`; directories are implicit (key
 //!   prefixes), as in Distribution;
-//! * `reader` is a ranged `GetObject`, streamed; `stat` is `HeadObject`, falling back to a
-//!   one-key listing for directories;
+//! * head is `HeadObject`; a read is a ranged `GetObject`, streamed; a put is `PutObject`;
+//! * a listing page is `ListObjectsV2` (with `StartAfter`, so a tree delete continues
+//!   after the last key it deleted); a batch delete is `DeleteObjects`, 1,000 keys a
+//!   request;
+//! * copy is `CopyObject`, or concurrent `UploadPartCopy` at or above
+//!   `multipartcopythresholdsize`;
 //! * writers buffer one `chunksize` and upload it as a multipart part; an upload that never
 //!   reaches a chunk commits with one `PutObject`. `close` uploads what it can as a part and
 //!   parks the rest (< 5 MiB, S3's minimum part) in a hidden `<key>#upload` object naming
 //!   the upload, so `writer(path, true)`, from any instance or process, finds the upload
 //!   (that object, else `ListMultipartUploads`), lists its parts (`ListParts`) and
 //!   continues with the right size;
-//! * `rename` is `CopyObject`, or concurrent `UploadPartCopy` above
-//!   `multipartcopythresholdsize`, then `DeleteObject`; `delete` lists the subtree and
-//!   removes it with `DeleteObjects`, 1,000 keys a request;
-//! * `walk` is one flat `ListObjectsV2` listing, reordered into the walk's component order
-//!   and with directories synthesised ([`driver_api::walk::flat`]); `list` uses the delimiter;
 //! * `redirect_url` presigns `GetObject`/`HeadObject` (20 minutes by default, at most 7
 //!   days), for `redirectendpoint` when set.
 //!
@@ -37,11 +40,12 @@ use aws_sdk_s3::primitives::ByteStream as SdkStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
-use driver_api::keys::Children;
+use driver_api::keys::KeySpace;
 use driver_api::{
-    register_driver, ByteStream, Capabilities, FileInfo, FileWriter, Parameters, RedirectMethod,
-    RedirectRequest, Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
+    register_driver, ByteStream, FileWriter, Parameters, RedirectMethod, RedirectRequest, Result,
+    StorageError, StoragePath,
 };
+use driver_objectstore::{Cx, Got, ListPage, ListRequest, ObjectBackend, ObjectMeta, ObjectStore};
 use futures::StreamExt;
 
 use crate::client::map_err;
@@ -50,16 +54,11 @@ use crate::params::S3Params;
 /// The registered name.
 pub const DRIVER: &str = "s3";
 
-static LIST_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// `ListObjectsV2` requests this process has sent so far, all drivers together (a metric,
-/// and how the tests prove that a walk is one listing pass).
-pub fn list_requests() -> u64 {
-    LIST_REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// Keys per `DeleteObjects` request (S3's maximum).
 const DELETE_BATCH: usize = 1000;
+
+/// The S3 driver: the object-store core over [`S3Backend`]. Cheap to clone.
+pub type S3Driver = ObjectStore<S3Backend>;
 
 register_driver! {
     name: DRIVER,
@@ -70,7 +69,7 @@ register_driver! {
 
 /// Applies the settings every new object gets (content type, storage class, ACL,
 /// encryption) to a PutObject, CreateMultipartUpload or CopyObject builder; `$s` is the
-/// driver's `Inner`.
+/// [`S3Backend`].
 macro_rules! new_object {
     ($builder:expr, $s:expr) => {
         $builder
@@ -83,45 +82,25 @@ macro_rules! new_object {
 }
 pub(crate) use new_object;
 
-/// The continuation token of a truncated listing page, `None` on the last page.
-fn next_token(
-    page: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output,
-) -> Option<String> {
-    match page.next_continuation_token() {
-        Some(t) if page.is_truncated() == Some(true) => Some(t.to_owned()),
-        _ => None,
-    }
-}
-
-/// The S3 driver. Cheap to clone (one shared client).
-#[derive(Clone)]
-pub struct S3Driver {
-    inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
+/// S3's requests, one per step of the object-store core (see the crate docs).
+pub struct S3Backend {
     client: Client,
     /// Signs redirect URLs for `redirectendpoint` (same client when unset).
     presign_client: Client,
-    keys: driver_api::keys::KeySpace,
+    keys: KeySpace,
     p: S3Params,
 }
 
-impl std::fmt::Debug for S3Driver {
+impl std::fmt::Debug for S3Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Driver")
-            .field("params", &self.inner.p)
+            .field("params", &self.p)
             .finish_non_exhaustive()
     }
 }
 
-impl S3Driver {
-    /// Creates the driver from factory parameters.
-    pub async fn from_parameters(params: Parameters) -> Result<Self> {
-        Self::new(S3Params::parse(params)?).await
-    }
-
-    /// Creates the driver from parsed parameters.
+impl S3Backend {
+    /// The backend for parsed parameters.
     pub async fn new(p: S3Params) -> Result<Self> {
         let client = client::build(&p, p.region_endpoint.as_deref()).await?;
         let presign_client = match &p.redirect_endpoint {
@@ -129,29 +108,15 @@ impl S3Driver {
             None => client.clone(),
         };
         Ok(Self {
-            inner: Arc::new(Inner {
-                client,
-                presign_client,
-                keys: driver_api::keys::KeySpace::new(&p.root),
-                p,
-            }),
+            client,
+            presign_client,
+            keys: KeySpace::new(&p.root),
+            p,
         })
     }
-}
 
-impl Inner {
     fn bucket(&self) -> &str {
         &self.p.bucket
-    }
-
-    /// The object key of `path`.
-    pub(crate) fn key(&self, path: &StoragePath) -> String {
-        self.keys.key(path)
-    }
-
-    /// The key prefix of everything below `path`.
-    fn dir_prefix(&self, path: &StoragePath) -> String {
-        self.keys.dir_prefix(path)
     }
 
     /// `x-amz-copy-source` for `key`: bucket and URL-encoded key.
@@ -169,29 +134,12 @@ impl Inner {
         s
     }
 
-    async fn head(&self, path: &StoragePath) -> Result<Option<(u64, SystemTime)>> {
-        match self
-            .client
-            .head_object()
-            .bucket(self.bucket())
-            .key(self.key(path))
-            .send()
-            .await
-        {
-            Ok(o) => Ok(Some((
-                o.content_length().unwrap_or(0).max(0) as u64,
-                o.last_modified()
-                    .and_then(|t| SystemTime::try_from(*t).ok())
-                    .unwrap_or(SystemTime::UNIX_EPOCH),
-            ))),
-            Err(e) => match map_err("stat", path, e) {
-                StorageError::PathNotFound { .. } => Ok(None),
-                other => Err(other),
-            },
-        }
-    }
-
-    async fn put_object(&self, path: &StoragePath, key: &str, body: Bytes) -> Result<()> {
+    pub(crate) async fn put_object(
+        &self,
+        path: &StoragePath,
+        key: &str,
+        body: Bytes,
+    ) -> Result<()> {
         new_object!(
             self.client.put_object().bucket(self.bucket()).key(key),
             self
@@ -225,86 +173,23 @@ impl Inner {
         }
     }
 
-    /// Deletes `keys` (at most 1,000) in one request.
-    async fn delete_batch(&self, path: &StoragePath, keys: Vec<String>) -> Result<()> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let objects = keys
-            .into_iter()
-            .map(|k| ObjectIdentifier::builder().key(k).build())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| StorageError::backend(DRIVER, "delete", path, e))?;
-        let delete = Delete::builder()
-            .set_objects(Some(objects))
-            .quiet(true)
-            .build()
-            .map_err(|e| StorageError::backend(DRIVER, "delete", path, e))?;
-        let out = self
-            .client
-            .delete_objects()
-            .bucket(self.bucket())
-            .delete(delete)
-            .send()
-            .await
-            .map_err(|e| map_err("delete", path, e))?;
-        if let Some(first) = out.errors().first() {
-            return Err(StorageError::backend(
-                DRIVER,
-                "delete",
-                path,
-                format!(
-                    "{} of the keys were not deleted, e.g. {}: {} {}",
-                    out.errors().len(),
-                    first.key().unwrap_or("?"),
-                    first.code().unwrap_or("?"),
-                    first.message().unwrap_or("")
-                ),
-            )
-            .with_retryable(true));
-        }
-        Ok(())
-    }
-
-    /// One page of a `ListObjectsV2` listing.
-    async fn list_page(
-        &self,
-        path: &StoragePath,
-        prefix: &str,
-        delimiter: bool,
-        token: Option<String>,
-        start_after: Option<String>,
-        max_keys: Option<i32>,
-    ) -> Result<aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output> {
-        LIST_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.client
-            .list_objects_v2()
-            .bucket(self.bucket())
-            .prefix(prefix)
-            .set_delimiter(delimiter.then(|| "/".to_owned()))
-            .set_continuation_token(token)
-            .set_start_after(start_after)
-            .set_max_keys(max_keys)
-            .send()
-            .await
-            .map_err(|e| map_err("list", path, e))
-    }
-
-    async fn multipart_copy(&self, src: &StoragePath, dst: &StoragePath, size: u64) -> Result<()> {
-        let dst_key = self.key(dst);
-        let source = self.copy_source(&self.key(src));
+    /// A server-side copy in parts: one multipart upload of concurrent `UploadPartCopy`
+    /// ranges of `copychunksize`, aborted if any part fails.
+    async fn multipart_copy(&self, cx: Cx<'_>, src: &ObjectMeta, dst_key: &str) -> Result<()> {
+        let (op, path) = (cx.op, cx.path);
+        let source = self.copy_source(&src.key);
         let upload = new_object!(
             self.client
                 .create_multipart_upload()
                 .bucket(self.bucket())
-                .key(&dst_key),
+                .key(dst_key),
             self
         )
         .send()
         .await
-        .map_err(|e| map_err("rename", dst, e))?;
+        .map_err(|e| map_err(op, path, e))?;
         let upload_id = upload.upload_id().unwrap_or_default().to_owned();
-        let chunk = self.p.copy_chunk_size;
+        let (size, chunk) = (src.size, self.p.copy_chunk_size);
         let ranges: Vec<(i32, u64, u64)> = (0..size.div_ceil(chunk))
             .map(|i| {
                 let start = i * chunk;
@@ -314,7 +199,7 @@ impl Inner {
             .collect();
         let parts: Vec<Result<aws_sdk_s3::types::CompletedPart>> = futures::stream::iter(ranges)
             .map(|(n, start, end)| {
-                let (source, dst_key, upload_id) = (&source, &dst_key, &upload_id);
+                let (source, upload_id) = (&source, &upload_id);
                 async move {
                     let out = self
                         .client
@@ -327,7 +212,7 @@ impl Inner {
                         .copy_source_range(format!("bytes={start}-{end}"))
                         .send()
                         .await
-                        .map_err(|e| map_err("rename", src, e))?;
+                        .map_err(|e| map_err(op, path, e))?;
                     let etag = out
                         .copy_part_result()
                         .and_then(|r| r.e_tag())
@@ -353,7 +238,7 @@ impl Inner {
             }
         }
         if let Some(e) = failure {
-            self.abort(dst, &dst_key, &upload_id).await;
+            self.abort(path, dst_key, &upload_id).await;
             return Err(e);
         }
         done.sort_by_key(|p| p.part_number());
@@ -361,7 +246,7 @@ impl Inner {
             .client
             .complete_multipart_upload()
             .bucket(self.bucket())
-            .key(&dst_key)
+            .key(dst_key)
             .upload_id(&upload_id)
             .multipart_upload(
                 aws_sdk_s3::types::CompletedMultipartUpload::builder()
@@ -371,8 +256,8 @@ impl Inner {
             .send()
             .await;
         if let Err(e) = res {
-            self.abort(dst, &dst_key, &upload_id).await;
-            return Err(map_err("rename", dst, e));
+            self.abort(path, dst_key, &upload_id).await;
+            return Err(map_err(op, path, e));
         }
         Ok(())
     }
@@ -418,273 +303,255 @@ fn mod_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
 }
 
 #[async_trait]
-impl StorageDriver for S3Driver {
-    fn name(&self) -> &str {
-        DRIVER
+impl ObjectBackend for S3Backend {
+    const NAME: &'static str = DRIVER;
+    const START_AFTER: bool = true;
+
+    async fn from_parameters(params: Parameters) -> Result<Self> {
+        Self::new(S3Params::parse(params)?).await
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
+    fn keys(&self) -> &KeySpace {
+        &self.keys
     }
 
-    async fn get_content(&self, path: &StoragePath) -> Result<Bytes> {
-        let s = &self.inner;
-        let out = s
+    fn delete_batch_size(&self) -> usize {
+        DELETE_BATCH
+    }
+
+    async fn head(&self, cx: Cx<'_>, key: &str) -> Result<Option<ObjectMeta>> {
+        match self
             .client
-            .get_object()
-            .bucket(s.bucket())
-            .key(s.key(path))
+            .head_object()
+            .bucket(self.bucket())
+            .key(key)
             .send()
             .await
-            .map_err(|e| map_err("get", path, e))?;
-        let data = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::backend(DRIVER, "get", path, e).with_retryable(true))?;
-        Ok(data.into_bytes())
+        {
+            Ok(o) => Ok(Some(ObjectMeta::new(
+                key,
+                o.content_length().unwrap_or(0).max(0) as u64,
+                mod_time(o.last_modified()),
+            ))),
+            Err(e) => match map_err(cx.op, cx.path, e) {
+                StorageError::PathNotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
     }
 
-    async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
-        let s = &self.inner;
-        s.put_object(path, &s.key(path), content).await
-    }
-
-    async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
-        let s = &self.inner;
-        let req = s.client.get_object().bucket(s.bucket()).key(s.key(path));
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
+        let req = self.client.get_object().bucket(self.bucket()).key(key);
         let req = if offset > 0 {
             req.range(format!("bytes={offset}-"))
         } else {
             req
         };
         match req.send().await {
-            Ok(out) => Ok(body_stream(path, out.body)),
+            Ok(out) => Ok(Got::Stream(body_stream(cx.path, out.body))),
             Err(e) => {
                 let (code, status) = client::classify(&e);
                 if status == Some(416) || code.as_deref() == Some("InvalidRange") {
-                    // Past the end: an empty stream exactly at the end, an error beyond it.
-                    let (size, _) = s
-                        .head(path)
-                        .await?
-                        .ok_or_else(|| StorageError::not_found(DRIVER, path))?;
-                    if offset == size {
-                        return Ok(futures::stream::empty().boxed());
-                    }
-                    return Err(StorageError::invalid_offset(DRIVER, path, offset, size));
+                    return Ok(Got::PastEnd);
                 }
-                Err(map_err("read", path, e))
+                match map_err(cx.op, cx.path, e) {
+                    StorageError::PathNotFound { .. } => Ok(Got::NotFound),
+                    other => Err(other),
+                }
             }
         }
     }
 
-    async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>> {
-        let w = if append {
-            writer::S3Writer::resume(self.inner.clone(), path.clone()).await?
-        } else {
-            writer::S3Writer::new(self.inner.clone(), path.clone())
-        };
-        Ok(Box::new(w))
-    }
-
-    async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
-        let s = &self.inner;
-        let first_below = || async {
-            let page = s
-                .list_page(path, &s.dir_prefix(path), false, None, None, Some(1))
-                .await?;
-            Ok(page.contents().first().map(|o| mod_time(o.last_modified())))
-        };
-        driver_api::keys::stat(DRIVER, path, || s.head(path), first_below).await
-    }
-
-    async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
-        let s = &self.inner;
-        let prefix = s.dir_prefix(path);
-        let mut children = Children::new(path, &prefix);
-        let mut token = None;
-        loop {
-            let page = s
-                .list_page(path, &prefix, true, token.take(), None, None)
-                .await?;
-            for o in page.contents() {
-                children.push(o.key().unwrap_or_default());
-            }
-            for cp in page.common_prefixes() {
-                children.push(cp.prefix().unwrap_or_default());
-            }
-            token = next_token(&page);
-            if token.is_none() {
-                break;
-            }
-        }
-        children.finish(DRIVER)
-    }
-
-    async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {
-        let s = &self.inner;
-        let (size, _) = s
-            .head(src)
-            .await?
-            .ok_or_else(|| StorageError::not_found(DRIVER, src))?;
-        if src == dst {
-            return Ok(());
-        }
-        if size >= s.p.copy_threshold && size > 0 {
-            s.multipart_copy(src, dst, size).await?;
-        } else {
-            new_object!(
-                s.client
-                    .copy_object()
-                    .bucket(s.bucket())
-                    .key(s.key(dst))
-                    .copy_source(s.copy_source(&s.key(src))),
-                s
-            )
+    async fn get_bytes(&self, cx: Cx<'_>, key: &str) -> Result<Option<Bytes>> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
             .send()
             .await
-            .map_err(|e| map_err("rename", src, e))?;
+        {
+            Ok(out) => out,
+            Err(e) => {
+                return match map_err(cx.op, cx.path, e) {
+                    StorageError::PathNotFound { .. } => Ok(None),
+                    other => Err(other),
+                }
+            }
+        };
+        let data =
+            out.body.collect().await.map_err(|e| {
+                StorageError::backend(DRIVER, cx.op, cx.path, e).with_retryable(true)
+            })?;
+        Ok(Some(data.into_bytes()))
+    }
+
+    async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()> {
+        self.put_object(cx.path, key, data).await
+    }
+
+    async fn copy(&self, cx: Cx<'_>, src: &ObjectMeta, dst: &str) -> Result<()> {
+        if src.size >= self.p.copy_threshold && src.size > 0 {
+            return self.multipart_copy(cx, src, dst).await;
         }
-        s.client
-            .delete_object()
-            .bucket(s.bucket())
-            .key(s.key(src))
-            .send()
-            .await
-            .map_err(|e| map_err("rename", src, e))?;
+        new_object!(
+            self.client
+                .copy_object()
+                .bucket(self.bucket())
+                .key(dst)
+                .copy_source(self.copy_source(&src.key)),
+            self
+        )
+        .send()
+        .await
+        .map_err(|e| map_err(cx.op, cx.path, e))?;
         Ok(())
     }
 
-    async fn delete(&self, path: &StoragePath) -> Result<()> {
-        let s = &self.inner;
-        let prefix = s.dir_prefix(path);
-        let mut deleted = 0usize;
-        let mut token = None;
-        // The subtree: one listing, deleted a page (up to 1,000 keys) at a time.
-        loop {
-            let page = s
-                .list_page(path, &prefix, false, token.take(), None, None)
-                .await?;
-            let keys: Vec<String> = page
+    async fn delete(&self, cx: Cx<'_>, key: &str, report: bool) -> Result<bool> {
+        // DeleteObject answers 204 whether or not the key existed: a HEAD tells.
+        if report && self.head(cx, key).await?.is_none() {
+            return Ok(false);
+        }
+        match self
+            .client
+            .delete_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match map_err(cx.op, cx.path, e) {
+                StorageError::PathNotFound { .. } => Ok(false),
+                other if !report && other.is_retryable() && cx.op == "delete" => {
+                    // After its subtree: servers that store keys as files (s3s-fs) answer
+                    // a server error for the emptied "directory" key itself; on S3 this
+                    // is only reached after the SDK's retries.
+                    tracing::warn!(path = %cx.path, error = %other, "deleting the key after its subtree failed");
+                    Ok(true)
+                }
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn delete_batch(&self, cx: Cx<'_>, objects: &[ObjectMeta]) -> Result<()> {
+        let fail = |e| StorageError::backend(DRIVER, cx.op, cx.path, e);
+        let ids = objects
+            .iter()
+            .map(|o| ObjectIdentifier::builder().key(&o.key).build())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(fail)?;
+        let delete = Delete::builder()
+            .set_objects(Some(ids))
+            .quiet(true)
+            .build()
+            .map_err(fail)?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(self.bucket())
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| map_err(cx.op, cx.path, e))?;
+        if let Some(first) = out.errors().first() {
+            return Err(StorageError::backend(
+                DRIVER,
+                cx.op,
+                cx.path,
+                format!(
+                    "{} of the keys were not deleted, e.g. {}: {} {}",
+                    out.errors().len(),
+                    first.key().unwrap_or("?"),
+                    first.code().unwrap_or("?"),
+                    first.message().unwrap_or("")
+                ),
+            )
+            .with_retryable(true));
+        }
+        Ok(())
+    }
+
+    async fn list_page(&self, cx: Cx<'_>, req: &ListRequest<'_>) -> Result<ListPage> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(self.bucket())
+            .prefix(req.prefix)
+            .set_delimiter(req.delimiter.then(|| "/".to_owned()))
+            .set_continuation_token(req.token.map(str::to_owned))
+            .set_start_after(req.start_after.map(str::to_owned))
+            .set_max_keys(req.max.map(|m| m.min(i32::MAX as u32) as i32))
+            .send()
+            .await
+            .map_err(|e| map_err(cx.op, cx.path, e))?;
+        let next = match out.next_continuation_token() {
+            Some(t) if out.is_truncated() == Some(true) => Some(t.to_owned()),
+            _ => None,
+        };
+        Ok(ListPage {
+            objects: out
                 .contents()
                 .iter()
-                .filter_map(|o| o.key().map(str::to_owned))
-                .collect();
-            for batch in keys.chunks(DELETE_BATCH) {
-                deleted += batch.len();
-                s.delete_batch(path, batch.to_vec()).await?;
-            }
-            token = next_token(&page);
-            if token.is_none() {
-                break;
-            }
-        }
-        // The object itself (never its siblings sharing the name as a prefix). After a
-        // subtree, one quiet DeleteObject-if-present suffices; alone, a missing object
-        // must be reported, which needs a HEAD.
-        let exists = deleted > 0 || s.head(path).await?.is_some();
-        if exists {
-            match s
-                .client
-                .delete_object()
-                .bucket(s.bucket())
-                .key(s.key(path))
-                .send()
-                .await
-            {
-                Ok(_) => deleted += 1,
-                Err(e) => match map_err("delete", path, e) {
-                    StorageError::PathNotFound { .. } => {}
-                    other if deleted > 0 && other.is_retryable() => {
-                        // The subtree is gone. Servers that store keys as files (s3s-fs)
-                        // answer a server error for the emptied "directory" key itself;
-                        // on S3 this is only reached after the SDK's retries.
-                        tracing::warn!(path = %path, error = %other, "deleting the key after its subtree failed");
-                    }
-                    other => return Err(other),
-                },
-            }
-        }
-        if deleted == 0 {
-            return Err(StorageError::not_found(DRIVER, path));
-        }
-        Ok(())
+                .map(|o| {
+                    ObjectMeta::new(
+                        o.key().unwrap_or_default(),
+                        o.size().unwrap_or(0).max(0) as u64,
+                        mod_time(o.last_modified()),
+                    )
+                })
+                .collect(),
+            prefixes: out
+                .common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_owned))
+                .collect(),
+            next,
+        })
     }
 
     async fn redirect_url(
         &self,
+        cx: Cx<'_>,
         request: &RedirectRequest,
-        path: &StoragePath,
+        key: &str,
     ) -> Result<Option<String>> {
-        let s = &self.inner;
-        let expiry = request.lifetime();
-        let config = PresigningConfig::expires_in(expiry)
-            .map_err(|e| StorageError::backend(DRIVER, "redirect_url", path, e))?;
-        let key = s.key(path);
+        let config = PresigningConfig::expires_in(request.lifetime())
+            .map_err(|e| StorageError::backend(DRIVER, cx.op, cx.path, e))?;
         let presigned = match request.method {
-            RedirectMethod::Get => s
+            RedirectMethod::Get => self
                 .presign_client
                 .get_object()
-                .bucket(s.bucket())
+                .bucket(self.bucket())
                 .key(key)
                 .presigned(config)
                 .await
-                .map_err(|e| map_err("redirect_url", path, e))?,
-            RedirectMethod::Head => s
+                .map_err(|e| map_err(cx.op, cx.path, e))?,
+            RedirectMethod::Head => self
                 .presign_client
                 .head_object()
-                .bucket(s.bucket())
+                .bucket(self.bucket())
                 .key(key)
                 .presigned(config)
                 .await
-                .map_err(|e| map_err("redirect_url", path, e))?,
+                .map_err(|e| map_err(cx.op, cx.path, e))?,
         };
         Ok(Some(presigned.uri().to_owned()))
     }
 
-    async fn walk(
-        &self,
+    async fn writer(
+        this: Arc<Self>,
         path: &StoragePath,
-        options: &WalkOptions,
-        f: &mut WalkFn<'_>,
-    ) -> Result<()> {
-        walk::flat_walk(&self.inner, path, options, f).await
-    }
-}
-
-mod walk {
-    //! One flat listing per walk (see [`driver_api::walk::flat`]).
-
-    use super::*;
-    use driver_api::walk::flat::FlatWalk;
-
-    pub(super) async fn flat_walk(
-        s: &Inner,
-        root: &StoragePath,
-        options: &WalkOptions,
-        f: &mut WalkFn<'_>,
-    ) -> Result<()> {
-        let prefix = s.dir_prefix(root);
-        let mut walk = FlatWalk::new(root, options, f);
-        let mut token = None;
-        let mut start = walk.start_after().map(|rel| format!("{prefix}{rel}"));
-        'pages: loop {
-            let page = s
-                .list_page(root, &prefix, false, token.take(), start.take(), None)
-                .await?;
-            for o in page.contents() {
-                let key = o.key().unwrap_or_default();
-                let rel = key.get(prefix.len()..).unwrap_or("");
-                let size = o.size().unwrap_or(0).max(0) as u64;
-                if !walk.push(rel, size, mod_time(o.last_modified())) {
-                    break 'pages;
-                }
-            }
-            token = next_token(&page);
-            if token.is_none() {
-                break;
-            }
-        }
-        walk.finish(DRIVER)
+        _key: String,
+        append: bool,
+    ) -> Result<Box<dyn FileWriter>> {
+        let w = if append {
+            writer::S3Writer::resume(this, path.clone()).await?
+        } else {
+            writer::S3Writer::new(this, path.clone())
+        };
+        Ok(Box::new(w))
     }
 }

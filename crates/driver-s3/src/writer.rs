@@ -22,7 +22,9 @@ use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
 
 use crate::client::map_err;
 use crate::params::MIN_CHUNK;
-use crate::{Inner, DRIVER};
+use driver_objectstore::{Cx, ObjectBackend};
+
+use crate::{S3Backend as Inner, DRIVER};
 
 /// Metadata key of the parked object naming its multipart upload.
 const META_UPLOAD_ID: &str = "upload-id";
@@ -49,7 +51,7 @@ fn park_key(key: &str) -> String {
 
 impl S3Writer {
     pub(crate) fn new(s: Arc<Inner>, path: StoragePath) -> Self {
-        let key = s.key(&path);
+        let key = s.keys.key(&path);
         let chunk = s.p.chunk_size as usize;
         Self {
             s,
@@ -112,10 +114,14 @@ impl S3Writer {
         }
         // 3. Committed content: only an empty object may be appended to (replaced).
         let s2 = &s;
-        match s2.head(&path).await? {
+        match s2
+            .head(Cx::new("writer", &path), &w.key)
+            .await?
+            .map(|o| o.size)
+        {
             None => Err(StorageError::not_found(DRIVER, &path)),
-            Some((0, _)) => Ok(w),
-            Some((size, _)) => Err(StorageError::append_to_committed(DRIVER, &path, size)),
+            Some(0) => Ok(w),
+            Some(size) => Err(StorageError::append_to_committed(DRIVER, &path, size)),
         }
     }
 

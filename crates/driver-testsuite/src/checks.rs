@@ -181,8 +181,7 @@ pub async fn walk_after_skipping(d: &Driver, root: &str, hint: &str, skip: &str)
 }
 
 /// A tree delete across listing pages: `n` files below `<root>/d` (more than a page when
-/// the driver's page is lowered, e.g. `ObjectStore::with_page_size`), an object at
-/// `<root>/d` itself where the backend can hold one beside a directory, and siblings that
+/// the driver's page is lowered, e.g. `ObjectStore::with_page_size`) and siblings that
 /// share the name prefix (`<root>/dd`, `<root>/d-x/f`). After `delete(<root>/d)`, `fresh`
 /// (another instance, so nothing is answered from the deleting one's state) must find
 /// every file below it gone and both siblings intact, and a second delete must be
@@ -208,11 +207,18 @@ pub async fn tree_delete_across_pages(d: &Driver, fresh: &Driver, root: &str, n:
         .await
         .expect("prefix sibling");
     let walked = fresh.walk_collect(&dir).await.expect("walk before delete");
-    assert_eq!(walked.iter().filter(|i| !i.is_dir).count(), n, "files written");
+    assert_eq!(
+        walked.iter().filter(|i| !i.is_dir).count(),
+        n,
+        "files written"
+    );
 
     d.delete(&dir).await.expect("delete the tree");
 
-    let e = fresh.walk_collect(&dir).await.expect_err("walk after delete");
+    let e = fresh
+        .walk_collect(&dir)
+        .await
+        .expect_err("walk after delete");
     assert!(e.is_not_found(), "walk after delete: {e:?}");
     let left: Vec<String> = fresh
         .walk_collect(root)
