@@ -1,19 +1,26 @@
 //! The Google Cloud Storage driver, registered as `"gcs"`.
 //!
 //! It speaks the GCS JSON API over `reqwest` (see docs/drivers/gcs.md for why not an
-//! SDK), authenticates with `google-cloud-auth` (a service-account key from `keyfile` or
-//! `credentials`, Application Default Credentials, or nothing for emulators), and maps
-//! the storage contract onto objects:
+//! SDK) and authenticates with `google-cloud-auth` (a service-account key from `keyfile`
+//! or `credentials`, Application Default Credentials, or nothing for emulators).
+//! [`GcsDriver`] is the object-store core's generic driver
+//! ([`driver_objectstore::ObjectStore`]) over [`GcsBackend`], which sends one JSON API
+//! request per step; the core drives the loops (paging, stat by a one-object listing,
+//! the walk over one flat listing, the streaming tree delete, move as copy then delete).
+//! How the steps map onto GCS:
 //!
 //! * a path `/a/b` is the object `<rootdirectory>/a/b` in `bucket`; directories are
 //!   implicit (a name prefix);
-//! * `put_content` is one simple upload; `reader` a ranged media download, streamed;
+//! * head is `objects.get` (metadata); a read is a ranged `alt=media` download, streamed
+//!   (a whole read one download); a put is one simple (`uploadType=media`) upload;
+//! * copy is `objects.rewrite`, looped with its `rewriteToken` until done (one
+//!   service-side operation); delete is `objects.delete`, one object a request
+//!   (`maxconcurrency` in flight during a tree delete);
+//! * a listing page is `objects.list` (`/` delimiter for `list`; `startOffset` where the
+//!   core continues after a key, for a walk's start-after hint and the tree delete;
+//!   1,000 objects a page unless the core asks for fewer);
 //! * the writer sends chunks to a resumable upload session and finalises it on commit
 //!   (resumable from another process after `close`: see the `writer` module);
-//! * `rename` is `objects.rewrite` (server side, looped until done) then a delete;
-//! * `delete` lists the prefix and deletes the objects, `maxconcurrency` at a time;
-//! * `list` lists with the `/` delimiter; `walk` is one flat paginated listing
-//!   ([`driver_api::walk::flat`]) starting at `startOffset`;
 //! * `redirect_url` is a V4 signed URL (`GOOG4-RSA-SHA256`) when a service-account key
 //!   is configured, valid 20 minutes by default, at most 7 days; otherwise `None`.
 //!
@@ -36,20 +43,18 @@ pub mod params;
 pub mod sign;
 mod writer;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use driver_api::keys::{Children, KeySpace};
-use driver_api::walk::flat::FlatWalk;
+use driver_api::keys::KeySpace;
 use driver_api::{
-    register_driver, ByteStream, FileInfo, FileWriter, Parameters, RedirectMethod, RedirectRequest,
-    Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
+    register_driver, FileWriter, Parameters, RedirectMethod, RedirectRequest, Result, StorageError,
+    StoragePath,
 };
 use driver_http::Call;
 use driver_http::RestClient as _;
-use futures::{StreamExt, TryStreamExt};
+use driver_objectstore::{Cx, Got, ListPage, ListRequest, ObjectBackend, ObjectMeta, ObjectStore};
 use reqwest::Method;
 
 use crate::client::{Client, Object, ObjectList, Rewrite};
@@ -59,6 +64,13 @@ use crate::writer::GcsWriter;
 /// The registered name.
 pub const DRIVER: &str = "gcs";
 
+/// GCS's page maximum, asked for explicitly (some servers default to everything).
+const PAGE: u32 = 1000;
+
+/// The GCS driver: the object-store core over [`GcsBackend`]. Cheap to clone (one shared
+/// client).
+pub type GcsDriver = ObjectStore<GcsBackend>;
+
 register_driver! {
     name: DRIVER,
     description: "Google Cloud Storage (JSON API; service-account key, ADC or anonymous)",
@@ -66,32 +78,58 @@ register_driver! {
     create: GcsDriver::from_parameters,
 }
 
-/// The GCS driver. Cheap to clone (one shared client).
-#[derive(Clone)]
-pub struct GcsDriver {
-    inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
+/// GCS's JSON API requests, one per step of the object-store core (see the crate docs).
+pub struct GcsBackend {
     client: Client,
     keys: KeySpace,
     p: GcsParams,
-    /// `objects.list` requests sent.
-    list_requests: AtomicU64,
 }
 
-impl std::fmt::Debug for GcsDriver {
+impl std::fmt::Debug for GcsBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GcsDriver")
-            .field("params", &self.inner.p)
+            .field("params", &self.p)
             .finish_non_exhaustive()
     }
 }
 
-impl GcsDriver {
-    /// Creates the driver from factory parameters (a key file is read off the async
-    /// workers).
-    pub async fn from_parameters(params: Parameters) -> Result<Self> {
+impl GcsBackend {
+    /// The backend for parsed parameters. No request is made.
+    pub fn new(p: GcsParams) -> Result<Self> {
+        Ok(Self {
+            client: Client::new(&p)?,
+            keys: KeySpace::new(&p.root),
+            p,
+        })
+    }
+
+    /// `objects.get?alt=media` of `key`, from `offset` on when not 0.
+    async fn media(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<reqwest::Response> {
+        let mut url = self.client.object_url(key);
+        url.query_pairs_mut().append_pair("alt", "media");
+        let mut call = Call::new(cx.op, cx.path, Method::GET, url);
+        if offset > 0 {
+            call = call.header("range", format!("bytes={offset}-"));
+        }
+        self.client.send(call).await
+    }
+}
+
+impl From<Object> for ObjectMeta {
+    fn from(o: Object) -> Self {
+        let (size, mod_time) = (o.size(), o.mod_time());
+        ObjectMeta::new(o.name, size, mod_time)
+    }
+}
+
+#[async_trait]
+impl ObjectBackend for GcsBackend {
+    const NAME: &'static str = DRIVER;
+    /// `startOffset` (inclusive, which the core tolerates).
+    const START_AFTER: bool = true;
+
+    /// Parses the parameters (a key file is read off the async workers).
+    async fn from_parameters(params: Parameters) -> Result<Self> {
         let p = tokio::task::spawn_blocking(move || GcsParams::parse(params))
             .await
             .map_err(|e| StorageError::Config {
@@ -101,395 +139,185 @@ impl GcsDriver {
         Self::new(p)
     }
 
-    /// `objects.list` requests this driver (and its clones) sent so far: a metric, and how
-    /// the tests prove that a walk is one listing pass.
-    pub fn list_requests(&self) -> u64 {
-        self.inner.list_requests.load(Relaxed)
+    fn keys(&self) -> &KeySpace {
+        &self.keys
     }
 
-    /// Creates the driver from parsed parameters. No request is made.
-    pub fn new(p: GcsParams) -> Result<Self> {
-        Ok(Self {
-            inner: Arc::new(Inner {
-                client: Client::new(&p)?,
-                keys: KeySpace::new(&p.root),
-                p,
-                list_requests: AtomicU64::new(0),
-            }),
-        })
-    }
-}
-
-impl Inner {
-    /// The object name of `path`.
-    pub(crate) fn name(&self, path: &StoragePath) -> String {
-        self.keys.key(path)
+    /// The JSON API deletes one object a request (its batch endpoint is not used:
+    /// fake-gcs-server does not serve it); `maxconcurrency` are in flight.
+    fn delete_concurrency(&self) -> usize {
+        self.p.max_concurrency
     }
 
-    /// The metadata of the object at `path`, if it exists.
-    pub(crate) async fn head(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-    ) -> Result<Option<Object>> {
-        let mut url = self.client.object_url(&self.name(path));
+    async fn head(&self, cx: Cx<'_>, key: &str) -> Result<Option<ObjectMeta>> {
+        let mut url = self.client.object_url(key);
         url.query_pairs_mut()
             .append_pair("fields", "name,size,updated");
         let resp = self
             .client
-            .send(Call::new(op, path, Method::GET, url))
+            .send(Call::new(cx.op, cx.path, Method::GET, url))
             .await?;
         match resp.status().as_u16() {
-            200 => self.client.json(op, path, resp).await.map(Some),
+            200 => {
+                let o: Object = self.client.json(cx.op, cx.path, resp).await?;
+                Ok(Some(ObjectMeta::new(key, o.size(), o.mod_time())))
+            }
             404 => Ok(None),
-            _ => Err(self.client.error(op, path, resp).await),
+            _ => Err(self.client.error(cx.op, cx.path, resp).await),
         }
     }
 
-    /// The whole content of object `name`, if it exists.
-    pub(crate) async fn get_object(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        name: &str,
-    ) -> Result<Option<Bytes>> {
-        let mut url = self.client.object_url(name);
-        url.query_pairs_mut().append_pair("alt", "media");
-        let resp = self
-            .client
-            .send(Call::new(op, path, Method::GET, url))
-            .await?;
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
+        let resp = self.media(cx, key, offset).await?;
+        match resp.status().as_u16() {
+            200 | 206 => Ok(Got::Stream(driver_http::body_stream(
+                DRIVER, cx.op, cx.path, resp,
+            ))),
+            404 => Ok(Got::NotFound),
+            // The range starts at or past the end.
+            416 => Ok(Got::PastEnd),
+            _ => Err(self.client.error(cx.op, cx.path, resp).await),
+        }
+    }
+
+    /// One download read whole by the HTTP client, rather than a stream collected and
+    /// concatenated (the provided step).
+    async fn get_bytes(&self, cx: Cx<'_>, key: &str) -> Result<Option<Bytes>> {
+        let resp = self.media(cx, key, 0).await?;
         match resp.status().as_u16() {
             200 => resp
                 .bytes()
                 .await
                 .map(Some)
-                .map_err(|e| driver_http::transport_error(DRIVER, op, path, e)),
+                .map_err(|e| driver_http::transport_error(DRIVER, cx.op, cx.path, e)),
             404 => Ok(None),
-            _ => Err(self.client.error(op, path, resp).await),
+            _ => Err(self.client.error(cx.op, cx.path, resp).await),
         }
     }
 
-    /// A simple (one request) upload of `data` as object `name`.
-    pub(crate) async fn put_object(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        name: &str,
-        data: Bytes,
-    ) -> Result<()> {
-        let url = self.client.upload_url("media", name);
-        let call = Call::new(op, path, Method::POST, url)
+    async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()> {
+        let url = self.client.upload_url("media", key);
+        let call = Call::new(cx.op, cx.path, Method::POST, url)
             .header("content-type", "application/octet-stream")
             .body(data);
         self.client.expect(call, &[200, 201]).await.map(drop)
     }
 
-    /// Deletes object `name`; whether it existed.
-    pub(crate) async fn delete_object(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        name: &str,
-    ) -> Result<bool> {
-        let url = self.client.object_url(name);
-        let resp = self
-            .client
-            .send(Call::new(op, path, Method::DELETE, url))
-            .await?;
-        match resp.status().as_u16() {
-            200 | 204 => Ok(true),
-            404 => Ok(false),
-            _ => Err(self.client.error(op, path, resp).await),
-        }
-    }
-
-    /// One page of `objects.list` under `prefix`.
-    async fn list_page(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        prefix: &str,
-        page: Page<'_>,
-    ) -> Result<ObjectList> {
-        let mut q: Vec<(&str, &str)> = vec![("prefix", prefix)];
-        if page.delimiter {
-            q.push(("delimiter", "/"));
-            q.push(("fields", "items(name),prefixes,nextPageToken"));
-        } else {
-            q.push(("fields", "items(name,size,updated),nextPageToken"));
-        }
-        if let Some(t) = page.token {
-            q.push(("pageToken", t));
-        }
-        if let Some(s) = page.start {
-            q.push(("startOffset", s));
-        }
-        // GCS's page maximum, asked for explicitly (some servers default to everything).
-        let max = Some(page.max.unwrap_or(1000).to_string());
-        if let Some(m) = &max {
-            q.push(("maxResults", m));
-        }
-        self.list_requests.fetch_add(1, Relaxed);
-        let url = self.client.objects_url(&q);
-        let resp = self
-            .client
-            .send(Call::new(op, path, Method::GET, url))
-            .await?;
-        if resp.status().as_u16() != 200 {
-            return Err(self.client.list_error(op, path, resp).await);
-        }
-        self.client.json(op, path, resp).await
-    }
-
-    /// Every page of a listing, fed to `each` until it returns `false`.
-    async fn list_all(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        prefix: &str,
-        page: Page<'_>,
-        mut each: impl FnMut(ObjectList) -> bool,
-    ) -> Result<()> {
+    /// `objects.rewrite`, repeated with its `rewriteToken` until GCS says it is done
+    /// (large or cross-class objects take several calls).
+    async fn copy(&self, cx: Cx<'_>, src: &ObjectMeta, dst: &str) -> Result<()> {
         let mut token: Option<String> = None;
         loop {
-            // Later pages repeat the first page's parameters, plus the token.
-            let this = Page {
-                token: token.as_deref(),
-                ..page
-            };
-            let list = self.list_page(op, path, prefix, this).await?;
-            let next = list.next_page_token.clone().filter(|t| !t.is_empty());
-            if !each(list) {
-                return Ok(());
-            }
-            match next {
-                Some(t) => token = Some(t),
-                None => return Ok(()),
-            }
-        }
-    }
-}
-
-/// How to list.
-#[derive(Clone, Copy, Default)]
-struct Page<'a> {
-    delimiter: bool,
-    token: Option<&'a str>,
-    start: Option<&'a str>,
-    max: Option<u32>,
-}
-
-#[async_trait]
-impl StorageDriver for GcsDriver {
-    fn name(&self) -> &str {
-        DRIVER
-    }
-
-    async fn get_content(&self, path: &StoragePath) -> Result<Bytes> {
-        let s = &self.inner;
-        s.get_object("get_content", path, &s.name(path))
-            .await?
-            .ok_or_else(|| StorageError::not_found(DRIVER, path))
-    }
-
-    async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
-        let s = &self.inner;
-        s.put_object("put_content", path, &s.name(path), content)
-            .await
-    }
-
-    async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
-        let s = &self.inner;
-        let mut url = s.client.object_url(&s.name(path));
-        url.query_pairs_mut().append_pair("alt", "media");
-        let mut call = Call::new("reader", path, Method::GET, url);
-        if offset > 0 {
-            call = call.header("range", format!("bytes={offset}-"));
-        }
-        let resp = s.client.send(call).await?;
-        match resp.status().as_u16() {
-            200 | 206 => Ok(driver_http::body_stream(DRIVER, "reader", path, resp)),
-            416 => {
-                // The range starts at or past the end: empty at the end, else an error.
-                let size = s
-                    .head("reader", path)
-                    .await?
-                    .ok_or_else(|| StorageError::not_found(DRIVER, path))?
-                    .size();
-                driver_api::keys::read_past_end(DRIVER, path, offset, size)
-            }
-            _ => Err(s.client.error("reader", path, resp).await),
-        }
-    }
-
-    async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>> {
-        let s = self.inner.clone();
-        let w = if append {
-            GcsWriter::resume(s, path.clone()).await?
-        } else {
-            GcsWriter::new(s, path.clone())
-        };
-        Ok(Box::new(w))
-    }
-
-    async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
-        let s = &self.inner;
-        let object = || async {
-            let o = s.head("stat", path).await?;
-            Ok(o.map(|o| (o.size(), o.mod_time())))
-        };
-        let first_below = || async {
-            let page = Page {
-                max: Some(1),
-                ..Page::default()
-            };
-            let list = s
-                .list_page("stat", path, &s.keys.dir_prefix(path), page)
-                .await?;
-            Ok(list.items.first().map(|o| o.mod_time()))
-        };
-        driver_api::keys::stat(DRIVER, path, object, first_below).await
-    }
-
-    async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
-        let s = &self.inner;
-        let prefix = s.keys.dir_prefix(path);
-        let mut children = Children::new(path, &prefix);
-        let page = Page {
-            delimiter: true,
-            ..Page::default()
-        };
-        s.list_all("list", path, &prefix, page, |list| {
-            let names = list.items.iter().map(|o| o.name.as_str());
-            for name in names.chain(list.prefixes.iter().map(String::as_str)) {
-                children.push(name);
-            }
-            true
-        })
-        .await?;
-        children.finish(DRIVER)
-    }
-
-    async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {
-        let s = &self.inner;
-        let (from, to) = (s.name(src), s.name(dst));
-        if src == dst {
-            // Rewriting onto itself then deleting would lose it.
-            return s
-                .head("rename", src)
-                .await?
-                .map(drop)
-                .ok_or_else(|| StorageError::not_found(DRIVER, src));
-        }
-        let mut token: Option<String> = None;
-        loop {
-            let url = s.client.rewrite_url(&from, &to, token.as_deref());
-            let resp = s
-                .client
-                .send(
-                    Call::new("rename", src, Method::POST, url)
-                        .header("content-type", "application/json"),
-                )
-                .await?;
+            let url = self.client.rewrite_url(&src.key, dst, token.as_deref());
+            let call = Call::new(cx.op, cx.path, Method::POST, url)
+                .header("content-type", "application/json");
+            let resp = self.client.send(call).await?;
             if resp.status().as_u16() != 200 {
-                return Err(s.client.error("rename", src, resp).await);
+                return Err(self.client.error(cx.op, cx.path, resp).await);
             }
-            let r: Rewrite = s.client.json("rename", src, resp).await?;
+            let r: Rewrite = self.client.json(cx.op, cx.path, resp).await?;
             if r.done {
-                break;
+                return Ok(());
             }
             token = r.rewrite_token.filter(|t| !t.is_empty());
             if token.is_none() {
                 return Err(StorageError::backend(
                     DRIVER,
-                    "rename",
-                    src,
+                    cx.op,
+                    cx.path,
                     "rewrite not done and no rewriteToken".to_owned(),
                 ));
             }
         }
-        s.delete_object("rename", src, &from).await.map(drop)
     }
 
-    async fn delete(&self, path: &StoragePath) -> Result<()> {
-        let s = &self.inner;
-        let prefix = s.keys.dir_prefix(path);
-        let mut any = !path.is_root() && s.delete_object("delete", path, &s.name(path)).await?;
-        // List everything first, then delete: deleting while paging could skip names.
-        let mut names = Vec::new();
-        s.list_all("delete", path, &prefix, Page::default(), |list| {
-            names.extend(list.items.into_iter().map(|o| o.name));
-            true
-        })
-        .await?;
-        let deleted: Vec<bool> = futures::stream::iter(names)
-            .map(|n| async move { s.delete_object("delete", path, &n).await })
-            .buffer_unordered(s.p.max_concurrency)
-            .try_collect()
+    /// GCS says whether the object existed (404), so `report` costs nothing.
+    async fn delete(&self, cx: Cx<'_>, key: &str, _report: bool) -> Result<bool> {
+        let url = self.client.object_url(key);
+        let resp = self
+            .client
+            .send(Call::new(cx.op, cx.path, Method::DELETE, url))
             .await?;
-        any |= deleted.contains(&true);
-        if any {
-            Ok(())
-        } else {
-            Err(StorageError::not_found(DRIVER, path))
+        match resp.status().as_u16() {
+            200 | 204 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.client.error(cx.op, cx.path, resp).await),
         }
     }
 
+    /// One `objects.list` page. `startOffset` is sent on every page of a listing, with
+    /// the page token too (fake-gcs-server's tokens count from it).
+    async fn list_page(&self, cx: Cx<'_>, req: &ListRequest<'_>) -> Result<ListPage> {
+        let mut q: Vec<(&str, &str)> = vec![("prefix", req.prefix)];
+        if req.delimiter {
+            q.push(("delimiter", "/"));
+            q.push(("fields", "items(name),prefixes,nextPageToken"));
+        } else {
+            q.push(("fields", "items(name,size,updated),nextPageToken"));
+        }
+        if let Some(t) = req.token {
+            q.push(("pageToken", t));
+        }
+        if let Some(s) = req.start_after {
+            q.push(("startOffset", s));
+        }
+        let max = req.max.unwrap_or(PAGE).to_string();
+        q.push(("maxResults", &max));
+        let url = self.client.objects_url(&q);
+        let resp = self
+            .client
+            .send(Call::new(cx.op, cx.path, Method::GET, url))
+            .await?;
+        if resp.status().as_u16() != 200 {
+            return Err(self.client.list_error(cx.op, cx.path, resp).await);
+        }
+        let list: ObjectList = self.client.json(cx.op, cx.path, resp).await?;
+        Ok(ListPage {
+            objects: list.items.into_iter().map(ObjectMeta::from).collect(),
+            prefixes: list.prefixes,
+            next: list.next_page_token.filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// A V4 signed URL, with a service-account key; `None` without one.
     async fn redirect_url(
         &self,
+        cx: Cx<'_>,
         request: &RedirectRequest,
-        path: &StoragePath,
+        key: &str,
     ) -> Result<Option<String>> {
-        let s = &self.inner;
-        let Some(signer) = &s.client.signer else {
+        let Some(signer) = &self.client.signer else {
             return Ok(None);
         };
         let method = match request.method {
             RedirectMethod::Head => "HEAD",
             _ => "GET",
         };
-        let expiry = request.lifetime();
         signer
             .sign(
-                s.client.endpoint(),
+                self.client.endpoint(),
                 method,
-                s.client.bucket(),
-                &s.name(path),
+                self.client.bucket(),
+                key,
                 jiff::Timestamp::now(),
-                expiry,
+                request.lifetime(),
             )
             .await
             .map(Some)
-            .map_err(|e| {
-                StorageError::backend(DRIVER, "redirect_url", path, format!("cannot sign: {e}"))
-            })
+            .map_err(|e| StorageError::backend(DRIVER, cx.op, cx.path, format!("cannot sign: {e}")))
     }
 
-    async fn walk(
-        &self,
+    async fn writer(
+        this: Arc<Self>,
         path: &StoragePath,
-        options: &WalkOptions,
-        f: &mut WalkFn<'_>,
-    ) -> Result<()> {
-        let s = &self.inner;
-        let prefix = s.keys.dir_prefix(path);
-        let mut walk = FlatWalk::new(path, options, f);
-        let start = walk.start_after().map(|a| format!("{prefix}{a}"));
-        let page = Page {
-            start: start.as_deref(),
-            ..Page::default()
+        key: String,
+        append: bool,
+    ) -> Result<Box<dyn FileWriter>> {
+        let w = if append {
+            GcsWriter::resume(this, path.clone(), key).await?
+        } else {
+            GcsWriter::new(this, path.clone(), key)
         };
-        s.list_all("walk", path, &prefix, page, |list| {
-            for o in &list.items {
-                let rel = o.name.get(prefix.len()..).unwrap_or("");
-                if !walk.push(rel, o.size(), o.mod_time()) {
-                    return false;
-                }
-            }
-            true
-        })
-        .await?;
-        walk.finish(DRIVER)
+        Ok(Box::new(w))
     }
 }

@@ -26,11 +26,12 @@ use driver_api::chunks::Chunker;
 use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
 use driver_http::Call;
 use driver_http::RestClient as _;
+use driver_objectstore::{Cx, ObjectBackend};
 use reqwest::{Method, Response, Url};
 use serde::{Deserialize, Serialize};
 
 use crate::params::CHUNK_ALIGN;
-use crate::{Inner, DRIVER};
+use crate::{GcsBackend, DRIVER};
 
 /// The first line of a state object.
 #[derive(Debug, Serialize, Deserialize)]
@@ -49,7 +50,7 @@ pub(crate) fn state_name(name: &str) -> String {
 }
 
 pub(crate) struct GcsWriter {
-    s: Arc<Inner>,
+    s: Arc<GcsBackend>,
     path: StoragePath,
     name: String,
     session: Option<Url>,
@@ -63,8 +64,8 @@ pub(crate) struct GcsWriter {
 }
 
 impl GcsWriter {
-    pub(crate) fn new(s: Arc<Inner>, path: StoragePath) -> Self {
-        let name = s.name(&path);
+    /// A fresh upload of `path`, object `name`.
+    pub(crate) fn new(s: Arc<GcsBackend>, path: StoragePath, name: String) -> Self {
         let chunk = s.p.chunk_size;
         Self {
             s,
@@ -80,9 +81,14 @@ impl GcsWriter {
 
     /// Continues the upload closed at `path` (see the module docs), or starts a new one
     /// over committed empty content; anything else is refused.
-    pub(crate) async fn resume(s: Arc<Inner>, path: StoragePath) -> Result<Self> {
-        let mut w = Self::new(s.clone(), path.clone());
-        if let Some(bytes) = s.get_object("writer", &path, &state_name(&w.name)).await? {
+    pub(crate) async fn resume(
+        s: Arc<GcsBackend>,
+        path: StoragePath,
+        name: String,
+    ) -> Result<Self> {
+        let mut w = Self::new(s.clone(), path.clone(), name);
+        let cx = Cx::new("writer", &path);
+        if let Some(bytes) = s.get_bytes(cx, &state_name(&w.name)).await? {
             let nl = bytes
                 .iter()
                 .position(|&b| b == b'\n')
@@ -103,10 +109,10 @@ impl GcsWriter {
             w.from_state = true;
             return Ok(w);
         }
-        match s.head("writer", &path).await? {
+        match s.head(cx, &w.name).await? {
             None => Err(StorageError::not_found(DRIVER, &path)),
-            Some(o) if o.size() == 0 => Ok(w),
-            Some(o) => Err(StorageError::append_to_committed(DRIVER, &path, o.size())),
+            Some(o) if o.size == 0 => Ok(w),
+            Some(o) => Err(StorageError::append_to_committed(DRIVER, &path, o.size)),
         }
     }
 
@@ -183,13 +189,18 @@ impl GcsWriter {
         }
     }
 
+    /// What the writer's backend calls are for.
+    fn cx(&self) -> Cx<'_> {
+        Cx::new("writer", &self.path)
+    }
+
     fn fail(&self, what: String) -> StorageError {
         StorageError::backend(DRIVER, "writer", &self.path, what)
     }
 
     async fn drop_state(&self) -> Result<()> {
         self.s
-            .delete_object("writer", &self.path, &state_name(&self.name))
+            .delete(self.cx(), &state_name(&self.name), false)
             .await
             .map(drop)
     }
@@ -231,7 +242,7 @@ impl FileWriter for GcsWriter {
         body.push(b'\n');
         body.extend_from_slice(self.chunks.buffered());
         self.s
-            .put_object("writer", &self.path, &state_name(&self.name), body.into())
+            .put(self.cx(), &state_name(&self.name), body.into())
             .await?;
         self.chunks.clear();
         Ok(())
@@ -256,7 +267,7 @@ impl FileWriter for GcsWriter {
             None => {
                 // Nothing was sent yet: one simple upload; a stale state object from an
                 // earlier, abandoned upload goes at the same time.
-                let put = self.s.put_object("writer", &self.path, &self.name, rest);
+                let put = self.s.put(self.cx(), &self.name, rest);
                 if self.from_state {
                     put.await?;
                 } else {

@@ -1,8 +1,9 @@
 //! GCS-specific behaviour on a real JSON API server (fake-gcs-server under
 //! `cargo xtask test-all`): resume from a new instance after close, supersede and cancel
 //! leaving nothing behind, listings over more than 2,000 objects (GCS pages hold 1,000),
-//! V4 signed URLs (form, and fetched by a plain HTTP client), no URL without a key, a
-//! multi-chunk move, and failures that must not hang.
+//! tree deletes that stream across listing pages, V4 signed URLs (form, and fetched by a
+//! plain HTTP client), no URL without a key, a multi-chunk move, and failures that must
+//! not hang.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -248,9 +249,38 @@ fn listings_page_over_more_than_2000_objects() {
         assert!(d.stat("/t/d1").await.unwrap_err().is_not_found());
         assert_eq!(&d.get_content("/t/d1x").await.unwrap()[..], b"sibling");
         let started = Instant::now();
+        let (lists, deletes) = (gcs.list_requests(), gcs.delete_requests());
         d.delete("/t").await.unwrap();
-        eprintln!("deleted {} objects in {:?}", n + 7, started.elapsed());
+        let lists = gcs.list_requests() - lists;
+        eprintln!(
+            "deleted {} objects in {:?}, {lists} pages",
+            n + 7,
+            started.elapsed()
+        );
+        // Streamed page by page (one page of names in memory), one request an object.
+        assert!(lists >= pages, "{lists} pages");
+        assert_eq!(gcs.delete_requests() - deletes, (n + 7) as u64);
         assert!(d.list("/").await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_tree_delete_streams_across_listing_pages() {
+    rt().block_on(async {
+        let root = common::root("tree");
+        // Pages of 7 objects: the delete of 50 crosses 8 of them, deleting as it goes.
+        let gcs = driver_gcs::GcsDriver::from_parameters(params(&root))
+            .await
+            .unwrap()
+            .with_page_size(7);
+        let d = Driver::new(gcs.clone());
+        let fresh = driver(&root).await;
+        driver_testsuite::checks::tree_delete_across_pages(&d, &fresh, "/t", 50).await;
+        // The driver listed only to delete: 8 pages, then one empty page for the second
+        // delete; one object a delete request.
+        assert_eq!(gcs.list_requests(), 9);
+        assert_eq!(gcs.delete_requests(), 50);
+        fresh.delete("/t").await.unwrap();
     });
 }
 

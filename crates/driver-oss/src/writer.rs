@@ -26,10 +26,12 @@ use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
 use driver_http::RestClient as _;
 use reqwest::Method;
 
+use driver_objectstore::{Cx, ObjectBackend as _};
+
 use crate::client::{Call, Client};
 use crate::params::MIN_CHUNK;
 use crate::xml::{self, Part};
-use crate::{Inner, DRIVER};
+use crate::{OssBackend, DRIVER};
 
 /// Metadata header of the parked object naming its multipart upload.
 const META_UPLOAD_ID: &str = "x-oss-meta-upload-id";
@@ -39,7 +41,7 @@ pub(crate) fn park_key(key: &str) -> String {
 }
 
 pub(crate) struct OssWriter {
-    s: Arc<Inner>,
+    s: Arc<OssBackend>,
     path: StoragePath,
     key: String,
     upload_id: Option<String>,
@@ -54,8 +56,7 @@ pub(crate) struct OssWriter {
 }
 
 impl OssWriter {
-    pub(crate) fn new(s: Arc<Inner>, path: StoragePath) -> Self {
-        let key = s.key(&path);
+    pub(crate) fn new(s: Arc<OssBackend>, path: StoragePath, key: String) -> Self {
         let chunk = s.p.chunk_size as usize;
         Self {
             s,
@@ -72,8 +73,8 @@ impl OssWriter {
 
     /// Continues the upload in progress at `path` (see the module docs), or starts a new
     /// one over committed empty content; anything else is refused.
-    pub(crate) async fn resume(s: Arc<Inner>, path: StoragePath) -> Result<Self> {
-        let mut w = Self::new(s.clone(), path.clone());
+    pub(crate) async fn resume(s: Arc<OssBackend>, path: StoragePath, key: String) -> Result<Self> {
+        let mut w = Self::new(s.clone(), path.clone(), key);
         // 1. The parked object written by `close`.
         let url = s.client.object_url(&park_key(&w.key), &[]);
         let resp = s
@@ -109,10 +110,14 @@ impl OssWriter {
             return Ok(w);
         }
         // 3. Committed content: only an empty object may be appended to (replaced).
-        match s.head("writer", &path, &w.key).await? {
+        match s
+            .head(Cx::new("writer", &path), &w.key)
+            .await?
+            .map(|o| o.size)
+        {
             None => Err(StorageError::not_found(DRIVER, &path)),
-            Some((0, _)) => Ok(w),
-            Some((size, _)) => Err(StorageError::append_to_committed(DRIVER, &path, size)),
+            Some(0) => Ok(w),
+            Some(size) => Err(StorageError::append_to_committed(DRIVER, &path, size)),
         }
     }
 
@@ -195,7 +200,10 @@ impl OssWriter {
         if let Some(id) = &self.upload_id {
             return Ok(id.clone());
         }
-        let id = self.s.initiate("write", &self.path, &self.key).await?;
+        let id = self
+            .s
+            .initiate(Cx::new("write", &self.path), &self.key)
+            .await?;
         self.upload_id = Some(id.clone());
         Ok(id)
     }
@@ -228,8 +236,9 @@ impl OssWriter {
 
     async fn remove_parked(&self) -> Result<()> {
         self.s
-            .delete_object("writer", &self.path, &park_key(&self.key))
+            .delete(Cx::new("writer", &self.path), &park_key(&self.key), false)
             .await
+            .map(drop)
     }
 }
 
@@ -280,7 +289,7 @@ impl FileWriter for OssWriter {
                 let last = self.chunks.take();
                 self.upload_part(last).await?;
             }
-            let complete = s.complete("commit", &self.path, &self.key, &id, &self.parts);
+            let complete = s.complete(Cx::new("commit", &self.path), &self.key, &id, &self.parts);
             let (res, parked) = if self.from_parked {
                 (complete.await, None)
             } else {
@@ -299,7 +308,7 @@ impl FileWriter for OssWriter {
         } else {
             // Never reached a chunk: one PutObject.
             let body = self.chunks.take();
-            let put = s.put_object("commit", &self.path, &self.key, body);
+            let put = s.put(Cx::new("commit", &self.path), &self.key, body);
             if self.from_parked {
                 put.await?;
                 self.remove_parked().await

@@ -2,8 +2,9 @@
 //! `cargo xtask test-all` starts: resume from a new instance (ListMultipartUploads +
 //! ListParts), a move above the multipart-copy threshold (UploadPartCopy, counted by the
 //! server), a delete of 2,500 objects in DeleteMultipleObjects batches that spares a
-//! sibling, wrong credentials rejected clearly, presigned URLs fetched by a plain HTTP
-//! client, V1 signatures and STS tokens, and oss2's own client against the server.
+//! sibling, a tree delete streamed across listing pages of 7 keys, wrong credentials
+//! rejected clearly, presigned URLs fetched by a plain HTTP client, V1 signatures and STS
+//! tokens, and oss2's own client against the server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use driver_api::{Driver, Parameters, RedirectRequest, StorageError};
-use driver_oss::ServiceError;
+use driver_oss::{OssDriver, ServiceError};
 use driver_testsuite::data::DataGen;
 use driver_testsuite::runtime as rt;
 use futures::StreamExt;
@@ -191,6 +192,32 @@ fn delete_of_2500_objects_in_batches_spares_siblings_after_paged_list_and_walk()
         assert!(d.delete("/dir").await.unwrap_err().is_not_found());
         d.delete("/dir-sibling").await.unwrap();
         d.delete("/dirx").await.unwrap();
+    });
+}
+
+#[test]
+fn tree_delete_streams_across_listing_pages() {
+    // Pages of 7 keys: the core deletes each page as it lists it (continuing after the
+    // last key listed), so 50 keys take several pages and several batches; another
+    // instance (default page) checks what is left.
+    rt().block_on(async {
+        let root = common::root("tree-delete");
+        let n = 50;
+        let store = OssDriver::from_parameters(params(&root))
+            .await
+            .unwrap()
+            .with_page_size(7);
+        let d = Driver::new(store.clone());
+        let fresh = Driver::new(OssDriver::from_parameters(params(&root)).await.unwrap());
+        let (lists, batches) = (store.list_requests(), store.delete_requests());
+        driver_testsuite::checks::tree_delete_across_pages(&d, &fresh, "/t", n).await;
+        let pages = n.div_ceil(7) as u64;
+        assert!(store.list_requests() - lists >= pages, "listing pages");
+        assert!(
+            store.delete_requests() - batches >= pages,
+            "a batch per page"
+        );
+        d.delete("/t").await.unwrap();
     });
 }
 
