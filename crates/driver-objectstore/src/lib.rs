@@ -50,6 +50,7 @@
 
 mod delete;
 mod pager;
+pub mod upload;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -67,6 +68,7 @@ use driver_api::{
 use futures::{StreamExt, TryStreamExt};
 
 use crate::pager::Pager;
+pub use crate::upload::{MultipartBackend, MultipartWriter, Part};
 
 /// What a backend call is for: the operation and the path, so that its errors name both.
 #[derive(Debug, Clone, Copy)]

@@ -242,3 +242,181 @@ async fn reads_at_and_past_the_end() {
     assert!(d.reader("/g", 0).await.err().unwrap().is_not_found());
     assert_eq!(d.get_content("/f").await.unwrap(), "abc");
 }
+
+/// Multipart uploads of the map: parts in a map of their own, stored after a delay that
+/// makes later parts finish first.
+#[derive(Debug, Default)]
+struct Parts {
+    map: Map,
+    uploads: Mutex<BTreeMap<String, BTreeMap<u32, Bytes>>>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_seen: std::sync::atomic::AtomicUsize,
+    concurrency: usize,
+}
+
+#[async_trait]
+impl ObjectBackend for Parts {
+    const NAME: &'static str = "parts";
+    const START_AFTER: bool = true;
+    async fn from_parameters(_: Parameters) -> Result<Self> {
+        Ok(Self::default())
+    }
+    fn keys(&self) -> &KeySpace {
+        self.map.keys()
+    }
+    async fn head(&self, cx: Cx<'_>, key: &str) -> Result<Option<ObjectMeta>> {
+        self.map.head(cx, key).await
+    }
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
+        self.map.get(cx, key, offset).await
+    }
+    async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()> {
+        self.map.put(cx, key, data).await
+    }
+    async fn copy(&self, cx: Cx<'_>, src: &ObjectMeta, dst: &str) -> Result<()> {
+        self.map.copy(cx, src, dst).await
+    }
+    async fn delete(&self, cx: Cx<'_>, key: &str, r: bool) -> Result<bool> {
+        self.map.delete(cx, key, r).await
+    }
+    async fn list_page(&self, cx: Cx<'_>, req: &ListRequest<'_>) -> Result<ListPage> {
+        self.map.list_page(cx, req).await
+    }
+    async fn writer(
+        this: Arc<Self>,
+        path: &StoragePath,
+        key: String,
+        append: bool,
+    ) -> Result<Box<dyn driver_api::FileWriter>> {
+        MultipartWriter::open(this, path, key, append).await
+    }
+}
+
+#[async_trait]
+impl MultipartBackend for Parts {
+    fn part_size(&self) -> usize {
+        4
+    }
+    fn min_part_size(&self) -> usize {
+        4
+    }
+    fn max_concurrency(&self) -> usize {
+        self.concurrency
+    }
+    async fn initiate(&self, _: Cx<'_>, key: &str) -> Result<String> {
+        let id = format!("{key}@{}", self.uploads.lock().unwrap().len());
+        self.uploads
+            .lock()
+            .unwrap()
+            .insert(id.clone(), BTreeMap::new());
+        Ok(id)
+    }
+    async fn put_part(
+        &self,
+        _: Cx<'_>,
+        _: &str,
+        upload: &str,
+        n: u32,
+        data: Bytes,
+    ) -> Result<Part> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.max_seen.fetch_max(now, SeqCst);
+        // Later parts of a group of four finish first.
+        tokio::time::sleep(std::time::Duration::from_millis(u64::from(4 - n % 4) * 3)).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        let size = data.len() as u64;
+        self.uploads
+            .lock()
+            .unwrap()
+            .get_mut(upload)
+            .unwrap()
+            .insert(n, data);
+        Ok(Part {
+            number: n,
+            size,
+            etag: format!("e{n}"),
+        })
+    }
+    async fn complete(&self, _: Cx<'_>, key: &str, upload: &str, parts: &[Part]) -> Result<()> {
+        let stored = self.uploads.lock().unwrap().remove(upload).unwrap();
+        let numbers: Vec<u32> = parts.iter().map(|p| p.number).collect();
+        assert!(
+            numbers.windows(2).all(|w| w[0] < w[1]),
+            "parts in order: {numbers:?}"
+        );
+        let body: Vec<u8> = parts
+            .iter()
+            .flat_map(|p| stored[&p.number].to_vec())
+            .collect();
+        self.map
+            .map
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), body.into());
+        Ok(())
+    }
+    async fn abort(&self, _: Cx<'_>, _: &str, upload: &str) -> Result<()> {
+        self.uploads.lock().unwrap().remove(upload);
+        Ok(())
+    }
+    async fn list_parts(&self, _: Cx<'_>, _: &str, upload: &str) -> Result<Vec<Part>> {
+        let u = self.uploads.lock().unwrap();
+        Ok(u[upload]
+            .iter()
+            .map(|(n, d)| Part {
+                number: *n,
+                size: d.len() as u64,
+                etag: format!("e{n}"),
+            })
+            .collect())
+    }
+}
+
+/// Parts finishing out of order, at most `maxconcurrency` in flight, an upload closed
+/// with a parked tail and resumed by another writer, then committed: exact content, and
+/// nothing left (no upload, no parked object). Cancel leaves nothing either.
+#[tokio::test]
+async fn multipart_writer_out_of_order_parts_resume_and_cancel() {
+    for concurrency in [1, 3] {
+        let s = ObjectStore::new(Parts {
+            concurrency,
+            ..Parts::default()
+        });
+        let d = Driver::new(s.clone());
+        let data: Vec<u8> = (0..=255u8).cycle().take(4 * 9 + 3).collect();
+        let mut w = d.writer("/f", false).await.unwrap();
+        for piece in data[..4 * 5 + 2].chunks(5) {
+            w.write(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        w.close().await.unwrap();
+        assert!(d.stat("/f").await.is_err(), "nothing visible before commit");
+        let mut w = d.writer("/f", true).await.unwrap();
+        assert_eq!(w.size(), 22);
+        w.write(Bytes::copy_from_slice(&data[22..])).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(d.get_content("/f").await.unwrap(), data);
+        let max = s
+            .backend()
+            .max_seen
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            max <= concurrency,
+            "{max} parts in flight, limit {concurrency}"
+        );
+        assert!(s.backend().uploads.lock().unwrap().is_empty());
+        assert_eq!(keys_of(&s.backend().map), ["f"]);
+
+        let mut w = d.writer("/g", false).await.unwrap();
+        w.write(Bytes::from_static(b"0123456789")).await.unwrap();
+        w.close().await.unwrap();
+        let mut w = d.writer("/g", true).await.unwrap();
+        w.cancel().await.unwrap();
+        assert!(s.backend().uploads.lock().unwrap().is_empty());
+        assert_eq!(keys_of(&s.backend().map), ["f"]);
+    }
+}
+
+fn keys_of(m: &Map) -> Vec<String> {
+    m.map.lock().unwrap().keys().cloned().collect()
+}

@@ -45,8 +45,11 @@ use driver_api::{
     register_driver, ByteStream, FileWriter, Parameters, RedirectMethod, RedirectRequest, Result,
     StorageError, StoragePath,
 };
-use driver_objectstore::{Cx, Got, ListPage, ListRequest, ObjectBackend, ObjectMeta, ObjectStore};
-use futures::StreamExt;
+use driver_objectstore::{
+    Cx, Got, ListPage, ListRequest, MultipartBackend, MultipartWriter, ObjectBackend, ObjectMeta,
+    ObjectStore, Part,
+};
+use futures::{StreamExt, TryStreamExt};
 
 use crate::client::map_err;
 use crate::params::S3Params;
@@ -134,23 +137,6 @@ impl S3Backend {
         s
     }
 
-    pub(crate) async fn put_object(
-        &self,
-        path: &StoragePath,
-        key: &str,
-        body: Bytes,
-    ) -> Result<()> {
-        new_object!(
-            self.client.put_object().bucket(self.bucket()).key(key),
-            self
-        )
-        .body(SdkStream::from(body))
-        .send()
-        .await
-        .map_err(|e| map_err("put", path, e))?;
-        Ok(())
-    }
-
     fn storage_class(&self) -> Option<aws_sdk_s3::types::StorageClass> {
         self.p.storage_class.as_deref().map(Into::into)
     }
@@ -174,107 +160,54 @@ impl S3Backend {
     }
 
     /// A server-side copy in parts: one multipart upload of concurrent `UploadPartCopy`
-    /// ranges of `copychunksize`, aborted if any part fails.
+    /// ranges of `multipartcopychunksize`, aborted if any part fails.
     async fn multipart_copy(&self, cx: Cx<'_>, src: &ObjectMeta, dst_key: &str) -> Result<()> {
-        let (op, path) = (cx.op, cx.path);
         let source = self.copy_source(&src.key);
-        let upload = new_object!(
-            self.client
-                .create_multipart_upload()
-                .bucket(self.bucket())
-                .key(dst_key),
-            self
-        )
-        .send()
-        .await
-        .map_err(|e| map_err(op, path, e))?;
-        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let upload = self.initiate(cx, dst_key).await?;
         let (size, chunk) = (src.size, self.p.copy_chunk_size);
-        let ranges: Vec<(i32, u64, u64)> = (0..size.div_ceil(chunk))
+        let parts: Result<Vec<Part>> = futures::stream::iter(0..size.div_ceil(chunk))
             .map(|i| {
-                let start = i * chunk;
-                let end = (start + chunk).min(size) - 1;
-                (i as i32 + 1, start, end)
-            })
-            .collect();
-        let parts: Vec<Result<aws_sdk_s3::types::CompletedPart>> = futures::stream::iter(ranges)
-            .map(|(n, start, end)| {
-                let (source, upload_id) = (&source, &upload_id);
+                let (source, upload) = (&source, &upload);
                 async move {
+                    let start = i * chunk;
+                    let end = (start + chunk).min(size) - 1;
+                    let number = i as u32 + 1;
                     let out = self
                         .client
                         .upload_part_copy()
                         .bucket(self.bucket())
                         .key(dst_key)
-                        .upload_id(upload_id)
-                        .part_number(n)
+                        .upload_id(upload)
+                        .part_number(number as i32)
                         .copy_source(source)
                         .copy_source_range(format!("bytes={start}-{end}"))
                         .send()
                         .await
-                        .map_err(|e| map_err(op, path, e))?;
-                    let etag = out
-                        .copy_part_result()
-                        .and_then(|r| r.e_tag())
-                        .unwrap_or_default()
-                        .to_owned();
-                    Ok(aws_sdk_s3::types::CompletedPart::builder()
-                        .part_number(n)
-                        .e_tag(etag)
-                        .build())
+                        .map_err(|e| map_err(cx.op, cx.path, e))?;
+                    let etag = out.copy_part_result().and_then(|r| r.e_tag());
+                    Ok(Part {
+                        number,
+                        size: end + 1 - start,
+                        etag: etag.unwrap_or_default().to_owned(),
+                    })
                 }
             })
             .buffer_unordered(self.p.copy_max_concurrency)
-            .collect()
+            .try_collect()
             .await;
-        let mut done = Vec::with_capacity(parts.len());
-        let mut failure = None;
-        for p in parts {
-            match p {
-                Ok(p) => done.push(p),
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
+        let done = match parts {
+            Ok(mut parts) => {
+                parts.sort_by_key(|p| p.number);
+                self.complete(cx, dst_key, &upload, &parts).await
+            }
+            Err(e) => Err(e),
+        };
+        if done.is_err() {
+            if let Err(e) = self.abort(cx, dst_key, &upload).await {
+                tracing::warn!(path = %cx.path, error = %e, "aborting a multipart copy failed");
             }
         }
-        if let Some(e) = failure {
-            self.abort(path, dst_key, &upload_id).await;
-            return Err(e);
-        }
-        done.sort_by_key(|p| p.part_number());
-        let res = self
-            .client
-            .complete_multipart_upload()
-            .bucket(self.bucket())
-            .key(dst_key)
-            .upload_id(&upload_id)
-            .multipart_upload(
-                aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                    .set_parts(Some(done))
-                    .build(),
-            )
-            .send()
-            .await;
-        if let Err(e) = res {
-            self.abort(path, dst_key, &upload_id).await;
-            return Err(map_err(op, path, e));
-        }
-        Ok(())
-    }
-
-    /// Aborts a multipart upload, logging (not returning) a failure: used on error paths.
-    pub(crate) async fn abort(&self, path: &StoragePath, key: &str, upload_id: &str) {
-        if let Err(e) = self
-            .client
-            .abort_multipart_upload()
-            .bucket(self.bucket())
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-        {
-            tracing::warn!(path = %path, error = %map_err("abort", path, e), "aborting a multipart upload failed");
-        }
+        done
     }
 }
 
@@ -387,7 +320,15 @@ impl ObjectBackend for S3Backend {
     }
 
     async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()> {
-        self.put_object(cx.path, key, data).await
+        new_object!(
+            self.client.put_object().bucket(self.bucket()).key(key),
+            self
+        )
+        .body(SdkStream::from(data))
+        .send()
+        .await
+        .map_err(|e| map_err(cx.op, cx.path, e))?;
+        Ok(())
     }
 
     async fn copy(&self, cx: Cx<'_>, src: &ObjectMeta, dst: &str) -> Result<()> {
@@ -544,14 +485,9 @@ impl ObjectBackend for S3Backend {
     async fn writer(
         this: Arc<Self>,
         path: &StoragePath,
-        _key: String,
+        key: String,
         append: bool,
     ) -> Result<Box<dyn FileWriter>> {
-        let w = if append {
-            writer::S3Writer::resume(this, path.clone()).await?
-        } else {
-            writer::S3Writer::new(this, path.clone())
-        };
-        Ok(Box::new(w))
+        MultipartWriter::open(this, path, key, append).await
     }
 }

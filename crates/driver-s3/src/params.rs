@@ -31,6 +31,7 @@ pub static PARAMS: &[ParamSpec] = &[
     ParamSpec::new("skipverify", ParamKind::Bool, "skip TLS certificate verification (refused: use a trusted CA instead)").default_value("false"),
     ParamSpec::new("v4auth", ParamKind::Bool, "AWS Signature Version 4 (always used; false is refused)").default_value("true"),
     ParamSpec::new("chunksize", INT_CHUNK, "multipart upload part size in bytes (memory per writer is about one chunk)").default_value("10485760"),
+    ParamSpec::new("maxconcurrency", ParamKind::Integer { min: Some(1), max: Some(1_000) }, "parts a writer uploads at once (memory per writer is about maxconcurrency + 1 chunks)").default_value("4"),
     ParamSpec::new("multipartcopychunksize", INT_CHUNK, "part size of multipart server-side copies in bytes").default_value("33554432"),
     ParamSpec::new("multipartcopymaxconcurrency", ParamKind::Integer { min: Some(1), max: Some(10_000) }, "parts copied at once in a multipart copy").default_value("100"),
     ParamSpec::new("multipartcopythresholdsize", ParamKind::Integer { min: Some(0), max: Some(MAX_CHUNK) }, "objects at least this big are moved by multipart copy (smaller: one CopyObject)").default_value("33554432"),
@@ -103,6 +104,8 @@ pub struct S3Params {
     pub secure: bool,
     /// `chunksize`.
     pub chunk_size: u64,
+    /// `maxconcurrency`.
+    pub max_concurrency: usize,
     /// `multipartcopychunksize`.
     pub copy_chunk_size: u64,
     /// `multipartcopymaxconcurrency`.
@@ -173,6 +176,7 @@ impl S3Params {
         let skip_verify = r.bool("skipverify")?.unwrap_or(false);
         let v4 = r.bool("v4auth")?.unwrap_or(true);
         let chunk_size = r.u64("chunksize")?.unwrap_or(10 << 20);
+        let max_concurrency = r.u64("maxconcurrency")?.unwrap_or(4) as usize;
         let copy_chunk_size = r.u64("multipartcopychunksize")?.unwrap_or(32 << 20);
         let copy_max_concurrency = r.u64("multipartcopymaxconcurrency")?.unwrap_or(100) as usize;
         let copy_threshold = r.u64("multipartcopythresholdsize")?.unwrap_or(32 << 20);
@@ -279,6 +283,7 @@ impl S3Params {
             key_id,
             secure,
             chunk_size,
+            max_concurrency,
             copy_chunk_size,
             copy_max_concurrency,
             copy_threshold,
