@@ -1,14 +1,19 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! * `test-all [--only a,b] [--no-lint]`: fmt check, clippy `-D warnings`, cargo-deny (when
-//!   installed), then every driver's suite (starting the emulators it needs) and every
-//!   other test; prints a table and `N passed, N failed`; exits non-zero on any failure.
+//! * `test-all [--only a,b] [--no-lint]`: the docs check, fmt check, clippy `-D warnings`,
+//!   rustdoc, cargo-deny (when installed), then every driver's suite (starting the emulators
+//!   it needs) and every other test; prints a table and `N passed, N failed`; exits non-zero
+//!   on any failure. `--only` takes driver names and `docs` (the docs check alone).
 //! * `bench [driver...] [-- criterion args]`: the criterion benchmarks.
-//! * `lint`: fmt check, clippy and cargo-deny only.
+//! * `lint`: the docs check, fmt check, clippy, rustdoc and cargo-deny only.
+//! * `docs`: the docs check alone: the conformance case count and the MSRV stated in
+//!   README.md and docs/*.md agree with driver-testsuite's case list and with Cargo.toml
+//!   (see `docs.rs`).
 //! * `emulators start [driver...]`: install and run the emulators in the foreground, printing their environment.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod docs;
 mod drivers;
 mod emulators;
 mod libtest;
@@ -29,12 +34,18 @@ fn main() -> ExitCode {
         Some("test-all") => test_all(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("lint") => lint().map(|rows| rows.iter().all(|r| r.counts.failed == 0)),
+        Some("docs") => {
+            let row = docs_check();
+            print_table(std::slice::from_ref(&row), row.seconds);
+            Ok(row.counts.failed == 0)
+        }
         Some("emulators") => emulators(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test-all [--only a,b] [--no-lint]\n       \
+                "usage: cargo xtask test-all [--only a,b|docs] [--no-lint]\n       \
                  cargo xtask bench [driver...] [-- criterion args]\n       \
                  cargo xtask lint\n       \
+                 cargo xtask docs\n       \
                  cargo xtask emulators start [driver...]"
             );
             Ok(false)
@@ -104,8 +115,43 @@ fn run_status(name: &str, cmd: &mut Command) -> Row {
     }
 }
 
+/// Runs the docs check (`docs.rs`): stated case count and MSRV against the code. Each
+/// disagreement is one failure line (file:line: what is wrong) in the final table.
+fn docs_check() -> Row {
+    let start = Instant::now();
+    eprintln!("==> docs: case count and MSRV in README.md and docs/*.md against the code");
+    let mut counts = Counts::default();
+    let mut note = String::new();
+    match docs::check(&workspace_root()) {
+        Ok(report) => {
+            note = format!("{} cases, MSRV {}", report.cases, report.msrv);
+            for f in &report.findings {
+                eprintln!("docs: {f}");
+            }
+            counts.failures = report.findings;
+        }
+        Err(e) => {
+            eprintln!("docs: {e}");
+            counts.failures.push(e.to_string());
+        }
+    }
+    if counts.failures.is_empty() {
+        counts.passed = 1;
+    } else {
+        counts.failed = 1;
+    }
+    Row {
+        name: "docs".into(),
+        counts,
+        skipped: Vec::new(),
+        seconds: start.elapsed().as_secs_f64(),
+        note,
+    }
+}
+
 fn lint() -> Result<Vec<Row>, Error> {
     let mut rows = vec![
+        docs_check(),
         run_status("fmt", cargo().args(["fmt", "--all", "--", "--check"])),
         run_status(
             "clippy",
@@ -174,7 +220,7 @@ fn parse_only(args: &[String]) -> Result<(Option<Vec<String>>, bool), Error> {
             "--only" => {
                 let v = it
                     .next()
-                    .ok_or("--only needs a comma-separated list of drivers")?;
+                    .ok_or("--only needs a comma-separated list of drivers (or `docs`)")?;
                 only = Some(v.split(',').map(|s| s.trim().to_owned()).collect());
             }
             s if s.starts_with("--only=") => {
@@ -186,14 +232,18 @@ fn parse_only(args: &[String]) -> Result<(Option<Vec<String>>, bool), Error> {
     }
     if let Some(names) = &only {
         for n in names {
-            if !DRIVERS.iter().any(|d| d.name == n) {
-                let known: Vec<&str> = DRIVERS.iter().map(|d| d.name).collect();
+            if n != DOCS && !DRIVERS.iter().any(|d| d.name == n) {
+                let mut known: Vec<&str> = DRIVERS.iter().map(|d| d.name).collect();
+                known.push(DOCS);
                 return Err(format!("unknown driver {n:?} (known: {})", known.join(", ")).into());
             }
         }
     }
     Ok((only, lint))
 }
+
+/// The `--only` name of the docs check.
+const DOCS: &str = "docs";
 
 fn test_all(args: &[String]) -> Result<bool, Error> {
     let (only, with_lint) = parse_only(args)?;
@@ -207,12 +257,19 @@ fn test_all(args: &[String]) -> Result<bool, Error> {
     if with_lint && only.is_none() {
         rows.extend(lint()?);
     }
+    if only.as_ref().is_some_and(|o| o.iter().any(|n| n == DOCS)) {
+        rows.push(docs_check());
+    }
 
-    // Build every test binary once; run them per driver below.
+    // Build every test binary once; run them per driver below (nothing to build when
+    // `--only` names no driver).
     let packages: Option<Vec<&str>> = only
         .as_ref()
         .map(|_| selected.iter().map(|d| d.package).collect());
-    let executables = libtest::build_tests(packages.as_deref())?;
+    let executables = match &packages {
+        Some(p) if p.is_empty() => Vec::new(),
+        _ => libtest::build_tests(packages.as_deref())?,
+    };
 
     for suite in &selected {
         rows.push(run_driver(suite, &executables)?);

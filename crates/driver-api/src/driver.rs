@@ -153,8 +153,12 @@ impl Capabilities {
 /// This is the raw trait drivers implement; applications use the [`Driver`](crate::Driver)
 /// handle, which validates paths, rejects the root where a file is needed, enforces the
 /// writer protocol and opens a tracing span per call. Implementations may therefore assume:
-/// every path they receive is a valid [`StoragePath`], only `list` and `walk` ever receive
-/// the root, and each [`FileWriter`] sees `write* (close | commit [close] | cancel [close])`.
+/// every path they receive is a valid [`StoragePath`], only `list`, `stat` and `walk` ever
+/// receive the root (every other operation on `/` is rejected with
+/// [`StorageError::InvalidPath`](crate::StorageError::InvalidPath) before it reaches the
+/// driver), and each [`FileWriter`] sees `write* (close | commit [close] | cancel [close])`.
+/// The root always exists: `stat("/")` is a directory (size 0) on every driver, even when
+/// nothing is stored, and `list("/")` / `walk("/")` of an empty store are empty.
 ///
 /// Semantics follow Distribution's storage driver API version 0.1 (see
 /// `docs/architecture.md` for the full contract).
@@ -185,7 +189,9 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
     /// [`FileWriter::commit`].
     async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>>;
 
-    /// Metadata of the file or directory at `path`.
+    /// Metadata of the file or directory at `path`. The root always exists: `stat("/")` is
+    /// a directory of size 0 on every driver, even when nothing is stored (never
+    /// `PathNotFound`); [`keys::dir_info`](crate::keys::dir_info) gives object stores that.
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo>;
 
     /// The direct children of the directory `path`, as full paths, sorted.
