@@ -3,7 +3,10 @@
 //! It speaks Swift's REST API over `reqwest` (no maintained Rust Swift SDK exists; see
 //! docs/drivers/swift.md), authenticates with TempAuth (v1) or Keystone v2.0/v3
 //! passwords (tokens cached, renewed on `401`), and maps the storage contract onto
-//! objects:
+//! objects. The driver is the object-store core's
+//! [`ObjectStore`](driver_objectstore::ObjectStore) over [`SwiftBackend`], which sends
+//! one Swift request per step; the core owns `stat`, `list`, `walk`, the paging and the
+//! streaming tree delete.
 //!
 //! * a path `/a/b` is the object `<prefix>/a/b` in `container`; directories are
 //!   implicit (a name prefix);
@@ -13,11 +16,12 @@
 //!   resumable from another process after `close`;
 //! * overwriting or deleting a large object removes its segments (nothing orphaned);
 //! * `rename` is a server-side `COPY` (a large object's manifest is copied, not its
-//!   bytes) then a DELETE;
-//! * `delete` lists the prefix once and deletes with the bulk-delete middleware (large
-//!   objects with `multipart-manifest=delete`);
+//!   bytes) then a DELETE (see [`SwiftBackend`]'s `move_object`);
+//! * `delete` streams: page by page of the listing (`limit` + `marker`), plain objects
+//!   go with the bulk-delete middleware (1,000 names a request), large objects one by
+//!   one with `multipart-manifest=delete`; then uncommitted uploads under the path;
 //! * `list` lists with the `/` delimiter; `walk` is one flat paginated listing
-//!   (`limit` + `marker`, [`driver_api::walk::flat`]);
+//!   ([`driver_api::walk::flat`]);
 //! * `redirect_url` is a TempURL (HMAC-SHA256) when `secretkey` is configured, valid
 //!   20 minutes by default and at most 7 days; otherwise `None`.
 //!
@@ -43,19 +47,19 @@ mod client;
 pub mod params;
 mod writer;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use driver_api::keys::{Children, KeySpace};
-use driver_api::walk::flat::FlatWalk;
+use driver_api::keys::KeySpace;
 use driver_api::{
-    register_driver, ByteStream, FileInfo, FileWriter, Parameters, RedirectMethod, RedirectRequest,
-    Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
+    register_driver, FileWriter, Parameters, RedirectMethod, RedirectRequest, Result, StorageError,
+    StoragePath,
 };
 use driver_http::Call;
+use driver_objectstore::{Cx, Got, ListPage, ListRequest, ObjectBackend, ObjectMeta};
 use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 use serde::Deserialize;
@@ -69,12 +73,11 @@ use crate::writer::SwiftWriter;
 pub const DRIVER: &str = "swift";
 
 /// Objects per listing page (Swift's default `container_listing_limit`).
-const LIST_LIMIT: usize = 10_000;
-/// Names per bulk-delete request (Swift's default `max_deletes_per_request` is 10,000);
-/// up to 4 such requests are in flight.
+const LIST_LIMIT: u32 = 10_000;
+/// Names per bulk-delete request (Swift's default `max_deletes_per_request` is 10,000).
 const BULK_DELETE: usize = 1_000;
-/// Requests in flight when deleting large objects one by one.
-const CONCURRENCY: usize = 16;
+/// Bulk-delete requests in flight when one call has more than [`BULK_DELETE`] names.
+const BULK_CONCURRENCY: usize = 4;
 
 /// What Swift did with a write of an object (a PUT, or a COPY to it).
 ///
@@ -118,26 +121,27 @@ register_driver! {
     create: SwiftDriver::from_parameters,
 }
 
-/// The Swift driver. Cheap to clone (one shared client).
-#[derive(Clone)]
-pub struct SwiftDriver {
-    inner: Arc<Inner>,
-}
+/// The Swift driver: the object-store core over [`SwiftBackend`]. Cheap to clone (one
+/// shared client); `SwiftDriver::from_parameters` creates it, and
+/// [`backend`](driver_objectstore::ObjectStore::backend) reaches Swift's own metrics
+/// ([`SwiftBackend::auth_requests`]).
+pub type SwiftDriver = driver_objectstore::ObjectStore<SwiftBackend>;
 
-pub(crate) struct Inner {
+/// Swift's requests, one per step of the object-store core (see
+/// [`ObjectBackend`]): the client (authentication, token cache), the container and the
+/// `<container>_segments` container of large objects' segments and upload state.
+pub struct SwiftBackend {
     client: Client,
     keys: KeySpace,
     p: SwiftParams,
     /// `<container>_segments`.
     seg_container: String,
-    /// Container listing requests sent.
-    list_requests: AtomicU64,
 }
 
-impl std::fmt::Debug for SwiftDriver {
+impl std::fmt::Debug for SwiftBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SwiftDriver")
-            .field("params", &self.inner.p)
+            .field("params", &self.p)
             .finish_non_exhaustive()
     }
 }
@@ -149,26 +153,17 @@ struct ManifestEntry {
     name: String,
 }
 
-impl SwiftDriver {
-    /// Creates the driver from factory parameters: authenticates, creates the container
+impl SwiftBackend {
+    /// Creates the backend from parsed parameters: authenticates, creates the container
     /// and the segments container when missing, and sets the TempURL key when one is
     /// configured and differs.
-    pub async fn from_parameters(params: Parameters) -> Result<Self> {
-        Self::new(SwiftParams::parse(params)?).await
-    }
-
-    /// Creates the driver from parsed parameters (see [`from_parameters`](Self::from_parameters)).
     pub async fn new(p: SwiftParams) -> Result<Self> {
-        let d = Self {
-            inner: Arc::new(Inner {
-                client: Client::new(&p)?,
-                keys: KeySpace::new(&p.root),
-                seg_container: p.segments_container(),
-                p,
-                list_requests: AtomicU64::new(0),
-            }),
+        let s = Self {
+            client: Client::new(&p)?,
+            keys: KeySpace::new(&p.root),
+            seg_container: p.segments_container(),
+            p,
         };
-        let s = &d.inner;
         s.client.login().await?;
         let root = StoragePath::root();
         for c in [s.p.container.as_str(), s.seg_container.as_str()] {
@@ -183,26 +178,13 @@ impl SwiftDriver {
         if let Some(key) = &s.p.secret_key {
             s.ensure_temp_url_key(key).await;
         }
-        Ok(d)
-    }
-
-    /// Container listing requests this driver (and its clones) sent so far: a metric,
-    /// and how the tests prove that a walk pages through one listing.
-    pub fn list_requests(&self) -> u64 {
-        self.inner.list_requests.load(Relaxed)
+        Ok(s)
     }
 
     /// Authentications made so far (the first one at construction): a metric, and how
     /// the tests see a token being renewed.
     pub fn auth_requests(&self) -> u64 {
-        self.inner.client.auth_count.load(Relaxed)
-    }
-}
-
-impl Inner {
-    /// The object name of `path`.
-    pub(crate) fn name(&self, path: &StoragePath) -> String {
-        self.keys.key(path)
+        self.client.auth_count.load(Relaxed)
     }
 
     /// Sets the TempURL key on the account (or container) when it differs; a failure
@@ -244,7 +226,7 @@ impl Inner {
     }
 
     /// HEAD of object `name` in `container`: `None` when missing.
-    async fn head(
+    pub(crate) async fn head_object(
         &self,
         op: &'static str,
         path: &StoragePath,
@@ -271,7 +253,7 @@ impl Inner {
         path: &StoragePath,
         name: &str,
     ) -> Result<Option<Vec<String>>> {
-        let Some(h) = self.head(op, path, &self.p.container, name).await? else {
+        let Some(h) = self.head_object(op, path, &self.p.container, name).await? else {
             return Ok(None);
         };
         if !is_slo(&h) {
@@ -328,7 +310,7 @@ impl Inner {
     /// When the write is [superseded](Put::Superseded), the segments stay: they may
     /// belong to the write that won (read here before it landed, with the same
     /// timestamp), and a winner that came later removes what it replaced itself.
-    async fn replace<F>(
+    pub(crate) async fn replace<F>(
         &self,
         op: &'static str,
         path: &StoragePath,
@@ -359,13 +341,36 @@ impl Inner {
         let call = Call::new(op, path, Method::PUT, url)
             .header("content-type", "application/octet-stream")
             .body(data);
-        self.put(call).await
+        self.send_write(call).await
     }
 
     /// Sends a call that writes an object (PUT, or COPY to a destination).
-    pub(crate) async fn put(&self, call: Call<'_>) -> Result<Put> {
+    pub(crate) async fn send_write(&self, call: Call<'_>) -> Result<Put> {
         let resp = self.client.expect(call, &[200, 201, 202]).await?;
         Ok(Put::from_response(&resp))
+    }
+
+    /// A server-side COPY of object `src` to `dst` in the container, through
+    /// [`replace`](Self::replace). With `manifest`, a large object's manifest is copied
+    /// (`multipart-manifest=get`: the copy shares the source's segments); without, the
+    /// bytes are (a large source becomes one plain object).
+    async fn copy_object(&self, cx: Cx<'_>, src: &str, dst: &str, manifest: bool) -> Result<Put> {
+        let c = self.p.container.as_str();
+        let copy = async {
+            let query: &[(&str, &str)] = if manifest {
+                &[("multipart-manifest", "get")]
+            } else {
+                &[]
+            };
+            let url = self.client.url(&[c, src], query).await?;
+            let method = Method::from_bytes(b"COPY").map_err(|e| {
+                StorageError::backend(DRIVER, cx.op, cx.path, format!("method: {e}"))
+            })?;
+            let call = Call::new(cx.op, cx.path, method, url)
+                .header("destination", client::encode(&format!("{c}/{dst}")));
+            self.send_write(call).await
+        };
+        self.replace(cx.op, cx.path, dst, copy).await
     }
 
     /// The whole object `container/name`, if it exists.
@@ -413,7 +418,7 @@ impl Inner {
             .collect();
         futures::stream::iter(bodies)
             .map(|body| self.bulk_request(op, path, body))
-            .buffer_unordered(4)
+            .buffer_unordered(BULK_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
@@ -461,13 +466,8 @@ impl Inner {
     }
 
     /// Deletes object `name`: a large object with its segments. Whether it existed.
-    async fn delete_object(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        name: &str,
-        slo: bool,
-    ) -> Result<bool> {
+    async fn delete_object(&self, cx: Cx<'_>, name: &str, slo: bool) -> Result<bool> {
+        let (op, path) = (cx.op, cx.path);
         let query: &[(&str, &str)] = if slo {
             &[("multipart-manifest", "delete")]
         } else {
@@ -486,30 +486,30 @@ impl Inner {
         }
     }
 
-    /// One listing page (at most `limit` entries) after `marker`.
-    async fn list_page(
+    /// One listing page of `container` (the main one, or the segments container for
+    /// upload state): `limit` is `req.max` (default 10,000), the `marker` the token or
+    /// else the start-after key; the next page continues after the last name when this
+    /// one was full.
+    pub(crate) async fn list_container(
         &self,
-        op: &'static str,
-        path: &StoragePath,
-        l: Listing<'_>,
-        marker: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Entry>> {
-        let Listing {
-            container,
-            prefix,
-            delimiter,
-        } = l;
-        let limit = limit.to_string();
-        let mut q: Vec<(&str, &str)> =
-            vec![("format", "json"), ("prefix", prefix), ("limit", &limit)];
-        if delimiter {
+        cx: Cx<'_>,
+        container: &str,
+        req: &ListRequest<'_>,
+    ) -> Result<ListPage> {
+        let (op, path) = (cx.op, cx.path);
+        let limit = req.max.unwrap_or(LIST_LIMIT).max(1);
+        let limit_s = limit.to_string();
+        let mut q: Vec<(&str, &str)> = vec![
+            ("format", "json"),
+            ("prefix", req.prefix),
+            ("limit", &limit_s),
+        ];
+        if req.delimiter {
             q.push(("delimiter", "/"));
         }
-        if let Some(m) = marker {
+        if let Some(m) = req.token.or(req.start_after) {
             q.push(("marker", m));
         }
-        self.list_requests.fetch_add(1, Relaxed);
         let url = self.client.url(&[container], &q).await?;
         let resp = self
             .client
@@ -517,95 +517,36 @@ impl Inner {
             .await?;
         match resp.status().as_u16() {
             200 => {}
-            204 => return Ok(Vec::new()),
+            204 => return Ok(ListPage::default()),
             _ => return Err(client::status_error(op, path, resp).await),
         }
         let body = resp
             .bytes()
             .await
             .map_err(|e| driver_http::transport_error(DRIVER, op, path, e))?;
-        serde_json::from_slice(&body).map_err(|e| {
+        let entries: Vec<Entry> = serde_json::from_slice(&body).map_err(|e| {
             StorageError::backend(DRIVER, op, path, format!("unexpected listing: {e}"))
-        })
-    }
-
-    /// Every page of a listing, starting after `start`, fed to `each` until it returns
-    /// `false`.
-    async fn list_all(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        l: Listing<'_>,
-        start: Option<String>,
-        mut each: impl FnMut(Vec<Entry>) -> bool,
-    ) -> Result<()> {
-        let mut marker = start;
-        loop {
-            let page = self
-                .list_page(op, path, l, marker.as_deref(), LIST_LIMIT)
-                .await?;
-            let full = page.len() >= LIST_LIMIT;
-            let last = page
-                .last()
-                .and_then(|e| e.name.clone().or_else(|| e.subdir.clone()));
-            if !each(page) || !full {
-                return Ok(());
-            }
-            match last {
-                Some(l) => marker = Some(l),
-                None => return Ok(()),
+        })?;
+        let full = entries.len() >= limit as usize;
+        let mut page = ListPage::default();
+        let mut last = None;
+        for e in entries {
+            let mod_time = e.mod_time();
+            if let Some(name) = e.name {
+                last = Some(name.clone());
+                page.objects.push(ObjectMeta {
+                    key: name,
+                    size: e.bytes,
+                    mod_time,
+                    segmented: e.slo_etag.is_some(),
+                });
+            } else if let Some(dir) = e.subdir {
+                last = Some(dir.clone());
+                page.prefixes.push(dir);
             }
         }
-    }
-
-    /// Removes the uncommitted uploads at `path` and (when `below`) under it.
-    async fn delete_uploads(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        below: bool,
-    ) -> Result<()> {
-        let mut states = vec![writer::state_name(&self.name(path))];
-        if below {
-            let seg = self.seg_container.clone();
-            let prefix = self.keys.dir_prefix(path);
-            self.list_all(op, path, Listing::flat(&seg, &prefix), None, |page| {
-                states.extend(
-                    page.into_iter()
-                        .filter_map(|e| e.name)
-                        .filter(|n| n.ends_with(writer::STATE_SUFFIX)),
-                );
-                true
-            })
-            .await?;
-        }
-        futures::stream::iter(states)
-            .map(|s| async move { writer::discard_state(self, op, path, &s).await })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await
-            .map(drop)
-    }
-}
-
-/// What a listing lists.
-#[derive(Clone, Copy)]
-struct Listing<'a> {
-    container: &'a str,
-    /// Names starting with this.
-    prefix: &'a str,
-    /// `delimiter=/`: one level, with `subdir` entries.
-    delimiter: bool,
-}
-
-impl<'a> Listing<'a> {
-    /// Every name under `prefix`.
-    fn flat(container: &'a str, prefix: &'a str) -> Self {
-        Self {
-            container,
-            prefix,
-            delimiter: false,
-        }
+        page.next = last.filter(|_| full);
+        Ok(page)
     }
 }
 
@@ -625,180 +566,138 @@ fn content_length(resp: &reqwest::Response) -> u64 {
 }
 
 #[async_trait]
-impl StorageDriver for SwiftDriver {
-    fn name(&self) -> &str {
-        DRIVER
+impl ObjectBackend for SwiftBackend {
+    const NAME: &'static str = DRIVER;
+    /// Swift's `marker`: names after it.
+    const START_AFTER: bool = true;
+
+    async fn from_parameters(params: Parameters) -> Result<Self> {
+        Self::new(SwiftParams::parse(params)?).await
     }
 
-    async fn get_content(&self, path: &StoragePath) -> Result<Bytes> {
-        let s = &self.inner;
-        s.get_object("get_content", path, &s.p.container, &s.name(path))
-            .await?
-            .ok_or_else(|| StorageError::not_found(DRIVER, path))
+    fn keys(&self) -> &KeySpace {
+        &self.keys
     }
 
-    async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
-        let s = &self.inner;
-        let name = s.name(path);
-        let put = s.put_object("put_content", path, &s.p.container, &name, content);
-        s.replace("put_content", path, &name, put).await.map(drop)
+    /// One bulk-delete request.
+    fn delete_batch_size(&self) -> usize {
+        BULK_DELETE
     }
 
-    async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
-        let s = &self.inner;
-        let name = s.name(path);
-        let url = s.client.url(&[&s.p.container, &name], &[]).await?;
-        let mut call = Call::new("reader", path, Method::GET, url);
+    async fn head(&self, cx: Cx<'_>, key: &str) -> Result<Option<ObjectMeta>> {
+        let h = self
+            .head_object(cx.op, cx.path, &self.p.container, key)
+            .await?;
+        Ok(h.map(|h| ObjectMeta {
+            key: key.to_owned(),
+            size: content_length(&h),
+            mod_time: client::x_timestamp(&h),
+            segmented: is_slo(&h),
+        }))
+    }
+
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
+        let (op, path) = (cx.op, cx.path);
+        let url = self.client.url(&[&self.p.container, key], &[]).await?;
+        let mut call = Call::new(op, path, Method::GET, url);
         if offset > 0 {
             call = call.header("range", format!("bytes={offset}-"));
         }
-        let resp = s.client.send(call).await?;
+        let resp = self.client.send(call).await?;
         match resp.status().as_u16() {
-            200 | 206 => Ok(driver_http::body_stream(DRIVER, "reader", path, resp)),
-            416 => {
-                // The range starts at or past the end: empty at the end, else an error.
-                let h = s
-                    .head("reader", path, &s.p.container, &name)
-                    .await?
-                    .ok_or_else(|| StorageError::not_found(DRIVER, path))?;
-                driver_api::keys::read_past_end(DRIVER, path, offset, content_length(&h))
-            }
-            _ => Err(client::error("reader", path, resp).await),
+            200 | 206 => Ok(Got::Stream(driver_http::body_stream(
+                DRIVER, op, path, resp,
+            ))),
+            404 => Ok(Got::NotFound),
+            416 => Ok(Got::PastEnd),
+            _ => Err(client::status_error(op, path, resp).await),
         }
     }
 
-    async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>> {
-        let s = self.inner.clone();
-        let w = if append {
-            SwiftWriter::resume(s, path.clone()).await?
-        } else {
-            SwiftWriter::fresh(s, path.clone()).await?
-        };
-        Ok(Box::new(w))
+    /// One plain GET, the body read whole.
+    async fn get_bytes(&self, cx: Cx<'_>, key: &str) -> Result<Option<Bytes>> {
+        self.get_object(cx.op, cx.path, &self.p.container, key)
+            .await
     }
 
-    async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
-        let s = &self.inner;
-        let object = || async {
-            let h = s.head("stat", path, &s.p.container, &s.name(path)).await?;
-            Ok(h.map(|h| (content_length(&h), client::x_timestamp(&h))))
-        };
-        let first_below = || async {
-            let prefix = s.keys.dir_prefix(path);
-            let listing = Listing::flat(&s.p.container, &prefix);
-            let page = s.list_page("stat", path, listing, None, 1).await?;
-            Ok(page.first().map(|e| e.mod_time()))
-        };
-        driver_api::keys::stat(DRIVER, path, object, first_below).await
+    /// A PUT through `replace`: a large object it replaces loses its segments, unless
+    /// the PUT was superseded (a concurrent write with a newer timestamp won).
+    async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()> {
+        let put = self.put_object(cx.op, cx.path, &self.p.container, key, data);
+        self.replace(cx.op, cx.path, key, put).await.map(drop)
     }
 
-    async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
-        let s = &self.inner;
-        let prefix = s.keys.dir_prefix(path);
-        let mut children = Children::new(path, &prefix);
-        let listing = Listing {
-            container: &s.p.container,
-            prefix: &prefix,
-            delimiter: true,
-        };
-        s.list_all("list", path, listing, None, |page| {
-            for e in page {
-                if let Some(name) = e.name.or(e.subdir) {
-                    children.push(&name);
-                }
-            }
-            true
-        })
-        .await?;
-        children.finish(DRIVER)
+    /// A COPY of the bytes: the copy is independent of the source, also for a large
+    /// object (which Swift joins into one object, at most `max_file_size`).
+    async fn copy(&self, cx: Cx<'_>, src: &ObjectMeta, dst: &str) -> Result<()> {
+        self.copy_object(cx, &src.key, dst, false).await.map(drop)
     }
 
-    async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {
-        let s = &self.inner;
-        let (from, to) = (s.name(src), s.name(dst));
-        let c = s.p.container.as_str();
-        let h = s
-            .head("rename", src, c, &from)
-            .await?
-            .ok_or_else(|| StorageError::not_found(DRIVER, src))?;
-        if src == dst {
-            return Ok(());
-        }
-        let slo = is_slo(&h);
-        let copy = async {
-            // COPY with multipart-manifest=get copies a large object's manifest, not
-            // its bytes.
-            let query: &[(&str, &str)] = if slo {
-                &[("multipart-manifest", "get")]
-            } else {
-                &[]
-            };
-            let url = s.client.url(&[c, &from], query).await?;
-            let copy = Method::from_bytes(b"COPY").map_err(|e| {
-                StorageError::backend(DRIVER, "rename", src, format!("method: {e}"))
-            })?;
-            let call = Call::new("rename", src, copy, url)
-                .header("destination", client::encode(&format!("{c}/{to}")));
-            s.put(call).await
-        };
-        let copied = s.replace("rename", dst, &to, copy).await?;
-        // The plain DELETE keeps the segments, now the destination's, unless a
-        // concurrent write to the destination won: then no manifest names them.
-        let segments_too = slo && copied == Put::Superseded;
-        s.delete_object("rename", src, &from, segments_too)
+    /// Overrides copy-then-delete: a large object moves by its manifest. A copy of the
+    /// bytes would read and write the whole object (and fail past `max_file_size`), and
+    /// a manifest copy followed by the default delete would remove the segments the
+    /// copy now names. So the manifest is copied (`multipart-manifest=get`) and the
+    /// source deleted plainly, keeping its segments, now the destination's; with its
+    /// segments only when a concurrent write to the destination won (the copy was
+    /// superseded, so no manifest names them).
+    async fn move_object(&self, cx: Cx<'_>, src: &ObjectMeta, dst: &str) -> Result<()> {
+        let copied = self.copy_object(cx, &src.key, dst, src.segmented).await?;
+        let segments_too = src.segmented && copied == Put::Superseded;
+        self.delete_object(cx, &src.key, segments_too)
             .await
             .map(drop)
     }
 
-    async fn delete(&self, path: &StoragePath) -> Result<()> {
-        let s = &self.inner;
-        let name = s.name(path);
-        let c = s.p.container.clone();
-        // List first, then delete: deleting while paging could skip names.
-        let mut plain = Vec::new();
-        let mut large = Vec::new();
-        if let Some(h) = s.head("delete", path, &c, &name).await? {
-            if is_slo(&h) {
-                large.push(name.clone());
-            } else {
-                plain.push(format!("/{c}/{name}"));
-            }
+    /// A HEAD tells a large object (deleted with `multipart-manifest=delete`, its
+    /// segments with it) and whether there is anything; then one DELETE.
+    async fn delete(&self, cx: Cx<'_>, key: &str, _report: bool) -> Result<bool> {
+        match self
+            .head_object(cx.op, cx.path, &self.p.container, key)
+            .await?
+        {
+            None => Ok(false),
+            Some(h) => self.delete_object(cx, key, is_slo(&h)).await,
         }
-        let prefix = s.keys.dir_prefix(path);
-        s.list_all("delete", path, Listing::flat(&c, &prefix), None, |page| {
-            for e in page {
-                let Some(n) = e.name else { continue };
-                if e.slo_etag.is_some() {
-                    large.push(n);
-                } else {
-                    plain.push(format!("/{c}/{n}"));
-                }
-            }
-            true
-        })
-        .await?;
-        let any = !plain.is_empty() || !large.is_empty();
-        s.bulk_delete("delete", path, plain).await?;
-        futures::stream::iter(large)
-            .map(|n| async move { s.delete_object("delete", path, &n, true).await })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<bool>>()
-            .await?;
-        s.delete_uploads("delete", path, true).await?;
-        if any {
-            Ok(())
-        } else {
-            Err(StorageError::not_found(DRIVER, path))
-        }
+    }
+
+    /// The plain objects in one bulk-delete request; each large object (the listing's
+    /// `slo_etag`) with its own DELETE `?multipart-manifest=delete`, at the same time.
+    async fn delete_batch(&self, cx: Cx<'_>, objects: &[ObjectMeta]) -> Result<()> {
+        let c = &self.p.container;
+        let plain: Vec<String> = objects
+            .iter()
+            .filter(|o| !o.segmented)
+            .map(|o| format!("/{c}/{}", o.key))
+            .collect();
+        let large: Vec<&str> = objects
+            .iter()
+            .filter(|o| o.segmented)
+            .map(|o| o.key.as_str())
+            .collect();
+        let large = futures::stream::iter(0..large.len())
+            .map(|i| self.delete_object(cx, large[i], true))
+            .buffer_unordered(self.delete_concurrency())
+            .try_collect::<Vec<bool>>();
+        futures::try_join!(self.bulk_delete(cx.op, cx.path, plain), large).map(drop)
+    }
+
+    async fn list_page(&self, cx: Cx<'_>, req: &ListRequest<'_>) -> Result<ListPage> {
+        self.list_container(cx, &self.p.container, req).await
+    }
+
+    /// Discards the uncommitted uploads at the key and under it (their state objects
+    /// and segments in the segments container).
+    async fn after_delete(&self, cx: Cx<'_>, key: &str) -> Result<()> {
+        writer::discard_uploads(self, cx, key).await
     }
 
     async fn redirect_url(
         &self,
+        _cx: Cx<'_>,
         request: &RedirectRequest,
-        path: &StoragePath,
+        key: &str,
     ) -> Result<Option<String>> {
-        let s = &self.inner;
-        let Some(key) = &s.p.secret_key else {
+        let Some(secret) = &self.p.secret_key else {
             return Ok(None);
         };
         // A HEAD is allowed on a URL signed for GET (as Distribution signs it).
@@ -806,7 +705,7 @@ impl StorageDriver for SwiftDriver {
             RedirectMethod::Head => "HEAD",
             _ => "GET",
         };
-        if !s.p.temp_url_methods.iter().any(|m| m == wanted) {
+        if !self.p.temp_url_methods.iter().any(|m| m == wanted) {
             return Ok(None);
         }
         let expiry = request.lifetime();
@@ -815,39 +714,23 @@ impl StorageDriver for SwiftDriver {
             .unwrap_or_default()
             .as_secs()
             + expiry.as_secs().max(1);
-        s.client
-            .temp_url(key, "GET", &s.p.container, &s.name(path), expires)
+        self.client
+            .temp_url(secret, "GET", &self.p.container, key, expires)
             .await
             .map(Some)
     }
 
-    async fn walk(
-        &self,
+    async fn writer(
+        this: Arc<Self>,
         path: &StoragePath,
-        options: &WalkOptions,
-        f: &mut WalkFn<'_>,
-    ) -> Result<()> {
-        let s = &self.inner;
-        let prefix = s.keys.dir_prefix(path);
-        let mut walk = FlatWalk::new(path, options, f);
-        let start = walk.start_after().map(|a| format!("{prefix}{a}"));
-        s.list_all(
-            "walk",
-            path,
-            Listing::flat(&s.p.container, &prefix),
-            start,
-            |page| {
-                for e in &page {
-                    let Some(name) = &e.name else { continue };
-                    let rel = name.get(prefix.len()..).unwrap_or("");
-                    if !walk.push(rel, e.bytes, e.mod_time()) {
-                        return false;
-                    }
-                }
-                true
-            },
-        )
-        .await?;
-        walk.finish(DRIVER)
+        key: String,
+        append: bool,
+    ) -> Result<Box<dyn FileWriter>> {
+        let w = if append {
+            SwiftWriter::resume(this, path.clone(), key).await?
+        } else {
+            SwiftWriter::fresh(this, path.clone(), key).await?
+        };
+        Ok(Box::new(w))
     }
 }

@@ -28,12 +28,17 @@ use driver_http::Call;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::{Inner, Put, DRIVER};
+use driver_objectstore::{Cx, ListRequest};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::{Put, SwiftBackend, DRIVER};
 
 /// What ends the name of a state object.
 pub(crate) const STATE_SUFFIX: &str = "#upload";
 /// Swift's default `max_manifest_segments`.
 const MAX_SEGMENTS: usize = 1000;
+/// Uploads discarded at once by [`discard_uploads`].
+const DISCARD_CONCURRENCY: usize = 16;
 
 /// The name of the state object of `name`.
 pub(crate) fn state_name(name: &str) -> String {
@@ -82,7 +87,7 @@ fn upload_id() -> String {
 }
 
 async fn read_state(
-    s: &Inner,
+    s: &SwiftBackend,
     op: &'static str,
     path: &StoragePath,
     state: &str,
@@ -98,7 +103,7 @@ async fn read_state(
 /// Deletes the uncommitted upload recorded in state object `state`, if any: its
 /// segments, then the state.
 pub(crate) async fn discard_state(
-    s: &Inner,
+    s: &SwiftBackend,
     op: &'static str,
     path: &StoragePath,
     state: &str,
@@ -116,8 +121,46 @@ pub(crate) async fn discard_state(
     s.bulk_delete(op, path, names).await
 }
 
+/// Discards the uncommitted uploads of `key` and of every name under it (after a tree
+/// delete): the state object of `key`, then those the segments container lists under
+/// `<key>/`, a page at a time, each with its segments.
+///
+/// (A paging loop of its own: upload state lives in the segments container, which the
+/// object-store core does not list. It goes when the writer protocol moves into the
+/// core.)
+pub(crate) async fn discard_uploads(s: &SwiftBackend, cx: Cx<'_>, key: &str) -> Result<()> {
+    discard_state(s, cx.op, cx.path, &state_name(key)).await?;
+    let prefix = s.keys.dir_prefix(cx.path);
+    let mut marker: Option<String> = None;
+    loop {
+        let req = ListRequest {
+            prefix: &prefix,
+            start_after: marker.as_deref(),
+            ..ListRequest::default()
+        };
+        let page = s.list_container(cx, &s.seg_container, &req).await?;
+        let states: Vec<&str> = page
+            .objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .filter(|n| n.ends_with(STATE_SUFFIX))
+            .collect();
+        futures::stream::iter(0..states.len())
+            .map(|i| discard_state(s, cx.op, cx.path, states[i]))
+            .buffer_unordered(DISCARD_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        // Names after the last one listed: discarding what sorts before it skips
+        // nothing.
+        match page.next {
+            Some(last) => marker = Some(last),
+            None => return Ok(()),
+        }
+    }
+}
+
 pub(crate) struct SwiftWriter {
-    s: Arc<Inner>,
+    s: Arc<SwiftBackend>,
     path: StoragePath,
     name: String,
     id: String,
@@ -130,8 +173,7 @@ pub(crate) struct SwiftWriter {
 }
 
 impl SwiftWriter {
-    fn new(s: Arc<Inner>, path: StoragePath) -> Self {
-        let name = s.name(&path);
+    fn new(s: Arc<SwiftBackend>, path: StoragePath, name: String) -> Self {
         let chunk = s.p.chunk_size;
         Self {
             s,
@@ -146,16 +188,24 @@ impl SwiftWriter {
     }
 
     /// A new upload; an uncommitted one at the same path is discarded.
-    pub(crate) async fn fresh(s: Arc<Inner>, path: StoragePath) -> Result<Self> {
-        let w = Self::new(s, path);
+    pub(crate) async fn fresh(
+        s: Arc<SwiftBackend>,
+        path: StoragePath,
+        name: String,
+    ) -> Result<Self> {
+        let w = Self::new(s, path, name);
         discard_state(&w.s, "writer", &w.path, &state_name(&w.name)).await?;
         Ok(w)
     }
 
     /// Continues the upload closed at `path`, or starts one over committed empty
     /// content; anything else is refused.
-    pub(crate) async fn resume(s: Arc<Inner>, path: StoragePath) -> Result<Self> {
-        let mut w = Self::new(s.clone(), path.clone());
+    pub(crate) async fn resume(
+        s: Arc<SwiftBackend>,
+        path: StoragePath,
+        name: String,
+    ) -> Result<Self> {
+        let mut w = Self::new(s.clone(), path.clone(), name);
         if let Some(st) = read_state(&s, "writer", &path, &state_name(&w.name)).await? {
             w.id = st.id;
             w.size = st.segments.iter().map(|g| g.size).sum();
@@ -163,7 +213,10 @@ impl SwiftWriter {
             w.has_state = true;
             return Ok(w);
         }
-        match s.head("writer", &path, &s.p.container, &w.name).await? {
+        match s
+            .head_object("writer", &path, &s.p.container, &w.name)
+            .await?
+        {
             None => Err(StorageError::not_found(DRIVER, &path)),
             Some(h) if crate::content_length(&h) == 0 => Ok(w),
             Some(h) => Err(StorageError::append_to_committed(
@@ -254,7 +307,7 @@ impl SwiftWriter {
         let call = Call::new("writer", &self.path, Method::PUT, url)
             .header("content-type", "application/octet-stream")
             .body(Bytes::from(body));
-        self.s.put(call).await
+        self.s.send_write(call).await
     }
 
     /// Deletes this upload's segments and state.

@@ -2,7 +2,8 @@
 //! `cargo xtask test-all`): resume from a new instance after close, no orphaned segments
 //! after overwrite / delete / cancel (the segments container is listed), a 50 MiB
 //! segmented object moved by its manifest and read back, a walk over more than 10,000
-//! objects (two listing pages), TempURLs fetched by a plain HTTP client, a
+//! objects (two listing pages), tree deletes that cross listing pages (large objects
+//! and open uploads among them), TempURLs fetched by a plain HTTP client, a
 //! wrong password, a token revoked mid-upload, and writes that lose to a newer write.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -319,6 +320,57 @@ fn walk_pages_through_more_than_ten_thousand_objects() {
     });
 }
 
+/// The core's streaming tree delete over pages of 7 names: every name below goes (the
+/// check lists with another instance, at the default page), siblings stay; large
+/// objects and an open upload among the pages leave no segment or state behind.
+#[test]
+fn tree_delete_across_listing_pages() {
+    rt().block_on(async {
+        let root = common::root("pages");
+        let swift = SwiftDriver::from_parameters(params(&root))
+            .await
+            .unwrap()
+            .with_page_size(7);
+        let d = Driver::new(swift.clone());
+        let fresh = driver(&root).await;
+        driver_testsuite::checks::tree_delete_across_pages(&d, &fresh, "/tree", 50).await;
+
+        // 3 large objects (3 segments each) among 12 plain ones, and an upload closed
+        // but not committed: 15 names, 3 pages.
+        let big = DataGen::random().bytes(2 * CHUNK + 5);
+        for i in 0..3 {
+            let mut w = d.writer(&format!("/slo/{i}/big"), false).await.unwrap();
+            w.write(big.clone()).await.unwrap();
+            w.commit().await.unwrap();
+        }
+        for i in 0..12 {
+            d.put_content(&format!("/slo/{}/f{i:02}", i % 3), Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        let mut w = d.writer("/slo/open/upload", false).await.unwrap();
+        w.write(big.clone()).await.unwrap();
+        w.close().await.unwrap();
+        if let Some(n) = segment_names(&root).await.map(|v| v.len()) {
+            assert_eq!(n, 3 * 3 + 3 + 1, "segments and the upload's state");
+        }
+        assert_eq!(fresh.walk_collect("/slo").await.unwrap().len(), 3 + 15);
+        let (pages, batches) = (swift.list_requests(), swift.delete_requests());
+        d.delete("/slo").await.unwrap();
+        assert!(swift.list_requests() - pages >= 3, "listed in pages of 7");
+        assert!(
+            swift.delete_requests() - batches >= 3,
+            "a batch a page at least"
+        );
+        assert_no_segments(&root, "after a paged delete of large objects").await;
+        assert_eq!(
+            fresh.list("/").await.unwrap(),
+            [fresh.path("/tree").unwrap()]
+        );
+        assert!(d.delete("/slo").await.unwrap_err().is_not_found());
+    });
+}
+
 #[test]
 fn temp_urls_are_fetched_by_a_plain_client() {
     rt().block_on(async {
@@ -482,18 +534,21 @@ fn a_token_revoked_mid_upload_is_renewed_without_losing_data() {
         let data = DataGen::random().bytes(3 * CHUNK + 1);
         let mut w = d.writer("/obj", false).await.unwrap();
         w.write(data.slice(..CHUNK + 10)).await.unwrap();
-        let auths = swift.auth_requests();
+        let auths = swift.backend().auth_requests();
         if !revoke_all_tokens().await {
             return;
         }
         // The next segment is refused (401), the token renewed, the segment re-sent.
         w.write(data.slice(CHUNK + 10..)).await.unwrap();
         w.commit().await.unwrap();
-        assert!(swift.auth_requests() > auths, "a new token was fetched");
+        assert!(
+            swift.backend().auth_requests() > auths,
+            "a new token was fetched"
+        );
         assert!(d.get_content("/obj").await.unwrap() == data);
 
         // Concurrent requests holding the same stale token renew it once.
-        let auths = swift.auth_requests();
+        let auths = swift.backend().auth_requests();
         assert!(revoke_all_tokens().await);
         let d2 = Arc::new(d.clone());
         let reads = (0..8).map(|_| {
@@ -503,7 +558,11 @@ fn a_token_revoked_mid_upload_is_renewed_without_losing_data() {
         for size in futures::future::join_all(reads).await {
             assert_eq!(size, data.len() as u64);
         }
-        assert_eq!(swift.auth_requests(), auths + 1, "one renewal for all");
+        assert_eq!(
+            swift.backend().auth_requests(),
+            auths + 1,
+            "one renewal for all"
+        );
         d.delete("/obj").await.unwrap();
         assert_no_segments(&root, "after delete").await;
     });
@@ -622,12 +681,37 @@ fn writes_that_lose_to_a_newer_write_succeed_and_orphan_nothing() {
         assert_no_segments(&root, "after a move of a large object that lost").await;
         assert_eq!(&newer().await[..], b"newer");
 
-        // A delete: Swift answers 409 (inside the bulk delete).
+        // A delete: Swift answers 409 to the object's own DELETE, and inside the bulk
+        // delete of a tree that holds it.
         d.delete("/obj").await.unwrap();
         assert_eq!(&newer().await[..], b"newer");
+        let put = stamped(
+            reqwest::Method::PUT,
+            &root,
+            "/dir/obj",
+            &ahead(3600),
+            b"newer",
+        )
+        .await;
+        assert_eq!(put, 201, "the stamped write below a directory");
+        d.put_content("/dir/plain", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        d.delete("/dir").await.unwrap();
+        assert_eq!(&d.get_content("/dir/obj").await.unwrap()[..], b"newer");
+        assert!(d.stat("/dir/plain").await.unwrap_err().is_not_found());
 
-        let del = stamped(reqwest::Method::DELETE, &root, "/obj", &ahead(3601), b"").await;
-        assert_eq!(del, 204, "the stamped delete");
+        for stamped_obj in ["/obj", "/dir/obj"] {
+            let del = stamped(
+                reqwest::Method::DELETE,
+                &root,
+                stamped_obj,
+                &ahead(3601),
+                b"",
+            )
+            .await;
+            assert_eq!(del, 204, "the stamped delete of {stamped_obj}");
+        }
         assert!(d.list("/").await.unwrap().is_empty());
     });
 }
