@@ -24,8 +24,14 @@
 //!   `max-keys`, the `/` delimiter);
 //! * `redirect_url` is a presigned URL (V4 or V1 like the requests), valid 20 minutes by
 //!   default and at most 7 days;
-//! * the writer uploads chunks as parts of a multipart upload and completes it on commit
-//!   (resumable from another process after `close`: see the `writer` module).
+//! * the writer is the core's resumable [`MultipartWriter`] (the protocol is in
+//!   [`driver_objectstore::upload`]) over OSS multipart uploads; [`OssBackend`]
+//!   implements its [`MultipartBackend`] steps: `InitiateMultipartUpload` at the first
+//!   full `chunksize`, `UploadPart` with up to `maxconcurrency` parts in flight,
+//!   `CompleteMultipartUpload` on commit (one `PutObject` if no part was ever full),
+//!   `AbortMultipartUpload` on cancel, `ListParts` and `ListMultipartUploads` to resume.
+//!   `close` parks a tail under 5 MiB in the hidden object `<key>#upload`, so
+//!   `writer(path, true)` continues the upload from any instance or process.
 //!
 //! Errors from OSS carry a typed [`ServiceError`] (code, message, request id) as their
 //! source, and name the driver, the operation and the path.
@@ -48,7 +54,7 @@
 
 mod client;
 pub mod params;
-pub mod writer;
+mod writer;
 mod xml;
 
 #[cfg(test)]
@@ -66,7 +72,10 @@ use driver_api::{
     StoragePath,
 };
 use driver_http::RestClient as _;
-use driver_objectstore::{Cx, Got, ListPage, ListRequest, ObjectBackend, ObjectMeta};
+use driver_objectstore::{
+    Cx, Got, ListPage, ListRequest, MultipartBackend, MultipartWriter, ObjectBackend, ObjectMeta,
+    Part,
+};
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest as _;
 use reqwest::{Method, Response};
@@ -74,8 +83,6 @@ use reqwest::{Method, Response};
 pub use crate::client::ServiceError;
 use crate::client::{Call, Client};
 use crate::params::OssParams;
-use crate::writer::OssWriter;
-use crate::xml::Part;
 
 /// The registered name.
 pub const DRIVER: &str = "oss";
@@ -136,46 +143,6 @@ impl OssBackend {
         }
     }
 
-    /// Starts a multipart upload at `key`; its id.
-    pub(crate) async fn initiate(&self, cx: Cx<'_>, key: &str) -> Result<String> {
-        let url = self.client.object_url(key, &[("uploads", "")]);
-        // Not retried: a retry would leave the first upload behind.
-        let call = self.client.new_object(
-            Call::new(cx.op, cx.path, Method::POST, url)
-                .header("content-type", "application/octet-stream")
-                .once(),
-        );
-        let body = self.client.text(call).await?;
-        let r: xml::InitiateMultipartUploadResult = xml::parse(&body, cx.op, cx.path)?;
-        Ok(r.upload_id)
-    }
-
-    /// Completes upload `id` of `key` from `parts`.
-    pub(crate) async fn complete(
-        &self,
-        cx: Cx<'_>,
-        key: &str,
-        id: &str,
-        parts: &[Part],
-    ) -> Result<()> {
-        let url = self.client.object_url(key, &[("uploadId", id)]);
-        let body = xml::complete_body(parts);
-        let md5 = content_md5(body.as_bytes());
-        let call =
-            Client::xml_call(cx.op, cx.path, Method::POST, url, body).header("content-md5", md5);
-        self.client.expect(call, &[200]).await.map(drop)
-    }
-
-    /// Aborts upload `id` of `key`, logging (not returning) a failure: callers abort while
-    /// cleaning up after another error, or on cancel where the parts expire anyway.
-    pub(crate) async fn abort(&self, path: &StoragePath, key: &str, id: &str) {
-        let url = self.client.object_url(key, &[("uploadId", id)]);
-        let call = Call::new("abort", path, Method::DELETE, url);
-        if let Err(e) = self.client.expect(call, &[200, 204, 404]).await {
-            tracing::warn!(driver = DRIVER, %path, error = %e, "aborting a multipart upload failed");
-        }
-    }
-
     /// A multipart upload at `dst` of `UploadPartCopy` ranges of `src`, `maxconcurrency`
     /// parts at a time (aborted if a part or the completion fails).
     async fn copy_parts(&self, cx: Cx<'_>, src: &ObjectMeta, dst: &str) -> Result<()> {
@@ -199,9 +166,9 @@ impl OssBackend {
                     let body = self.client.text(call).await?;
                     let r: xml::CopyPartResult = xml::parse(&body, op, path)?;
                     Ok::<_, StorageError>(Part {
-                        part_number: i as u32 + 1,
-                        etag: r.etag,
+                        number: i as u32 + 1,
                         size: end + 1 - start,
+                        etag: r.etag,
                     })
                 }
             })
@@ -213,7 +180,9 @@ impl OssBackend {
             Err(e) => Err(e),
         };
         if done.is_err() {
-            self.abort(path, dst, &id).await;
+            if let Err(e) = self.abort(cx, dst, &id).await {
+                tracing::warn!(driver = DRIVER, %path, error = %e, "aborting a multipart copy failed");
+            }
         }
         done
     }
@@ -419,11 +388,6 @@ impl ObjectBackend for OssBackend {
         key: String,
         append: bool,
     ) -> Result<Box<dyn FileWriter>> {
-        let w = if append {
-            OssWriter::resume(this, path.clone(), key).await?
-        } else {
-            OssWriter::new(this, path.clone(), key)
-        };
-        Ok(Box::new(w))
+        MultipartWriter::open(this, path, key, append).await
     }
 }

@@ -32,13 +32,13 @@ pub static PARAMS: &[ParamSpec] = &[
     ParamSpec::new("encrypt", ParamKind::Bool, "ask OSS to encrypt new objects at rest (x-oss-server-side-encryption: AES256)").default_value("false"),
     ParamSpec::new("secure", ParamKind::Bool, "HTTPS (an endpoint given as a URL keeps its own scheme)").default_value("true"),
     ParamSpec::new("skipverify", ParamKind::Bool, "accept any TLS certificate (test servers only)").default_value("false"),
-    ParamSpec::new("chunksize", ParamKind::Integer { min: Some(MIN_CHUNK), max: Some(MAX_CHUNK) }, "multipart part size in bytes (memory per writer is about one part)").default_value("10485760"),
+    ParamSpec::new("chunksize", ParamKind::Integer { min: Some(MIN_CHUNK), max: Some(MAX_CHUNK) }, "multipart part size in bytes (a writer holds up to maxconcurrency + 1 parts)").default_value("10485760"),
     ParamSpec::new("rootdirectory", ParamKind::String, "object key prefix under which everything is stored").default_value(""),
     ParamSpec::new("signatureversion", ParamKind::Integer { min: Some(1), max: Some(4) }, "4 (OSS4-HMAC-SHA256) or 1 (HMAC-SHA1, for endpoints that lack V4)").default_value("4"),
     ParamSpec::new("pathstyle", ParamKind::Bool, "address the bucket in the path (http://host/bucket/key) instead of the host name; default: only for IP-address and localhost endpoints"),
     ParamSpec::new("multipartcopythreshold", ParamKind::Integer { min: Some(0), max: Some(MAX_COPY_OBJECT) }, "objects larger than this are moved part by part (UploadPartCopy) rather than by one CopyObject").default_value("33554432"),
     ParamSpec::new("multipartcopychunksize", ParamKind::Integer { min: Some(100 << 10), max: Some(MAX_CHUNK) }, "part size of a part-by-part move").default_value("33554432"),
-    ParamSpec::new("maxconcurrency", ParamKind::Integer { min: Some(1), max: Some(100) }, "requests in flight for a part-by-part move or a directory delete").default_value("8"),
+    ParamSpec::new("maxconcurrency", ParamKind::Integer { min: Some(1), max: Some(100) }, "requests in flight: parts a writer uploads at once (memory per writer is about maxconcurrency + 1 parts), parts of a part-by-part move, DeleteMultipleObjects batches of a directory delete").default_value("4"),
 ];
 
 /// A string that is never printed.
@@ -100,7 +100,8 @@ pub struct OssParams {
     pub copy_threshold: u64,
     /// Part size of part-by-part moves.
     pub copy_chunk: u64,
-    /// Requests in flight for bulk work.
+    /// `maxconcurrency`: requests in flight for a writer's parts, a part-by-part move and
+    /// a directory delete.
     pub max_concurrency: usize,
 }
 
@@ -151,7 +152,7 @@ impl OssParams {
         let copy_chunk = r
             .u64("multipartcopychunksize")?
             .unwrap_or(DEFAULT_COPY_CHUNK);
-        let max_concurrency = r.u64("maxconcurrency")?.unwrap_or(8) as usize;
+        let max_concurrency = r.u64("maxconcurrency")?.unwrap_or(4) as usize;
         r.finish()?;
 
         if access_key_id.trim().is_empty() {
@@ -258,6 +259,7 @@ mod tests {
         assert_eq!(p.scheme, "https");
         assert!(!p.path_style);
         assert_eq!(p.chunk_size, 10 << 20);
+        assert_eq!(p.max_concurrency, 4);
         assert_eq!(p.signature, SignatureVersion::V4);
         let p = OssParams::parse(base().with("internal", true).with("secure", false)).unwrap();
         assert_eq!(p.endpoint_host, "oss-cn-hangzhou-internal.aliyuncs.com");

@@ -140,7 +140,7 @@ pub struct Upload {
 pub struct ListPartsResult {
     /// Parts in number order.
     #[serde(default, rename = "Part")]
-    pub parts: Vec<Part>,
+    pub parts: Vec<ListedPart>,
     /// Whether another page follows.
     #[serde(default)]
     pub is_truncated: bool,
@@ -149,10 +149,10 @@ pub struct ListPartsResult {
     pub next_part_number_marker: Option<String>,
 }
 
-/// One uploaded part.
+/// One part as `ListParts` lists it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Part {
+pub struct ListedPart {
     /// 1-based number.
     pub part_number: u32,
     /// Its ETag, quoted as OSS sends it.
@@ -172,7 +172,7 @@ pub struct CopyPartResult {
 }
 
 /// The body of `CompleteMultipartUpload` for `parts` (in number order).
-pub fn complete_body(parts: &[Part]) -> String {
+pub fn complete_body(parts: &[driver_objectstore::Part]) -> String {
     use std::fmt::Write as _;
     let mut s = String::with_capacity(64 + parts.len() * 80);
     s.push_str("<CompleteMultipartUpload>");
@@ -180,7 +180,7 @@ pub fn complete_body(parts: &[Part]) -> String {
         let _ = write!(
             s,
             "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
-            p.part_number,
+            p.number,
             escape(&p.etag)
         );
     }
@@ -231,10 +231,10 @@ mod tests {
 
     #[test]
     fn bodies() {
-        let parts = vec![Part {
-            part_number: 1,
-            etag: "\"AB\"".into(),
+        let parts = vec![driver_objectstore::Part {
+            number: 1,
             size: 1,
+            etag: "\"AB\"".into(),
         }];
         assert_eq!(
             complete_body(&parts),
