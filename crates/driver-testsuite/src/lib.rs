@@ -35,6 +35,7 @@ pub mod bench;
 pub mod cases;
 pub mod checks;
 pub mod data;
+pub mod proxy;
 pub mod quickbench;
 
 /// A plain HTTP client for fetching redirect URLs in tests (no driver code involved).
