@@ -268,11 +268,11 @@ impl Client {
     /// (then the caller deletes one by one).
     pub async fn delete_batch(
         &self,
+        op: &'static str,
         path: &StoragePath,
         names: &[String],
     ) -> Result<Option<Vec<u16>>> {
         use std::fmt::Write as _;
-        let op = "delete";
         let boundary = format!("batch_{}", crate::writer::random_hex());
         let mut body = String::with_capacity(names.len() * 400);
         for (i, name) in names.iter().enumerate() {

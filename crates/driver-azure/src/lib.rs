@@ -1,21 +1,27 @@
 //! The Azure Blob Storage driver, registered as `"azure"`.
 //!
 //! It speaks the Blob REST API over `reqwest` (see docs/drivers/azure.md for why not an
-//! SDK), signs with `reqsign`'s Azure signer (shared key, SAS token, or Entra ID bearer
-//! tokens from a client secret or the default chain), and maps the storage contract onto
-//! block blobs:
+//! SDK) and signs with `reqsign`'s Azure signer (shared key, SAS token, or Entra ID bearer
+//! tokens from a client secret or the default chain). A path `/a/b` is the block blob
+//! `<rootdirectory>/a/b` in `container`; directories are implicit (a name prefix).
 //!
-//! * a path `/a/b` is the blob `<rootdirectory>/a/b` in `container`; directories are
-//!   implicit (a name prefix);
-//! * `put_content` is one `Put Blob`; `reader` a ranged `Get Blob`, streamed;
-//! * the writer stages blocks on the target blob and commits them with one
-//!   `Put Block List` (atomic, resumable: see the `writer` module);
-//! * `rename` is `Copy Blob` (server side, polled while pending) then `Delete Blob`;
-//! * `delete` lists the prefix and deletes the blobs, `maxconcurrency` at a time;
-//! * `list` lists with the `/` delimiter; `walk` is one flat paginated listing
-//!   ([`driver_api::walk::flat`]);
+//! [`AzureDriver`] is the object-store core ([`driver_objectstore::ObjectStore`]) over
+//! [`AzureBackend`]: the core owns the loops (`stat`, `list` and `walk` paging, the
+//! streaming tree delete, `rename` as copy then delete, reads past the end), and the
+//! backend sends one request per step:
+//!
+//! * `head` is `Get Blob Properties`; `get` a ranged `Get Blob` (`x-ms-range`), streamed
+//!   (416 is past the end, a missing blob is not found); `put` one `Put Blob`;
+//! * `copy` is `Copy Blob` (server side), polled while the copy is pending;
+//! * `delete` is `Delete Blob` (snapshots included); `delete_batch` one `Blob Batch` of up
+//!   to 256 deletions, falling back to one `Delete Blob` each (`maxconcurrency` in flight)
+//!   once the service refuses batches;
+//! * `list_page` is one `List Blobs` page (with the `/` delimiter for `list`); Azure has
+//!   no start-after, so the core follows `NextMarker`;
 //! * `redirect_url` is a read-only SAS URL (service SAS from the account key, or a
-//!   user-delegation SAS with Entra ID credentials), valid 20 minutes by default.
+//!   user-delegation SAS with Entra ID credentials), valid 20 minutes by default;
+//! * the writer stages blocks on the target blob and commits them with one
+//!   `Put Block List` (atomic, resumable: see the `writer` module).
 //!
 //! ```no_run
 //! # async fn demo() -> driver_api::Result<()> {
@@ -38,20 +44,20 @@ pub mod params;
 mod writer;
 mod xml;
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use driver_api::keys::{Children, KeySpace};
-use driver_api::walk::flat::FlatWalk;
+use driver_api::keys::KeySpace;
 use driver_api::{
-    register_driver, ByteStream, FileInfo, FileWriter, Parameters, RedirectRequest, Result,
-    StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
+    register_driver, FileWriter, Parameters, RedirectRequest, Result, StorageError, StoragePath,
 };
 use driver_http::RestClient as _;
+use driver_objectstore::{Cx, Got, ListPage, ListRequest, ObjectBackend, ObjectMeta};
 use futures::{StreamExt, TryStreamExt};
-use reqwest::{Method, Response};
+use reqwest::{Method, Response, StatusCode};
 
 use crate::client::{Call, Client};
 use crate::params::{Auth, AzureParams};
@@ -73,174 +79,59 @@ register_driver! {
     create: AzureDriver::from_parameters,
 }
 
-/// The Azure driver. Cheap to clone (one shared client).
-#[derive(Clone)]
-pub struct AzureDriver {
-    inner: Arc<Inner>,
-}
+/// The Azure driver: the object-store core over [`AzureBackend`]. Cheap to clone (one
+/// shared client).
+pub type AzureDriver = driver_objectstore::ObjectStore<AzureBackend>;
 
-pub(crate) struct Inner {
+/// Azure Blob Storage's requests, one per [`ObjectBackend`] step (see the crate docs).
+pub struct AzureBackend {
     client: Client,
     keys: KeySpace,
     /// The service refused a blob batch: delete one by one from now on.
-    no_batch: std::sync::atomic::AtomicBool,
+    no_batch: AtomicBool,
     p: AzureParams,
-    /// `List Blobs` requests sent.
-    list_requests: std::sync::atomic::AtomicU64,
-    /// Deletion requests (`Delete Blob` and `Blob Batch`) sent.
-    delete_requests: std::sync::atomic::AtomicU64,
 }
 
-impl std::fmt::Debug for AzureDriver {
+impl std::fmt::Debug for AzureBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AzureDriver")
-            .field("params", &self.inner.p)
+        f.debug_struct("AzureBackend")
+            .field("params", &self.p)
             .finish_non_exhaustive()
     }
 }
 
-impl AzureDriver {
-    /// Creates the driver from factory parameters.
-    pub async fn from_parameters(params: Parameters) -> Result<Self> {
-        Self::new(AzureParams::parse(params)?)
-    }
-
-    /// Creates the driver from parsed parameters. No request is made.
+impl AzureBackend {
+    /// Creates the backend from parsed parameters. No request is made.
     pub fn new(p: AzureParams) -> Result<Self> {
         Ok(Self {
-            inner: Arc::new(Inner {
-                client: Client::new(&p)?,
-                keys: KeySpace::new(&p.root),
-                no_batch: std::sync::atomic::AtomicBool::new(false),
-                p,
-                list_requests: Default::default(),
-                delete_requests: Default::default(),
-            }),
+            client: Client::new(&p)?,
+            keys: KeySpace::new(&p.root),
+            no_batch: AtomicBool::new(false),
+            p,
         })
-    }
-
-    /// `List Blobs` requests this driver (and its clones) sent so far: a metric, and how
-    /// the tests prove that a walk is one listing pass.
-    pub fn list_requests(&self) -> u64 {
-        self.inner
-            .list_requests
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Deletion requests (`Delete Blob` and `Blob Batch`) this driver sent so far: how the
-    /// tests prove that deletes are batched.
-    pub fn delete_requests(&self) -> u64 {
-        self.inner
-            .delete_requests
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Creates the container if it does not exist. For tests and first-time setup: the
     /// driver itself never creates containers (that needs account-level rights).
     pub async fn create_container(&self) -> Result<()> {
-        self.inner
-            .client
-            .container_op(Method::PUT, &[201, 409])
-            .await
+        self.client.container_op(Method::PUT, &[201, 409]).await
     }
 
     /// Deletes the whole container and everything in it, in one request. For tests and
     /// teardown: `delete("/")` is the contract's way and removes blob by blob.
     pub async fn delete_container(&self) -> Result<()> {
-        self.inner
-            .client
-            .container_op(Method::DELETE, &[202, 404])
-            .await
-    }
-}
-
-impl Inner {
-    /// The blob name of `path`.
-    pub(crate) fn name(&self, path: &StoragePath) -> String {
-        self.keys.key(path)
+        self.client.container_op(Method::DELETE, &[202, 404]).await
     }
 
-    /// `Get Blob Properties`: the size, or `None` if there is no such blob.
-    pub(crate) async fn stat_blob(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-    ) -> Result<Option<u64>> {
-        Ok(self.head(op, path).await?.map(|(size, _)| size))
-    }
-
-    /// Size and time of the blob at `path`, if it exists.
-    async fn head(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-    ) -> Result<Option<(u64, SystemTime)>> {
-        let url = self.client.blob_url(&self.name(path));
-        let resp = self
-            .client
-            .send(Call::new(op, path, Method::HEAD, url))
-            .await?;
-        match resp.status().as_u16() {
-            200 => Ok(Some((content_length(&resp), last_modified(&resp)))),
-            404 => Ok(None),
-            _ => Err(self.client.error(op, path, resp).await),
+    /// An unsuccessful response: `Ok` when it says the blob does not exist, else the
+    /// error it maps to (a missing container is an error, never a missing blob).
+    async fn absent(&self, cx: Cx<'_>, resp: Response) -> Result<()> {
+        let e = self.client.error(cx.op, cx.path, resp).await;
+        if e.is_not_found() {
+            Ok(())
+        } else {
+            Err(e)
         }
-    }
-
-    /// `Put Blob`: the whole content in one request.
-    pub(crate) async fn put_blob(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        data: Bytes,
-    ) -> Result<()> {
-        let url = self.client.blob_url(&self.name(path));
-        let call = Call::new(op, path, Method::PUT, url)
-            .header("x-ms-blob-type", "BlockBlob")
-            .header("x-ms-blob-content-type", "application/octet-stream")
-            .body(data);
-        self.client.expect(call, &[201]).await.map(drop)
-    }
-
-    /// One page of `List Blobs` under `prefix`.
-    async fn list_page(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        prefix: &str,
-        delimiter: bool,
-        marker: Option<&str>,
-        max: Option<u32>,
-    ) -> Result<EnumerationResults> {
-        let mut url = self
-            .client
-            .container_url(&[("restype", "container"), ("comp", "list")]);
-        {
-            let mut q = url.query_pairs_mut();
-            if !prefix.is_empty() {
-                q.append_pair("prefix", prefix);
-            }
-            if delimiter {
-                q.append_pair("delimiter", "/");
-            }
-            if let Some(m) = marker {
-                q.append_pair("marker", m);
-            }
-            if let Some(n) = max {
-                q.append_pair("maxresults", &n.to_string());
-            }
-        }
-        self.list_requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let resp = self
-            .client
-            .expect(Call::new(op, path, Method::GET, url), &[200])
-            .await?;
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| driver_http::transport_error(DRIVER, op, path, e))?;
-        xml::parse(&body, op, path)
     }
 
     /// The URL a `Copy Blob` of `name` reads from (with the SAS token, when that is how
@@ -253,9 +144,9 @@ impl Inner {
         url.into()
     }
 
-    /// Waits for a pending copy into `dst` to finish.
-    async fn wait_copy(&self, dst: &StoragePath) -> Result<()> {
-        let fail = |what: String| StorageError::backend(DRIVER, "rename", dst, what);
+    /// Waits for a pending copy into blob `dst` to finish.
+    async fn wait_copy(&self, cx: Cx<'_>, dst: &str) -> Result<()> {
+        let fail = |what: String| StorageError::backend(DRIVER, cx.op, cx.path, what);
         if self.p.max_retries == 0 {
             return Err(fail(
                 "the copy did not complete at once and max_retries is -1".into(),
@@ -266,10 +157,10 @@ impl Inner {
         loop {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(self.p.max_retry_delay);
-            let url = self.client.blob_url(&self.name(dst));
+            let url = self.client.blob_url(dst);
             let resp = self
                 .client
-                .expect(Call::new("rename", dst, Method::HEAD, url), &[200])
+                .expect(Call::new(cx.op, cx.path, Method::HEAD, url), &[200])
                 .await?;
             match Client::header(&resp, "x-ms-copy-status") {
                 Some("success") | None => return Ok(()),
@@ -285,69 +176,227 @@ impl Inner {
         }
     }
 
-    /// Deletes blobs `names` (listed a moment ago): batches of 256 where the service
-    /// takes batches, else one request each, `maxconcurrency` in flight. Whether any was
-    /// deleted.
-    async fn delete_many(&self, path: &StoragePath, names: Vec<String>) -> Result<bool> {
-        use std::sync::atomic::Ordering::Relaxed;
-        if names.is_empty() {
-            return Ok(false);
+    /// A ranged `Get Blob` from `offset` (the whole blob at 0).
+    async fn get_blob(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Response> {
+        let mut call = Call::new(cx.op, cx.path, Method::GET, self.client.blob_url(key));
+        if offset > 0 {
+            call = call.header("x-ms-range", format!("bytes={offset}-"));
         }
-        if !self.no_batch.load(Relaxed) {
-            let chunks: Vec<Vec<String>> = names.chunks(BATCH).map(<[String]>::to_vec).collect();
-            let batches: Vec<Option<Vec<u16>>> = futures::stream::iter(chunks)
-                .map(|chunk| async move {
-                    self.delete_requests
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.client.delete_batch(path, &chunk).await
-                })
-                .buffer_unordered(self.p.max_concurrency.div_ceil(BATCH / 8).max(1))
-                .try_collect()
-                .await?;
-            if batches.iter().all(Option::is_some) {
-                let mut any = false;
-                for status in batches.into_iter().flatten().flatten() {
-                    match status {
-                        202 => any = true,
-                        404 => {}
-                        s => {
-                            return Err(driver_http::status_error(
-                                DRIVER,
-                                "delete",
-                                path,
-                                reqwest::StatusCode::from_u16(s)
-                                    .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR),
-                                "a blob of the batch was not deleted",
-                            ))
-                        }
-                    }
-                }
-                return Ok(any);
-            }
-            tracing::debug!("blob batch refused; deleting one by one");
-            self.no_batch.store(true, Relaxed);
-        }
-        let deleted: Vec<bool> = futures::stream::iter(names)
-            .map(|n| async move { self.delete_blob(path, &n).await })
-            .buffer_unordered(self.p.max_concurrency)
-            .try_collect()
-            .await?;
-        Ok(deleted.contains(&true))
+        self.client.send(call).await
+    }
+}
+
+#[async_trait]
+impl ObjectBackend for AzureBackend {
+    const NAME: &'static str = DRIVER;
+    /// `List Blobs` has no start-after (its `marker` is opaque): the core follows it.
+    const START_AFTER: bool = false;
+
+    async fn from_parameters(params: Parameters) -> Result<Self> {
+        Self::new(AzureParams::parse(params)?)
     }
 
-    /// Deletes blob `name`; whether it existed.
-    async fn delete_blob(&self, path: &StoragePath, name: &str) -> Result<bool> {
-        self.delete_requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let url = self.client.blob_url(name);
-        let call = Call::new("delete", path, Method::DELETE, url)
-            .header("x-ms-delete-snapshots", "include");
+    fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    fn delete_batch_size(&self) -> usize {
+        BATCH
+    }
+
+    /// Batches in flight: one per 32 of `maxconcurrency`.
+    fn delete_concurrency(&self) -> usize {
+        self.p.max_concurrency.div_ceil(BATCH / 8).max(1)
+    }
+
+    /// `Get Blob Properties`.
+    async fn head(&self, cx: Cx<'_>, key: &str) -> Result<Option<ObjectMeta>> {
+        let url = self.client.blob_url(key);
+        let resp = self
+            .client
+            .send(Call::new(cx.op, cx.path, Method::HEAD, url))
+            .await?;
+        match resp.status() {
+            StatusCode::OK => Ok(Some(ObjectMeta::new(
+                key,
+                content_length(&resp),
+                last_modified(&resp),
+            ))),
+            _ => self.absent(cx, resp).await.map(|()| None),
+        }
+    }
+
+    /// Ranged `Get Blob`, streamed.
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
+        let resp = self.get_blob(cx, key, offset).await?;
+        match resp.status().as_u16() {
+            200 | 206 => Ok(Got::Stream(driver_http::body_stream(
+                DRIVER, cx.op, cx.path, resp,
+            ))),
+            // The range starts at or past the end.
+            416 => Ok(Got::PastEnd),
+            _ => self.absent(cx, resp).await.map(|()| Got::NotFound),
+        }
+    }
+
+    /// One `Get Blob` whose body is read whole: no stream to collect.
+    async fn get_bytes(&self, cx: Cx<'_>, key: &str) -> Result<Option<Bytes>> {
+        let resp = self.get_blob(cx, key, 0).await?;
+        if resp.status() != StatusCode::OK {
+            return self.absent(cx, resp).await.map(|()| None);
+        }
+        resp.bytes()
+            .await
+            .map(Some)
+            .map_err(|e| driver_http::transport_error(DRIVER, cx.op, cx.path, e))
+    }
+
+    /// `Put Blob`: the whole content in one request.
+    async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()> {
+        let url = self.client.blob_url(key);
+        let call = Call::new(cx.op, cx.path, Method::PUT, url)
+            .header("x-ms-blob-type", "BlockBlob")
+            .header("x-ms-blob-content-type", "application/octet-stream")
+            .body(data);
+        self.client.expect(call, &[201]).await.map(drop)
+    }
+
+    /// `Copy Blob` within the account, then polling while the copy is pending.
+    async fn copy(&self, cx: Cx<'_>, src: &ObjectMeta, dst: &str) -> Result<()> {
+        let url = self.client.blob_url(dst);
+        let call = Call::new(cx.op, cx.path, Method::PUT, url)
+            .header("x-ms-copy-source", self.copy_source(&src.key));
         let resp = self.client.send(call).await?;
         match resp.status().as_u16() {
-            202 => Ok(true),
-            404 => Ok(false),
-            _ => Err(self.client.error("delete", path, resp).await),
+            201 | 202 => {
+                if Client::header(&resp, "x-ms-copy-status") == Some("pending") {
+                    self.wait_copy(cx, dst).await?;
+                }
+                Ok(())
+            }
+            404 => Err(StorageError::not_found(DRIVER, cx.path)),
+            _ => Err(self.client.error(cx.op, cx.path, resp).await),
         }
+    }
+
+    /// `Delete Blob`, snapshots included; Azure says whether it existed.
+    async fn delete(&self, cx: Cx<'_>, key: &str, _report: bool) -> Result<bool> {
+        let url = self.client.blob_url(key);
+        let call = Call::new(cx.op, cx.path, Method::DELETE, url)
+            .header("x-ms-delete-snapshots", "include");
+        let resp = self.client.send(call).await?;
+        match resp.status() {
+            StatusCode::ACCEPTED => Ok(true),
+            _ => self.absent(cx, resp).await.map(|()| false),
+        }
+    }
+
+    /// One `Blob Batch` of up to 256 deletions. Once the service refuses a batch, one
+    /// `Delete Blob` per blob instead (from then on), about `maxconcurrency` in flight
+    /// across the batches the core runs at once.
+    async fn delete_batch(&self, cx: Cx<'_>, objects: &[ObjectMeta]) -> Result<()> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        if !self.no_batch.load(Relaxed) {
+            let names: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
+            match self.client.delete_batch(cx.op, cx.path, &names).await? {
+                Some(statuses) => {
+                    return match statuses.into_iter().find(|s| !matches!(s, 202 | 404)) {
+                        None => Ok(()),
+                        Some(s) => Err(driver_http::status_error(
+                            DRIVER,
+                            cx.op,
+                            cx.path,
+                            StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                            "a blob of the batch was not deleted",
+                        )),
+                    };
+                }
+                None => {
+                    tracing::debug!("blob batch refused; deleting one by one");
+                    self.no_batch.store(true, Relaxed);
+                }
+            }
+        }
+        let each = self.p.max_concurrency.div_ceil(self.delete_concurrency());
+        // (Indices: a closure over `&ObjectMeta` is not general enough for `Send`.)
+        futures::stream::iter(0..objects.len())
+            .map(|i| self.delete(cx, &objects[i].key, false))
+            .buffer_unordered(each.max(1))
+            .try_collect::<Vec<bool>>()
+            .await
+            .map(drop)
+    }
+
+    /// One `List Blobs` page; `next` is its `NextMarker`.
+    async fn list_page(&self, cx: Cx<'_>, req: &ListRequest<'_>) -> Result<ListPage> {
+        let mut url = self
+            .client
+            .container_url(&[("restype", "container"), ("comp", "list")]);
+        {
+            let mut q = url.query_pairs_mut();
+            if !req.prefix.is_empty() {
+                q.append_pair("prefix", req.prefix);
+            }
+            if req.delimiter {
+                q.append_pair("delimiter", "/");
+            }
+            if let Some(m) = req.token {
+                q.append_pair("marker", m);
+            }
+            if let Some(n) = req.max {
+                q.append_pair("maxresults", &n.to_string());
+            }
+        }
+        let resp = self
+            .client
+            .expect(Call::new(cx.op, cx.path, Method::GET, url), &[200])
+            .await?;
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| driver_http::transport_error(DRIVER, cx.op, cx.path, e))?;
+        let results: EnumerationResults = xml::parse(&body, cx.op, cx.path)?;
+        let mut page = ListPage {
+            next: results.next(),
+            ..ListPage::default()
+        };
+        for item in results.blobs.items {
+            match item {
+                Item::Blob(b) => page.objects.push(ObjectMeta::new(
+                    b.name,
+                    b.properties.content_length,
+                    parse_time(&b.properties.last_modified),
+                )),
+                Item::BlobPrefix(p) => page.prefixes.push(p.name),
+            }
+        }
+        Ok(page)
+    }
+
+    /// A read-only SAS URL.
+    async fn redirect_url(
+        &self,
+        cx: Cx<'_>,
+        request: &RedirectRequest,
+        key: &str,
+    ) -> Result<Option<String>> {
+        self.client.read_url(cx.path, key, request.lifetime()).await
+    }
+
+    async fn writer(
+        this: Arc<Self>,
+        path: &StoragePath,
+        key: String,
+        append: bool,
+    ) -> Result<Box<dyn FileWriter>> {
+        let w = if append {
+            AzureWriter::resume(this, path.clone(), key).await?
+        } else {
+            AzureWriter::new(this, path.clone(), key)
+        };
+        Ok(Box::new(w))
     }
 }
 
@@ -358,203 +407,9 @@ fn content_length(resp: &Response) -> u64 {
 }
 
 fn last_modified(resp: &Response) -> SystemTime {
-    Client::header(resp, "last-modified")
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-        .unwrap_or(SystemTime::UNIX_EPOCH)
+    Client::header(resp, "last-modified").map_or(SystemTime::UNIX_EPOCH, parse_time)
 }
 
 fn parse_time(s: &str) -> SystemTime {
     httpdate::parse_http_date(s).unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-#[async_trait]
-impl StorageDriver for AzureDriver {
-    fn name(&self) -> &str {
-        DRIVER
-    }
-
-    async fn get_content(&self, path: &StoragePath) -> Result<Bytes> {
-        let s = &self.inner;
-        let url = s.client.blob_url(&s.name(path));
-        let resp = s
-            .client
-            .expect(Call::new("get_content", path, Method::GET, url), &[200])
-            .await?;
-        resp.bytes()
-            .await
-            .map_err(|e| driver_http::transport_error(DRIVER, "get_content", path, e))
-    }
-
-    async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
-        self.inner.put_blob("put_content", path, content).await
-    }
-
-    async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
-        let s = &self.inner;
-        let url = s.client.blob_url(&s.name(path));
-        let mut call = Call::new("reader", path, Method::GET, url);
-        if offset > 0 {
-            call = call.header("x-ms-range", format!("bytes={offset}-"));
-        }
-        let resp = s.client.send(call).await?;
-        match resp.status().as_u16() {
-            200 | 206 => Ok(driver_http::body_stream(DRIVER, "reader", path, resp)),
-            416 => {
-                // The range starts at or past the end: empty at the end, else an error.
-                let size = s
-                    .stat_blob("reader", path)
-                    .await?
-                    .ok_or_else(|| StorageError::not_found(DRIVER, path))?;
-                driver_api::keys::read_past_end(DRIVER, path, offset, size)
-            }
-            _ => Err(s.client.error("reader", path, resp).await),
-        }
-    }
-
-    async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>> {
-        let s = self.inner.clone();
-        let w = if append {
-            AzureWriter::resume(s, path.clone()).await?
-        } else {
-            AzureWriter::new(s, path.clone())
-        };
-        Ok(Box::new(w))
-    }
-
-    async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
-        let s = &self.inner;
-        let first_below = || async {
-            let page = s
-                .list_page("stat", path, &s.keys.dir_prefix(path), false, None, Some(1))
-                .await?;
-            Ok(match page.blobs.items.first() {
-                Some(Item::Blob(b)) => Some(parse_time(&b.properties.last_modified)),
-                _ => None,
-            })
-        };
-        driver_api::keys::stat(DRIVER, path, || s.head("stat", path), first_below).await
-    }
-
-    async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
-        let s = &self.inner;
-        let prefix = s.keys.dir_prefix(path);
-        let mut children = Children::new(path, &prefix);
-        let mut marker = None;
-        loop {
-            let page = s
-                .list_page("list", path, &prefix, true, marker.as_deref(), None)
-                .await?;
-            for item in &page.blobs.items {
-                children.push(match item {
-                    Item::Blob(b) => &b.name,
-                    Item::BlobPrefix(p) => &p.name,
-                });
-            }
-            marker = page.next();
-            if marker.is_none() {
-                break;
-            }
-        }
-        children.finish(DRIVER)
-    }
-
-    async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {
-        let s = &self.inner;
-        if src == dst {
-            // Copying onto itself then deleting would lose it.
-            return s
-                .stat_blob("rename", src)
-                .await?
-                .map(drop)
-                .ok_or_else(|| StorageError::not_found(DRIVER, src));
-        }
-        let url = s.client.blob_url(&s.name(dst));
-        let call = Call::new("rename", src, Method::PUT, url)
-            .header("x-ms-copy-source", s.copy_source(&s.name(src)));
-        let resp = s.client.send(call).await?;
-        match resp.status().as_u16() {
-            201 | 202 => {
-                if Client::header(&resp, "x-ms-copy-status") == Some("pending") {
-                    s.wait_copy(dst).await?;
-                }
-            }
-            404 => return Err(StorageError::not_found(DRIVER, src)),
-            _ => return Err(s.client.error("rename", src, resp).await),
-        }
-        s.delete_blob(src, &s.name(src)).await.map(drop)
-    }
-
-    async fn delete(&self, path: &StoragePath) -> Result<()> {
-        let s = &self.inner;
-        let prefix = s.keys.dir_prefix(path);
-        let mut any = s.delete_blob(path, &s.name(path)).await?;
-        let mut marker = None;
-        loop {
-            let page = s
-                .list_page("delete", path, &prefix, false, marker.as_deref(), None)
-                .await?;
-            let names: Vec<String> = page
-                .blobs
-                .items
-                .iter()
-                .filter_map(|i| match i {
-                    Item::Blob(b) => Some(b.name.clone()),
-                    Item::BlobPrefix(_) => None,
-                })
-                .collect();
-            let deleted = s.delete_many(path, names).await?;
-            any |= deleted;
-            marker = page.next();
-            if marker.is_none() {
-                break;
-            }
-        }
-        if any {
-            Ok(())
-        } else {
-            Err(StorageError::not_found(DRIVER, path))
-        }
-    }
-
-    async fn redirect_url(
-        &self,
-        request: &RedirectRequest,
-        path: &StoragePath,
-    ) -> Result<Option<String>> {
-        let s = &self.inner;
-        s.client
-            .read_url(path, &s.name(path), request.lifetime())
-            .await
-    }
-
-    async fn walk(
-        &self,
-        path: &StoragePath,
-        options: &WalkOptions,
-        f: &mut WalkFn<'_>,
-    ) -> Result<()> {
-        let s = &self.inner;
-        let prefix = s.keys.dir_prefix(path);
-        let mut walk = FlatWalk::new(path, options, f);
-        let mut marker = None;
-        'pages: loop {
-            let page = s
-                .list_page("walk", path, &prefix, false, marker.as_deref(), None)
-                .await?;
-            for item in &page.blobs.items {
-                if let Item::Blob(b) = item {
-                    let rel = b.name.get(prefix.len()..).unwrap_or("");
-                    let time = parse_time(&b.properties.last_modified);
-                    if !walk.push(rel, b.properties.content_length, time) {
-                        break 'pages;
-                    }
-                }
-            }
-            marker = page.next();
-            if marker.is_none() {
-                break;
-            }
-        }
-        walk.finish(DRIVER)
-    }
 }

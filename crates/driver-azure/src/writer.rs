@@ -35,11 +35,12 @@ use bytes::Bytes;
 use driver_api::chunks::Chunker;
 use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
 use driver_http::RestClient as _;
+use driver_objectstore::{Cx, ObjectBackend as _};
 use reqwest::Method;
 
 use crate::client::{Call, Client};
 use crate::xml::BlockList;
-use crate::{Inner, DRIVER};
+use crate::{AzureBackend, DRIVER};
 
 const TAG: &str = "5d7a";
 const FILL: &str = "000000000";
@@ -140,7 +141,7 @@ fn live_session(list: &BlockList) -> Result<Option<Session>, String> {
 }
 
 pub(crate) struct AzureWriter {
-    s: Arc<Inner>,
+    s: Arc<AzureBackend>,
     path: StoragePath,
     name: String,
     session: String,
@@ -153,8 +154,8 @@ pub(crate) struct AzureWriter {
 }
 
 impl AzureWriter {
-    pub(crate) fn new(s: Arc<Inner>, path: StoragePath) -> Self {
-        let name = s.name(&path);
+    /// A fresh upload to `path`, the blob `name`.
+    pub(crate) fn new(s: Arc<AzureBackend>, path: StoragePath, name: String) -> Self {
         let chunk = s.p.chunk_size;
         Self {
             s,
@@ -169,8 +170,12 @@ impl AzureWriter {
     }
 
     /// Resumes the upload in progress at `path` (see the module docs).
-    pub(crate) async fn resume(s: Arc<Inner>, path: StoragePath) -> Result<Self> {
-        let mut w = Self::new(s, path);
+    pub(crate) async fn resume(
+        s: Arc<AzureBackend>,
+        path: StoragePath,
+        name: String,
+    ) -> Result<Self> {
+        let mut w = Self::new(s, path, name);
         let list = w.block_list("writer").await?;
         let live =
             live_session(&list).map_err(|e| StorageError::backend(DRIVER, "writer", &w.path, e))?;
@@ -182,8 +187,8 @@ impl AzureWriter {
             return Ok(w);
         }
         // No upload in progress: only empty committed content may be appended to.
-        let info = w.s.stat_blob("writer", &w.path).await?;
-        match info {
+        let info = w.s.head(Cx::new("writer", &w.path), &w.name).await?;
+        match info.map(|o| o.size) {
             None => Err(StorageError::not_found(DRIVER, &w.path)),
             Some(0) => Ok(w),
             Some(size) => Err(StorageError::append_to_committed(DRIVER, &w.path, size)),
@@ -315,7 +320,8 @@ impl FileWriter for AzureWriter {
         if self.blocks.is_empty() {
             // Never filled a block: one Put Blob (it also discards uncommitted blocks).
             let data = self.chunks.take();
-            return self.s.put_blob("commit", &self.path, data).await;
+            let cx = Cx::new("commit", &self.path);
+            return self.s.put(cx, &self.name, data).await;
         }
         self.flush().await?;
         let mut xml = String::with_capacity(64 + self.blocks.len() * 64);

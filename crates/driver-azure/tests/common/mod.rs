@@ -40,7 +40,7 @@ pub fn params() -> Result<Parameters, StorageError> {
 /// The driver for `params`, its container created if missing.
 pub async fn create(params: Parameters) -> driver_api::Result<driver_api::Driver> {
     let d = driver_azure::AzureDriver::from_parameters(params.clone()).await?;
-    d.create_container().await?;
+    d.backend().create_container().await?;
     driver_api::factory::create("azure", params).await
 }
 
