@@ -205,7 +205,7 @@ impl tokio_util::codec::Decoder for FrameCodec {
         }
         let bad_reference = match kind {
             Kind::Data => flags == SHARED && len != 8,
-            Kind::Release => len % 8 != 0,
+            Kind::Release => !len.is_multiple_of(8),
             _ => false,
         };
         if bad_reference {

@@ -88,7 +88,7 @@ impl Slots {
     /// that is not a live allocation.
     pub fn release(&mut self, offset: u32, len: u32) -> Result<(), String> {
         let bad = || format!("released {len} bytes at offset {offset}, which were not lent");
-        if offset as usize % UNIT != 0 {
+        if !(offset as usize).is_multiple_of(UNIT) {
             return Err(bad());
         }
         let start = offset / UNIT as u32;

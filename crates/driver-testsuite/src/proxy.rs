@@ -44,7 +44,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Proxies 127.0.0.1:<free port> to `upstream`, delaying every byte by `delay` each way.
+    /// Proxies `127.0.0.1:<free port>` to `upstream`, delaying every byte by `delay` each way.
     pub async fn delay(upstream: SocketAddr, delay: Duration) -> io::Result<Self> {
         Self::link(upstream, delay, UNBOUNDED).await
     }
