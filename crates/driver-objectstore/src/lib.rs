@@ -27,7 +27,7 @@
 //! # Memory
 //!
 //! Every loop holds at most one listing page: `list` keeps the children it returns, a
-//! walk keeps what [`FlatWalk`](driver_api::walk::flat::FlatWalk) must reorder, and a tree
+//! walk keeps what [`FlatWalk`] must reorder, and a tree
 //! delete of any size holds one page of keys ([`ObjectStore::with_page_size`] lowers the
 //! page, so tests cross page boundaries with a few keys).
 //!
