@@ -317,9 +317,12 @@ impl MultipartBackend for Parts {
         _: &str,
         upload: &str,
         n: u32,
+        offset: u64,
         data: Bytes,
     ) -> Result<Part> {
         use std::sync::atomic::Ordering::SeqCst;
+        // Every part but the last is whole here, so each starts at a multiple of 4.
+        assert_eq!(offset, u64::from(n - 1) * 4, "offset of part {n}");
         let now = self.in_flight.fetch_add(1, SeqCst) + 1;
         self.max_seen.fetch_max(now, SeqCst);
         // Later parts of a group of four finish first.
@@ -356,7 +359,7 @@ impl MultipartBackend for Parts {
             .insert(key.to_owned(), body.into());
         Ok(())
     }
-    async fn abort(&self, _: Cx<'_>, _: &str, upload: &str) -> Result<()> {
+    async fn abort(&self, _: Cx<'_>, _: &str, upload: &str, _: &[Part]) -> Result<()> {
         self.uploads.lock().unwrap().remove(upload);
         Ok(())
     }

@@ -12,16 +12,20 @@
 //!   is at most (in flight + 1) parts. Part numbers are given in input order when a part
 //!   is cut, so the order in which parts finish does not matter.
 //! * `close` makes the upload resumable from any instance or process: what is buffered
-//!   becomes a part if it may be a non-final part
-//!   ([`min_part_size`](MultipartBackend::min_part_size)); the rest is *parked* in a hidden
-//!   object `<key>#upload` (hidden because `#` cannot appear in a path): one JSON line
-//!   naming the upload, then the bytes.
+//!   becomes a part as far as the service takes it as a non-final part
+//!   ([`sendable_tail`](MultipartBackend::sendable_tail)); the rest is *parked* in a
+//!   hidden object `<key>#upload` (hidden because `#` cannot appear in a path): one JSON
+//!   line naming the upload and the parts stored, then the bytes.
 //! * `writer(path, append = true)` reads the parked object (or, without one, asks
-//!   [`find_upload`](MultipartBackend::find_upload)), lists the upload's parts and
-//!   continues after the last part of the unbroken run from part 1 (a part that finished
-//!   after an earlier one failed is sent again under its number, replacing it).
-//! * `commit` sends the rest as the last part and completes the upload (the parts in
-//!   number order), or, when no part was ever full, writes the object with one `put`. A
+//!   [`find_upload`](MultipartBackend::find_upload)), takes the upload's parts (listed by
+//!   the service, or as recorded where it cannot list them,
+//!   [`LISTS_PARTS`](MultipartBackend::LISTS_PARTS)) and continues after the last part of
+//!   the unbroken run from part 1 (a part that finished after an earlier one failed is
+//!   sent again under its number, replacing it).
+//! * `commit` waits for the parts in flight, sends the rest as the last part
+//!   ([`put_last_part`](MultipartBackend::put_last_part)) and completes the upload (the
+//!   parts in number order), or, when no part was ever full, writes the object with one
+//!   `put`. A
 //!   parked object goes only after the commit succeeded, so a failed commit of a resumed
 //!   upload stays resumable; a fresh writer removes a stale one in parallel.
 //! * `cancel` aborts the upload and removes the parked object.
@@ -60,6 +64,23 @@ pub trait MultipartBackend: ObjectBackend {
     /// on `close` rather than sent.
     fn min_part_size(&self) -> usize;
 
+    /// How much of a tail of `len` bytes `close` may send as a non-final part; the rest is
+    /// parked. The default sends all of it once it reaches
+    /// [`min_part_size`](Self::min_part_size); a service whose parts must be multiples of
+    /// a unit (GCS: 256 KiB) sends the largest multiple.
+    fn sendable_tail(&self, len: usize) -> usize {
+        if len >= self.min_part_size() {
+            len
+        } else {
+            0
+        }
+    }
+
+    /// Whether [`list_parts`](Self::list_parts) answers for an upload. Where the service
+    /// cannot say (an upload session, segments in a listing that may lag), a resumed
+    /// writer takes the parts recorded in the parked object instead.
+    const LISTS_PARTS: bool = true;
+
     /// Parts a writer keeps in flight (the `maxconcurrency` parameter).
     fn max_concurrency(&self) -> usize {
         1
@@ -68,24 +89,49 @@ pub trait MultipartBackend: ObjectBackend {
     /// Starts an upload at `key`: its id.
     async fn initiate(&self, cx: Cx<'_>, key: &str) -> Result<String>;
 
-    /// Stores part `number` of upload `upload`.
+    /// Stores part `number` of upload `upload`, which starts `offset` bytes into the
+    /// object.
     async fn put_part(
         &self,
         cx: Cx<'_>,
         key: &str,
         upload: &str,
         number: u32,
+        offset: u64,
         data: Bytes,
     ) -> Result<Part>;
+
+    /// Stores the last part at commit, after every other part is stored; `data` may be
+    /// empty. The default sends it as any part (nothing when it is empty and other parts
+    /// exist); a service that must be told the upload ends with this part (GCS: the
+    /// object's total size) overrides it. `None`: no part was stored.
+    async fn put_last_part(
+        &self,
+        cx: Cx<'_>,
+        key: &str,
+        upload: &str,
+        number: u32,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<Option<Part>> {
+        if data.is_empty() && number > 1 {
+            return Ok(None);
+        }
+        self.put_part(cx, key, upload, number, offset, data)
+            .await
+            .map(Some)
+    }
 
     /// Publishes the upload as the object at `key`, from `parts` in number order.
     async fn complete(&self, cx: Cx<'_>, key: &str, upload: &str, parts: &[Part]) -> Result<()>;
 
-    /// Discards the upload and its parts.
-    async fn abort(&self, cx: Cx<'_>, key: &str, upload: &str) -> Result<()>;
+    /// Discards the upload and its parts (`parts`: those the writer knows of).
+    async fn abort(&self, cx: Cx<'_>, key: &str, upload: &str, parts: &[Part]) -> Result<()>;
 
-    /// The parts the upload holds.
-    async fn list_parts(&self, cx: Cx<'_>, key: &str, upload: &str) -> Result<Vec<Part>>;
+    /// The parts the upload holds (asked only where [`LISTS_PARTS`](Self::LISTS_PARTS)).
+    async fn list_parts(&self, _cx: Cx<'_>, _key: &str, _upload: &str) -> Result<Vec<Part>> {
+        Ok(Vec::new())
+    }
 
     /// An upload in progress at exactly `key` that has no parked object (one closed by a
     /// writer that never needed to park), if the service can list them.
@@ -99,25 +145,44 @@ pub fn park_key(key: &str) -> String {
     format!("{key}#upload")
 }
 
-/// The parked object: `{"v":1,"upload":"<id>"}` (or `null`), a newline, the tail.
-fn park_body(upload: Option<&str>, tail: &[u8]) -> Bytes {
-    let id = match upload {
-        Some(id) => format!("\"{}\"", id.replace('\\', "\\\\").replace('"', "\\\"")),
-        None => "null".to_owned(),
+/// The first line of a parked object; the tail follows it.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Parked {
+    /// Format version.
+    v: u32,
+    /// The upload, if one was started.
+    upload: Option<String>,
+    /// The parts stored when it was parked, as `[number, size, etag]`.
+    #[serde(default)]
+    parts: Vec<(u32, u64, String)>,
+}
+
+/// The parked object: the JSON line of [`Parked`], a newline, the tail.
+fn park_body(upload: Option<&str>, parts: &[Part], tail: &[u8]) -> Bytes {
+    let head = Parked {
+        v: 1,
+        upload: upload.map(str::to_owned),
+        parts: parts
+            .iter()
+            .map(|p| (p.number, p.size, p.etag.clone()))
+            .collect(),
     };
-    let mut b = BytesMut::with_capacity(32 + id.len() + tail.len());
-    b.extend_from_slice(format!("{{\"v\":1,\"upload\":{id}}}\n").as_bytes());
+    // Serialising plain strings and numbers cannot fail.
+    let line = serde_json::to_vec(&head).unwrap_or_default();
+    let mut b = BytesMut::with_capacity(line.len() + 1 + tail.len());
+    b.extend_from_slice(&line);
+    b.extend_from_slice(b"\n");
     b.extend_from_slice(tail);
     b.freeze()
 }
 
-/// The upload and tail of a parked object.
+/// The upload, recorded parts and tail of a parked object.
 fn parse_park(
     name: &'static str,
     path: &StoragePath,
     body: Bytes,
-) -> Result<(Option<String>, Bytes)> {
-    let bad = |why: &str| {
+) -> Result<(Option<String>, Vec<Part>, Bytes)> {
+    let bad = |why: String| {
         StorageError::backend(
             name,
             "writer",
@@ -128,24 +193,17 @@ fn parse_park(
     let nl = body
         .iter()
         .position(|&b| b == b'\n')
-        .ok_or_else(|| bad("no header line"))?;
-    let header = std::str::from_utf8(&body[..nl]).map_err(|_| bad("header is not UTF-8"))?;
-    let rest = header
-        .strip_prefix("{\"v\":1,\"upload\":")
-        .and_then(|r| r.strip_suffix('}'))
-        .ok_or_else(|| bad("unknown header"))?;
-    let upload = match rest {
-        "null" => None,
-        quoted => Some(
-            quoted
-                .strip_prefix('"')
-                .and_then(|q| q.strip_suffix('"'))
-                .ok_or_else(|| bad("upload id"))?
-                .replace("\\\"", "\"")
-                .replace("\\\\", "\\"),
-        ),
-    };
-    Ok((upload, body.slice(nl + 1..)))
+        .ok_or_else(|| bad("no header line".into()))?;
+    let head: Parked = serde_json::from_slice(&body[..nl]).map_err(|e| bad(e.to_string()))?;
+    if head.v != 1 {
+        return Err(bad(format!("version {}", head.v)));
+    }
+    let parts = head
+        .parts
+        .into_iter()
+        .map(|(number, size, etag)| Part { number, size, etag })
+        .collect();
+    Ok((head.upload, parts, body.slice(nl + 1..)))
 }
 
 /// The resumable writer over a [`MultipartBackend`] (see the module docs).
@@ -157,6 +215,8 @@ pub struct MultipartWriter<B: MultipartBackend> {
     /// Parts stored (in any order until commit sorts them).
     parts: Vec<Part>,
     next_number: u32,
+    /// Bytes in parts stored or in flight: where the next part starts.
+    sent: u64,
     in_flight: JoinSet<Result<Part>>,
     chunks: Chunker,
     /// Resumed from a parked object: commit removes it only after succeeding.
@@ -186,6 +246,7 @@ impl<B: MultipartBackend> MultipartWriter<B> {
             upload: None,
             parts: Vec::new(),
             next_number: 1,
+            sent: 0,
             in_flight: JoinSet::new(),
             chunks: Chunker::new(part),
             from_parked: false,
@@ -202,13 +263,13 @@ impl<B: MultipartBackend> MultipartWriter<B> {
     async fn resume(mut self) -> Result<Self> {
         let b = self.b.clone();
         let cx = Cx::new("writer", &self.path);
-        let (upload, tail) = match b.get_bytes(cx, &park_key(&self.key)).await? {
+        let (upload, recorded, tail) = match b.get_bytes(cx, &park_key(&self.key)).await? {
             Some(body) => {
                 self.from_parked = true;
-                let (upload, tail) = parse_park(B::NAME, &self.path, body)?;
-                (upload, Some(tail))
+                let (upload, parts, tail) = parse_park(B::NAME, &self.path, body)?;
+                (upload, parts, Some(tail))
             }
-            None => (b.find_upload(cx, &self.key).await?, None),
+            None => (b.find_upload(cx, &self.key).await?, Vec::new(), None),
         };
         if upload.is_none() && tail.is_none() {
             // Committed content: only an empty object may be appended to (replaced).
@@ -223,7 +284,11 @@ impl<B: MultipartBackend> MultipartWriter<B> {
             };
         }
         if let Some(id) = upload {
-            let mut parts = b.list_parts(cx, &self.key, &id).await?;
+            let mut parts = if B::LISTS_PARTS {
+                b.list_parts(cx, &self.key, &id).await?
+            } else {
+                recorded
+            };
             parts.sort_by_key(|p| p.number);
             // The unbroken run from part 1: what follows a gap is sent again.
             let run = parts
@@ -233,6 +298,7 @@ impl<B: MultipartBackend> MultipartWriter<B> {
                 .count();
             parts.truncate(run);
             self.size = parts.iter().map(|p| p.size).sum();
+            self.sent = self.size;
             self.next_number = run as u32 + 1;
             self.parts = parts;
             self.upload = Some(id.into());
@@ -259,11 +325,12 @@ impl<B: MultipartBackend> MultipartWriter<B> {
         while self.in_flight.len() >= self.b.max_concurrency().max(1) {
             self.reap().await?;
         }
-        let number = self.next_number;
+        let (number, offset) = (self.next_number, self.sent);
         self.next_number += 1;
+        self.sent += data.len() as u64;
         let (b, path, key) = (self.b.clone(), self.path.clone(), self.key.clone());
         self.in_flight.spawn(async move {
-            b.put_part(Cx::new("write", &path), &key, &upload, number, data)
+            b.put_part(Cx::new("write", &path), &key, &upload, number, offset, data)
                 .await
         });
         Ok(())
@@ -303,18 +370,27 @@ impl<B: MultipartBackend> MultipartWriter<B> {
             let body = self.chunks.take();
             return self.b.put(self.cx("commit"), &self.key, body).await;
         };
-        if !self.chunks.is_empty() || self.parts.is_empty() && self.in_flight.is_empty() {
-            let last = self.chunks.take();
-            self.send_part(last).await?;
-        }
         self.drain().await?;
+        let last = self.chunks.take();
+        let (number, offset) = (self.next_number, self.sent);
+        let cx = Cx::new("commit", &self.path);
+        if let Some(part) = self
+            .b
+            .put_last_part(cx, &self.key, &id, number, offset, last)
+            .await?
+        {
+            self.next_number += 1;
+            self.sent += part.size;
+            self.parts.push(part);
+        }
         self.parts.sort_by_key(|p| p.number);
         let res = self
             .b
             .complete(self.cx("commit"), &self.key, &id, &self.parts)
             .await;
         if res.is_err() {
-            if let Err(e) = self.b.abort(self.cx("commit"), &self.key, &id).await {
+            let cx = Cx::new("commit", &self.path);
+            if let Err(e) = self.b.abort(cx, &self.key, &id, &self.parts).await {
                 tracing::warn!(driver = B::NAME, path = %self.path, error = %e, "aborting the upload after a failed commit failed");
             }
         }
@@ -337,12 +413,17 @@ impl<B: MultipartBackend> FileWriter for MultipartWriter<B> {
     }
 
     async fn close(&mut self) -> Result<()> {
-        if self.chunks.len() >= self.b.min_part_size() {
-            let part = self.chunks.take();
+        let n = self
+            .b
+            .sendable_tail(self.chunks.len())
+            .min(self.chunks.len());
+        if n > 0 {
+            let part = self.chunks.take_front(n);
             self.send_part(part).await?;
         }
         self.drain().await?;
-        let body = park_body(self.upload.as_deref(), self.chunks.buffered());
+        self.parts.sort_by_key(|p| p.number);
+        let body = park_body(self.upload.as_deref(), &self.parts, self.chunks.buffered());
         self.b
             .put(self.cx("close"), &park_key(&self.key), body)
             .await?;
@@ -355,7 +436,8 @@ impl<B: MultipartBackend> FileWriter for MultipartWriter<B> {
         self.in_flight.abort_all();
         while self.in_flight.join_next().await.is_some() {}
         if let Some(id) = self.upload.take() {
-            if let Err(e) = self.b.abort(self.cx("cancel"), &self.key, &id).await {
+            let cx = Cx::new("cancel", &self.path);
+            if let Err(e) = self.b.abort(cx, &self.key, &id, &self.parts).await {
                 tracing::warn!(driver = B::NAME, path = %self.path, error = %e, "aborting a cancelled upload failed");
             }
         }
@@ -385,10 +467,16 @@ mod tests {
     #[test]
     fn parked_state_round_trips() {
         let p = StoragePath::new("/a").unwrap();
+        let parts = [Part {
+            number: 1,
+            size: 5,
+            etag: "\"e\"".into(),
+        }];
         for (id, tail) in [(Some("ab\"c\\d"), &b"xyz\n1"[..]), (None, &b""[..])] {
-            let body = park_body(id, tail);
-            let (got, rest) = parse_park("t", &p, body).unwrap();
+            let body = park_body(id, &parts, tail);
+            let (got, recorded, rest) = parse_park("t", &p, body).unwrap();
             assert_eq!(got.as_deref(), id);
+            assert_eq!(recorded, parts);
             assert_eq!(&rest[..], tail);
         }
         assert!(parse_park("t", &p, Bytes::from_static(b"garbage")).is_err());

@@ -180,7 +180,7 @@ impl OssBackend {
             Err(e) => Err(e),
         };
         if done.is_err() {
-            if let Err(e) = self.abort(cx, dst, &id).await {
+            if let Err(e) = self.abort(cx, dst, &id, &[]).await {
                 tracing::warn!(driver = DRIVER, %path, error = %e, "aborting a multipart copy failed");
             }
         }

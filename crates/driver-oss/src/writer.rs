@@ -61,6 +61,7 @@ impl MultipartBackend for OssBackend {
         key: &str,
         upload: &str,
         number: u32,
+        _offset: u64,
         data: Bytes,
     ) -> Result<Part> {
         let size = data.len() as u64;
@@ -88,7 +89,7 @@ impl MultipartBackend for OssBackend {
     }
 
     /// `AbortMultipartUpload` (an upload already gone is not an error).
-    async fn abort(&self, cx: Cx<'_>, key: &str, upload: &str) -> Result<()> {
+    async fn abort(&self, cx: Cx<'_>, key: &str, upload: &str, _: &[Part]) -> Result<()> {
         let url = self.client.object_url(key, &[("uploadId", upload)]);
         let call = Call::new(cx.op, cx.path, Method::DELETE, url);
         self.client.expect(call, &[200, 204, 404]).await.map(drop)

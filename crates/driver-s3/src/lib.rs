@@ -203,7 +203,7 @@ impl S3Backend {
             Err(e) => Err(e),
         };
         if done.is_err() {
-            if let Err(e) = self.abort(cx, dst_key, &upload).await {
+            if let Err(e) = self.abort(cx, dst_key, &upload, &[]).await {
                 tracing::warn!(path = %cx.path, error = %e, "aborting a multipart copy failed");
             }
         }

@@ -57,6 +57,7 @@ impl MultipartBackend for S3Backend {
         key: &str,
         upload: &str,
         number: u32,
+        _offset: u64,
         data: Bytes,
     ) -> Result<Part> {
         let size = data.len() as u64;
@@ -104,7 +105,7 @@ impl MultipartBackend for S3Backend {
         Ok(())
     }
 
-    async fn abort(&self, cx: Cx<'_>, key: &str, upload: &str) -> Result<()> {
+    async fn abort(&self, cx: Cx<'_>, key: &str, upload: &str, _: &[Part]) -> Result<()> {
         self.client
             .abort_multipart_upload()
             .bucket(self.bucket())
