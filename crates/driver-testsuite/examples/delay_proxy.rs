@@ -14,9 +14,10 @@ fn main() {
     let ms: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20);
     let window: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1 << 20);
     driver_testsuite::runtime().block_on(async {
-        let p = driver_testsuite::proxy::Proxy::link(upstream, Duration::from_millis(ms), window << 10)
-            .await
-            .expect("start the proxy");
+        let p =
+            driver_testsuite::proxy::Proxy::link(upstream, Duration::from_millis(ms), window << 10)
+                .await
+                .expect("start the proxy");
         println!("{}", p.url());
         std::future::pending::<()>().await;
     });

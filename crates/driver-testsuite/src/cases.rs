@@ -582,7 +582,10 @@ pub async fn stat_call(ctx: Ctx) -> CaseResult {
     }
 
     // The root always exists, as a directory.
-    assert!(ctx.driver.stat("/").await?.is_dir, "the root is a directory");
+    assert!(
+        ctx.driver.stat("/").await?.is_dir,
+        "the root is a directory"
+    );
     Ok(())
 }
 
