@@ -19,8 +19,11 @@
 //! * a listing page is `objects.list` (`/` delimiter for `list`; `startOffset` where the
 //!   core continues after a key, for a walk's start-after hint and the tree delete;
 //!   1,000 objects a page unless the core asks for fewer);
-//! * the writer sends chunks to a resumable upload session and finalises it on commit
-//!   (resumable from another process after `close`: see the `writer` module);
+//! * the writer is the core's resumable writer ([`driver_objectstore::upload`]) over a
+//!   resumable upload session: the session URI is the upload, a part is a chunk `PUT` to
+//!   it (a multiple of 256 KiB; a shorter tail is parked in `<key>#upload` on `close`),
+//!   the last part's request names the total size and so finalises the object, abort
+//!   deletes the session (see the `writer` module);
 //! * `redirect_url` is a V4 signed URL (`GOOG4-RSA-SHA256`) when a service-account key
 //!   is configured, valid 20 minutes by default, at most 7 days; otherwise `None`.
 //!
@@ -54,12 +57,13 @@ use driver_api::{
 };
 use driver_http::Call;
 use driver_http::RestClient as _;
-use driver_objectstore::{Cx, Got, ListPage, ListRequest, ObjectBackend, ObjectMeta, ObjectStore};
+use driver_objectstore::{
+    Cx, Got, ListPage, ListRequest, MultipartWriter, ObjectBackend, ObjectMeta, ObjectStore,
+};
 use reqwest::Method;
 
 use crate::client::{Client, Object, ObjectList, Rewrite};
 use crate::params::GcsParams;
-use crate::writer::GcsWriter;
 
 /// The registered name.
 pub const DRIVER: &str = "gcs";
@@ -313,11 +317,6 @@ impl ObjectBackend for GcsBackend {
         key: String,
         append: bool,
     ) -> Result<Box<dyn FileWriter>> {
-        let w = if append {
-            GcsWriter::resume(this, path.clone(), key).await?
-        } else {
-            GcsWriter::new(this, path.clone(), key)
-        };
-        Ok(Box::new(w))
+        MultipartWriter::open(this, path, key, append).await
     }
 }

@@ -1,209 +1,59 @@
-//! Resumable uploads on GCS resumable upload sessions.
+//! GCS resumable upload sessions: the steps of the object-store core's resumable writer
+//! ([`driver_objectstore::upload`], which holds the protocol: chunking, parking the tail
+//! as `<key>#upload`, resume, commit and cancel).
 //!
-//! A writer holds at most one chunk (`chunksize`, a multiple of 256 KiB) in memory. The
-//! first full chunk opens a resumable upload session and every full chunk is sent to it
-//! (`Content-Range: bytes a-b/*`); a writer that never fills a chunk is written with one
-//! simple upload at commit.
+//! * initiate opens a session (`uploadType=resumable`); the upload id the core keeps is
+//!   the session URI;
+//! * a part is a `PUT` to the session with `Content-Range: bytes a-b/*` (308); every
+//!   non-final part is a multiple of 256 KiB, so `close` sends the largest such share of
+//!   what is buffered and parks the rest;
+//! * the last part is always sent, even empty, because it tells the session the total
+//!   (`bytes a-b/total`, or `bytes */total`) and so finalises the object; completing then
+//!   has nothing left to do;
+//! * abort is a `DELETE` of the session URI.
 //!
-//! `close` keeps the upload for a later `writer(path, true)`, from this process or
-//! another: what is buffered goes to the session as far as GCS takes it (a multiple of
-//! 256 KiB), and the state is written to a hidden object `<name>#upload` (hidden because
-//! `#` cannot appear in a path): one JSON line naming the session URI and the bytes the
-//! session holds, followed by the rest of the bytes (less than 256 KiB). Resuming reads
-//! that object, so it never has to ask the session for its status (an empty
-//! `Content-Range: bytes */*` query, which some emulators take as "finalise").
+//! A session cannot list its parts without a status query (an empty `Content-Range: bytes
+//! */*` request, which some emulators take as "finalise"), so the core records them in
+//! the parked object instead. A session takes bytes in order: one part is in flight.
 //!
-//! `commit` sends the rest as the final request (`bytes a-b/total`, or `bytes */total`
-//! when nothing is left), or one simple upload when no session exists; `cancel` deletes
-//! the session. Both remove the state object; a commit removes it only once it
-//! succeeded, so a failed commit stays resumable. The session URI is a credential (it
-//! allows uploading without a token): it is never logged.
-
-use std::sync::Arc;
+//! The session URI is a credential (it allows uploading without a token): it is never
+//! logged or put in an error.
 
 use bytes::Bytes;
-use driver_api::chunks::Chunker;
-use driver_api::{async_trait, FileWriter, Result, StorageError, StoragePath};
+use driver_api::{async_trait, Result, StorageError};
 use driver_http::Call;
 use driver_http::RestClient as _;
-use driver_objectstore::{Cx, ObjectBackend};
+use driver_objectstore::{Cx, MultipartBackend, Part};
 use reqwest::{Method, Response, Url};
-use serde::{Deserialize, Serialize};
 
 use crate::params::CHUNK_ALIGN;
 use crate::{GcsBackend, DRIVER};
 
-/// The first line of a state object.
-#[derive(Debug, Serialize, Deserialize)]
-struct State {
-    /// Format version.
-    v: u32,
-    /// The resumable session, if one was opened.
-    session: Option<String>,
-    /// Bytes the session holds.
-    offset: u64,
-}
-
-/// The name of the state object of `name`.
-pub(crate) fn state_name(name: &str) -> String {
-    format!("{name}#upload")
-}
-
-pub(crate) struct GcsWriter {
-    s: Arc<GcsBackend>,
-    path: StoragePath,
-    name: String,
-    session: Option<Url>,
-    /// Bytes the session holds.
-    uploaded: u64,
-    chunks: Chunker,
-    /// Resumed from a state object (removed only after a successful commit or cancel).
-    from_state: bool,
-    /// Bytes written in all; what `size` reports.
-    size: u64,
-}
-
-impl GcsWriter {
-    /// A fresh upload of `path`, object `name`.
-    pub(crate) fn new(s: Arc<GcsBackend>, path: StoragePath, name: String) -> Self {
-        let chunk = s.p.chunk_size;
-        Self {
-            s,
-            path,
-            name,
-            session: None,
-            uploaded: 0,
-            chunks: Chunker::new(chunk),
-            from_state: false,
-            size: 0,
-        }
-    }
-
-    /// Continues the upload closed at `path` (see the module docs), or starts a new one
-    /// over committed empty content; anything else is refused.
-    pub(crate) async fn resume(
-        s: Arc<GcsBackend>,
-        path: StoragePath,
-        name: String,
-    ) -> Result<Self> {
-        let mut w = Self::new(s.clone(), path.clone(), name);
-        let cx = Cx::new("writer", &path);
-        if let Some(bytes) = s.get_bytes(cx, &state_name(&w.name)).await? {
-            let nl = bytes
-                .iter()
-                .position(|&b| b == b'\n')
-                .unwrap_or(bytes.len());
-            let state: State = serde_json::from_slice(&bytes[..nl]).map_err(|e| {
-                StorageError::backend(DRIVER, "writer", &path, format!("bad upload state: {e}"))
-            })?;
-            let tail = bytes.slice((nl + 1).min(bytes.len())..);
-            w.session = match state.session {
-                Some(u) => Some(Url::parse(&u).map_err(|e| {
-                    StorageError::backend(DRIVER, "writer", &path, format!("bad session: {e}"))
-                })?),
-                None => None,
-            };
-            w.uploaded = state.offset;
-            w.size = state.offset + tail.len() as u64;
-            w.chunks.extend(&tail);
-            w.from_state = true;
-            return Ok(w);
-        }
-        match s.head(cx, &w.name).await? {
-            None => Err(StorageError::not_found(DRIVER, &path)),
-            Some(o) if o.size == 0 => Ok(w),
-            Some(o) => Err(StorageError::append_to_committed(DRIVER, &path, o.size)),
-        }
-    }
-
-    /// Opens the resumable session.
-    async fn open_session(&mut self) -> Result<Url> {
-        if let Some(u) = &self.session {
-            return Ok(u.clone());
-        }
-        let url = self.s.client.upload_url("resumable", &self.name);
-        let call = Call::new("writer", &self.path, Method::POST, url)
-            .header("content-type", "application/json; charset=UTF-8")
-            .header("x-upload-content-type", "application/octet-stream")
-            .body(Bytes::from_static(
-                br#"{"contentType":"application/octet-stream"}"#,
-            ));
-        let resp = self.s.client.expect(call, &[200, 201]).await?;
-        let loc = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Url::parse(v).ok())
-            .ok_or_else(|| {
-                StorageError::backend(
-                    DRIVER,
-                    "writer",
-                    &self.path,
-                    "no session URI in the answer to a resumable upload".to_owned(),
-                )
-            })?;
-        self.session = Some(loc.clone());
-        Ok(loc)
-    }
-
-    /// Sends `data` (a multiple of 256 KiB) to the session as a non-final chunk.
-    async fn send_chunk(&mut self, data: Bytes) -> Result<()> {
-        let session = self.open_session().await?;
-        let mut sent = 0usize;
-        // GCS may keep less than it was sent (it says so in `Range`): send the rest again.
-        for _ in 0..16 {
-            let part = data.slice(sent..);
-            let first = self.uploaded;
-            let last = first + part.len() as u64 - 1;
-            let call = Call::new("writer", &self.path, Method::PUT, session.clone())
-                .header("content-range", format!("bytes {first}-{last}/*"))
-                .header("content-type", "application/octet-stream")
-                .body(part);
-            let resp = self.s.client.send(call).await?;
-            if resp.status().as_u16() != 308 {
-                return Err(self.session_error(resp).await);
-            }
-            let held = persisted(&resp).unwrap_or(0);
-            if held < first || held > last + 1 {
-                return Err(self.fail(format!(
-                    "the session holds {held} bytes after a chunk of {first}..={last}"
-                )));
-            }
-            sent += (held - first) as usize;
-            self.uploaded = held;
-            if sent == data.len() {
-                return Ok(());
-            }
-        }
-        Err(self.fail("the session keeps refusing a chunk".into()))
+impl GcsBackend {
+    /// The session URI `upload` (the core's upload id).
+    fn session(cx: Cx<'_>, upload: &str) -> Result<Url> {
+        // The parse error does not quote its input: the URI stays out of the message.
+        Url::parse(upload)
+            .map_err(|e| fail(cx, format!("bad session URI in the upload state: {e}")))
     }
 
     /// An error about the session (404/410: it expired or was cancelled).
-    async fn session_error(&self, resp: Response) -> StorageError {
+    async fn session_error(&self, cx: Cx<'_>, resp: Response) -> StorageError {
         match resp.status().as_u16() {
-            404 | 410 => self.fail(format!(
-                "the upload session is gone (HTTP {}): it expired or was cancelled",
-                resp.status().as_u16()
-            )),
-            _ => self.s.client.error("writer", &self.path, resp).await,
+            404 | 410 => fail(
+                cx,
+                format!(
+                    "the upload session is gone (HTTP {}): it expired or was cancelled",
+                    resp.status().as_u16()
+                ),
+            ),
+            _ => self.client.error(cx.op, cx.path, resp).await,
         }
     }
+}
 
-    /// What the writer's backend calls are for.
-    fn cx(&self) -> Cx<'_> {
-        Cx::new("writer", &self.path)
-    }
-
-    fn fail(&self, what: String) -> StorageError {
-        StorageError::backend(DRIVER, "writer", &self.path, what)
-    }
-
-    async fn drop_state(&self) -> Result<()> {
-        self.s
-            .delete(self.cx(), &state_name(&self.name), false)
-            .await
-            .map(drop)
-    }
+fn fail(cx: Cx<'_>, what: String) -> StorageError {
+    StorageError::backend(DRIVER, cx.op, cx.path, what)
 }
 
 /// Bytes a session holds, from the `Range: bytes=0-N` of a 308 answer (none: 0).
@@ -214,85 +64,145 @@ fn persisted(resp: &Response) -> Option<u64> {
 }
 
 #[async_trait]
-impl FileWriter for GcsWriter {
-    async fn write(&mut self, mut data: Bytes) -> Result<()> {
-        self.size += data.len() as u64;
-        while let Some(chunk) = self.chunks.next_part(&mut data) {
-            self.send_chunk(chunk).await?;
-        }
-        Ok(())
+impl MultipartBackend for GcsBackend {
+    /// `chunksize`, a multiple of 256 KiB.
+    fn part_size(&self) -> usize {
+        self.p.chunk_size
     }
 
-    fn size(&self) -> u64 {
-        self.size
+    fn min_part_size(&self) -> usize {
+        CHUNK_ALIGN as usize
     }
 
-    async fn close(&mut self) -> Result<()> {
-        let aligned = self.chunks.len() - self.chunks.len() % CHUNK_ALIGN as usize;
-        if aligned > 0 {
-            let data = self.chunks.take_front(aligned);
-            self.send_chunk(data).await?;
+    /// The largest multiple of 256 KiB.
+    fn sendable_tail(&self, len: usize) -> usize {
+        len - len % CHUNK_ALIGN as usize
+    }
+
+    /// Only a status query would say (see the module docs).
+    const LISTS_PARTS: bool = false;
+
+    /// A session takes bytes in order.
+    fn max_concurrency(&self) -> usize {
+        1
+    }
+
+    async fn initiate(&self, cx: Cx<'_>, key: &str) -> Result<String> {
+        let url = self.client.upload_url("resumable", key);
+        let call = Call::new(cx.op, cx.path, Method::POST, url)
+            .header("content-type", "application/json; charset=UTF-8")
+            .header("x-upload-content-type", "application/octet-stream")
+            .body(Bytes::from_static(
+                br#"{"contentType":"application/octet-stream"}"#,
+            ));
+        let resp = self.client.expect(call, &[200, 201]).await?;
+        resp.headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Url::parse(v).ok())
+            .map(String::from)
+            .ok_or_else(|| {
+                fail(
+                    cx,
+                    "no session URI in the answer to a resumable upload".to_owned(),
+                )
+            })
+    }
+
+    /// A non-final chunk. GCS may keep less than it was sent (it says so in `Range`): the
+    /// rest is sent again.
+    async fn put_part(
+        &self,
+        cx: Cx<'_>,
+        _key: &str,
+        upload: &str,
+        number: u32,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<Part> {
+        let session = Self::session(cx, upload)?;
+        let mut sent = 0usize;
+        for _ in 0..16 {
+            let rest = data.slice(sent..);
+            let first = offset + sent as u64;
+            let last = first + rest.len() as u64 - 1;
+            let call = Call::new(cx.op, cx.path, Method::PUT, session.clone())
+                .header("content-range", format!("bytes {first}-{last}/*"))
+                .header("content-type", "application/octet-stream")
+                .body(rest);
+            let resp = self.client.send(call).await?;
+            if resp.status().as_u16() != 308 {
+                return Err(self.session_error(cx, resp).await);
+            }
+            let held = persisted(&resp).unwrap_or(0);
+            if held < first || held > last + 1 {
+                return Err(fail(
+                    cx,
+                    format!("the session holds {held} bytes after a chunk of {first}..={last}"),
+                ));
+            }
+            sent = (held - offset) as usize;
+            if sent == data.len() {
+                return Ok(Part {
+                    number,
+                    size: data.len() as u64,
+                    etag: String::new(),
+                });
+            }
         }
-        let state = State {
-            v: 1,
-            session: self.session.as_ref().map(|u| u.to_string()),
-            offset: self.uploaded,
+        Err(fail(cx, "the session keeps refusing a chunk".to_owned()))
+    }
+
+    /// The final request, always sent (even empty): it tells the session the total size,
+    /// which finalises the object.
+    async fn put_last_part(
+        &self,
+        cx: Cx<'_>,
+        _key: &str,
+        upload: &str,
+        number: u32,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<Option<Part>> {
+        let session = Self::session(cx, upload)?;
+        let size = data.len() as u64;
+        let total = offset + size;
+        let range = if data.is_empty() {
+            format!("bytes */{total}")
+        } else {
+            format!("bytes {offset}-{}/{total}", total - 1)
         };
-        let mut body = serde_json::to_vec(&state).map_err(|e| self.fail(e.to_string()))?;
-        body.push(b'\n');
-        body.extend_from_slice(self.chunks.buffered());
-        self.s
-            .put(self.cx(), &state_name(&self.name), body.into())
-            .await?;
-        self.chunks.clear();
+        let call = Call::new(cx.op, cx.path, Method::PUT, session)
+            .header("content-range", range)
+            .header("content-type", "application/octet-stream")
+            .body(data);
+        let resp = self.client.send(call).await?;
+        if !matches!(resp.status().as_u16(), 200 | 201) {
+            return Err(self.session_error(cx, resp).await);
+        }
+        Ok(Some(Part {
+            number,
+            size,
+            etag: String::new(),
+        }))
+    }
+
+    /// Nothing: the last part finalised the object (GCS answered it with the object).
+    async fn complete(&self, _cx: Cx<'_>, _key: &str, _upload: &str, _: &[Part]) -> Result<()> {
         Ok(())
     }
 
-    async fn cancel(&mut self) -> Result<()> {
-        if let Some(session) = self.session.take() {
-            let call = Call::new("writer", &self.path, Method::DELETE, session);
-            let resp = self.s.client.send(call).await?;
-            // 499: cancelled; 404/410: already gone.
-            if !matches!(resp.status().as_u16(), 204 | 404 | 410 | 499) {
-                return Err(self.s.client.error("writer", &self.path, resp).await);
-            }
+    /// `DELETE` of the session URI (499: cancelled; 404/410: already gone).
+    async fn abort(&self, cx: Cx<'_>, _key: &str, upload: &str, _: &[Part]) -> Result<()> {
+        let session = Self::session(cx, upload)?;
+        let resp = self
+            .client
+            .send(Call::new(cx.op, cx.path, Method::DELETE, session))
+            .await?;
+        if matches!(resp.status().as_u16(), 200 | 204 | 404 | 410 | 499) {
+            Ok(())
+        } else {
+            Err(self.client.error(cx.op, cx.path, resp).await)
         }
-        self.chunks.clear();
-        self.drop_state().await
-    }
-
-    async fn commit(&mut self) -> Result<()> {
-        let rest = self.chunks.take();
-        match self.session.clone() {
-            None => {
-                // Nothing was sent yet: one simple upload; a stale state object from an
-                // earlier, abandoned upload goes at the same time.
-                let put = self.s.put(self.cx(), &self.name, rest);
-                if self.from_state {
-                    put.await?;
-                } else {
-                    let (put, _) = futures::join!(put, self.drop_state());
-                    return put;
-                }
-            }
-            Some(session) => {
-                let total = self.uploaded + rest.len() as u64;
-                let range = if rest.is_empty() {
-                    format!("bytes */{total}")
-                } else {
-                    format!("bytes {}-{}/{total}", self.uploaded, total - 1)
-                };
-                let call = Call::new("writer", &self.path, Method::PUT, session)
-                    .header("content-range", range)
-                    .header("content-type", "application/octet-stream")
-                    .body(rest);
-                let resp = self.s.client.send(call).await?;
-                if !matches!(resp.status().as_u16(), 200 | 201) {
-                    return Err(self.session_error(resp).await);
-                }
-                self.session = None;
-            }
-        }
-        self.drop_state().await
     }
 }
