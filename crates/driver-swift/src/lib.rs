@@ -11,15 +11,19 @@
 //! * a path `/a/b` is the object `<prefix>/a/b` in `container`; directories are
 //!   implicit (a name prefix);
 //! * `put_content` is one PUT; `reader` a ranged GET, streamed;
-//! * the writer uploads `chunksize` segments to `<container>_segments` and joins them
-//!   with a Static Large Object manifest on commit (see the `writer` module);
-//!   resumable from another process after `close`;
+//! * the writer is the core's resumable writer ([`MultipartWriter`]) over
+//!   [`SwiftBackend`]'s [`MultipartBackend`](driver_objectstore::MultipartBackend)
+//!   steps: `chunksize` segments uploaded to `<container>_segments` (`maxconcurrency` at
+//!   once) and joined by a Static Large Object manifest on commit (see the `writer`
+//!   module); resumable from another process after `close`, the upload's state parked
+//!   as `<name>#upload` in the main container;
 //! * overwriting or deleting a large object removes its segments (nothing orphaned);
 //! * `rename` is a server-side `COPY` (a large object's manifest is copied, not its
 //!   bytes) then a DELETE (see [`SwiftBackend`]'s `move_object`);
 //! * `delete` streams: page by page of the listing (`limit` + `marker`), plain objects
 //!   go with the bulk-delete middleware (1,000 names a request), large objects one by
-//!   one with `multipart-manifest=delete`; then uncommitted uploads under the path;
+//!   one with `multipart-manifest=delete`, parked uploads with their segments; then the
+//!   upload parked for the path itself;
 //! * `list` lists with the `/` delimiter; `walk` is one flat paginated listing
 //!   ([`driver_api::walk::flat`]);
 //! * `redirect_url` is a TempURL (HMAC-SHA256) when `secretkey` is configured, valid
@@ -59,7 +63,10 @@ use driver_api::{
     StoragePath,
 };
 use driver_http::Call;
-use driver_objectstore::{Cx, Got, ListPage, ListRequest, ObjectBackend, ObjectMeta};
+use driver_objectstore::upload::park_key;
+use driver_objectstore::{
+    Cx, Got, ListPage, ListRequest, MultipartWriter, ObjectBackend, ObjectMeta,
+};
 use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 use serde::Deserialize;
@@ -67,7 +74,6 @@ use serde::Deserialize;
 pub use crate::client::AuthError;
 use crate::client::{Client, Entry};
 use crate::params::SwiftParams;
-use crate::writer::SwiftWriter;
 
 /// The registered name.
 pub const DRIVER: &str = "swift";
@@ -128,8 +134,10 @@ register_driver! {
 pub type SwiftDriver = driver_objectstore::ObjectStore<SwiftBackend>;
 
 /// Swift's requests, one per step of the object-store core (see
-/// [`ObjectBackend`]): the client (authentication, token cache), the container and the
-/// `<container>_segments` container of large objects' segments and upload state.
+/// [`ObjectBackend`], and of the resumable writer,
+/// [`MultipartBackend`](driver_objectstore::MultipartBackend)): the client
+/// (authentication, token cache), the container and the `<container>_segments`
+/// container of large objects' and uploads' segments.
 pub struct SwiftBackend {
     client: Client,
     keys: KeySpace,
@@ -486,8 +494,8 @@ impl SwiftBackend {
         }
     }
 
-    /// One listing page of `container` (the main one, or the segments container for
-    /// upload state): `limit` is `req.max` (default 10,000), the `marker` the token or
+    /// One listing page of `container` (the main one, or the segments container for an
+    /// upload's segments): `limit` is `req.max` (default 10,000), the `marker` the token or
     /// else the start-after key; the next page continues after the last name when this
     /// one was full.
     pub(crate) async fn list_container(
@@ -621,9 +629,13 @@ impl ObjectBackend for SwiftBackend {
     }
 
     /// A PUT through `replace`: a large object it replaces loses its segments, unless
-    /// the PUT was superseded (a concurrent write with a newer timestamp won).
+    /// the PUT was superseded (a concurrent write with a newer timestamp won). A parked
+    /// upload (`<name>#upload`) is never a large object: one PUT.
     async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()> {
         let put = self.put_object(cx.op, cx.path, &self.p.container, key, data);
+        if key.ends_with(&park_key("")) {
+            return put.await.map(drop);
+        }
         self.replace(cx.op, cx.path, key, put).await.map(drop)
     }
 
@@ -661,9 +673,25 @@ impl ObjectBackend for SwiftBackend {
     }
 
     /// The plain objects in one bulk-delete request; each large object (the listing's
-    /// `slo_etag`) with its own DELETE `?multipart-manifest=delete`, at the same time.
+    /// `slo_etag`) with its own DELETE `?multipart-manifest=delete`, at the same time. A
+    /// parked upload (`<name>#upload`, see the `writer` module) is read first and its
+    /// segments, in the segments container, bulk-deleted before the batch.
     async fn delete_batch(&self, cx: Cx<'_>, objects: &[ObjectMeta]) -> Result<()> {
         let c = &self.p.container;
+        let suffix = park_key("");
+        let parked: Vec<&str> = objects
+            .iter()
+            .filter(|o| o.key.ends_with(&suffix))
+            .map(|o| o.key.as_str())
+            .collect();
+        let segments = futures::stream::iter(0..parked.len())
+            .map(|i| writer::parked_segments(self, cx, parked[i]))
+            .buffer_unordered(self.delete_concurrency())
+            .try_collect::<Vec<Option<Vec<String>>>>()
+            .await?;
+        let segments: Vec<String> = segments.into_iter().flatten().flatten().collect();
+        // Segments first: a parked object left by a failure still names them.
+        self.bulk_delete(cx.op, cx.path, segments).await?;
         let plain: Vec<String> = objects
             .iter()
             .filter(|o| !o.segmented)
@@ -685,10 +713,12 @@ impl ObjectBackend for SwiftBackend {
         self.list_container(cx, &self.p.container, req).await
     }
 
-    /// Discards the uncommitted uploads at the key and under it (their state objects
-    /// and segments in the segments container).
+    /// Discards the uncommitted upload parked for the key itself (`<key>#upload` is not
+    /// below `<key>/`, so the tree delete did not list it), with its segments; those
+    /// parked below the key went with their batches (see
+    /// [`delete_batch`](Self::delete_batch)).
     async fn after_delete(&self, cx: Cx<'_>, key: &str) -> Result<()> {
-        writer::discard_uploads(self, cx, key).await
+        writer::discard_parked(self, cx, key).await
     }
 
     async fn redirect_url(
@@ -726,11 +756,10 @@ impl ObjectBackend for SwiftBackend {
         key: String,
         append: bool,
     ) -> Result<Box<dyn FileWriter>> {
-        let w = if append {
-            SwiftWriter::resume(this, path.clone(), key).await?
-        } else {
-            SwiftWriter::fresh(this, path.clone(), key).await?
-        };
-        Ok(Box::new(w))
+        if !append {
+            // An earlier uncommitted upload at the path goes first, with its segments.
+            writer::discard_parked(&this, Cx::new("writer", path), &key).await?;
+        }
+        MultipartWriter::open(this, path, key, append).await
     }
 }

@@ -34,7 +34,8 @@ pub static PARAMS: &[ParamSpec] = &[
     ParamSpec::new("prefix", ParamKind::String, "object name prefix under which everything is stored (alias: rootdirectory)").default_value(""),
     ParamSpec::new("rootdirectory", ParamKind::String, "alias of prefix"),
     ParamSpec::new("insecureskipverify", ParamKind::Bool, "accept any TLS certificate (test servers only)").default_value("false"),
-    ParamSpec::new("chunksize", ParamKind::Integer { min: Some(MIN_CHUNK), max: Some(MAX_CHUNK) }, "segment size in bytes (memory per writer is about one segment)").default_value("20971520"),
+    ParamSpec::new("chunksize", ParamKind::Integer { min: Some(MIN_CHUNK), max: Some(MAX_CHUNK) }, "segment size in bytes (memory per writer is about maxconcurrency + 1 segments)").default_value("20971520"),
+    ParamSpec::new("maxconcurrency", ParamKind::Integer { min: Some(1), max: Some(1_000) }, "parts (segments) a writer uploads at once (memory per writer is about maxconcurrency + 1 chunks)").default_value("4"),
     ParamSpec::new("secretkey", ParamKind::String, "TempURL key: redirect URLs are signed with it (and it is set on the account, or the container, when it differs)").secret(),
     ParamSpec::new("tempurlcontainerkey", ParamKind::Bool, "keep the TempURL key on the container (X-Container-Meta-Temp-URL-Key) instead of the account").default_value("false"),
     ParamSpec::new("tempurlmethods", ParamKind::Any, "methods redirect URLs are made for (a list or a comma-separated string)").default_value("GET,HEAD"),
@@ -119,6 +120,8 @@ pub struct SwiftParams {
     pub insecure_skip_verify: bool,
     /// Segment size.
     pub chunk_size: usize,
+    /// `maxconcurrency`: segments a writer uploads at once.
+    pub max_concurrency: usize,
     /// `secretkey`.
     pub secret_key: Option<Secret>,
     /// `tempurlcontainerkey`.
@@ -184,6 +187,7 @@ impl SwiftParams {
         let auth_version = r.u64("authversion")?;
         let insecure_skip_verify = r.bool("insecureskipverify")?.unwrap_or(false);
         let chunk_size = r.u64("chunksize")?.unwrap_or(DEFAULT_CHUNK);
+        let max_concurrency = r.u64("maxconcurrency")?.unwrap_or(4) as usize;
         let temp_url_container_key = r.bool("tempurlcontainerkey")?.unwrap_or(false);
         let temp_url_methods = methods(r.value("tempurlmethods")?)?;
         r.finish()?;
@@ -243,6 +247,7 @@ impl SwiftParams {
             root: root.trim_matches('/').to_owned(),
             insecure_skip_verify,
             chunk_size: chunk_size as usize,
+            max_concurrency,
             secret_key: secret_key.map(Secret),
             temp_url_container_key,
             temp_url_methods,
@@ -273,6 +278,7 @@ mod tests {
         let p = SwiftParams::parse(base()).unwrap();
         assert_eq!(p.auth_version, AuthVersion::V1);
         assert_eq!(p.chunk_size, 20 << 20);
+        assert_eq!(p.max_concurrency, 4);
         assert_eq!(p.endpoint_type, "public");
         assert_eq!(p.temp_url_methods, ["GET", "HEAD"]);
         assert_eq!(p.segments_container(), "c_segments");
@@ -312,6 +318,7 @@ mod tests {
     fn bad_values_name_their_key() {
         let cases = [
             (base().with("chunksize", 1000), "chunksize"),
+            (base().with("maxconcurrency", 0), "maxconcurrency"),
             (base().with("authurl", "ftp://x"), "authurl"),
             (base().with("authversion", 4), "authversion"),
             (base().with("endpointtype", "private"), "endpointtype"),

@@ -54,8 +54,8 @@ async fn raw_auth() -> Option<(String, String)> {
     Some((h("x-auth-token"), h("x-storage-url")))
 }
 
-/// Every object name under `root/` in the segments container (segments and upload
-/// state), listed by hand.
+/// Every object name under `root/` in the segments container (segments), listed by
+/// hand.
 async fn segment_names(root: &str) -> Option<Vec<String>> {
     let (token, storage) = raw_auth().await?;
     let v: serde_json::Value = driver_testsuite::http_client()
@@ -174,6 +174,17 @@ fn no_orphaned_segments_after_overwrite_delete_cancel_and_restart() {
             .unwrap();
         d.delete("/g").await.unwrap();
         assert_no_segments(&root, "after deleting a directory with an open upload").await;
+
+        // And one at the deleted path itself (its state is not below `<path>/`).
+        let mut w = d.writer("/k", false).await.unwrap();
+        w.write(big.clone()).await.unwrap();
+        w.close().await.unwrap();
+        assert!(d.delete("/k").await.unwrap_err().is_not_found());
+        assert_no_segments(&root, "after deleting a path with an open upload").await;
+        match d.writer("/k", true).await {
+            Ok(_) => panic!("resumed an upload whose path was deleted"),
+            Err(e) => assert!(e.is_not_found(), "{e}"),
+        }
 
         d.delete("/f").await.unwrap();
         assert!(d.list("/").await.unwrap().is_empty());
@@ -351,8 +362,9 @@ fn tree_delete_across_listing_pages() {
         let mut w = d.writer("/slo/open/upload", false).await.unwrap();
         w.write(big.clone()).await.unwrap();
         w.close().await.unwrap();
+        // The upload's state is parked in the main container (`upload#upload`).
         if let Some(n) = segment_names(&root).await.map(|v| v.len()) {
-            assert_eq!(n, 3 * 3 + 3 + 1, "segments and the upload's state");
+            assert_eq!(n, 3 * 3 + 3, "the objects' and the upload's segments");
         }
         assert_eq!(fresh.walk_collect("/slo").await.unwrap().len(), 3 + 15);
         let (pages, batches) = (swift.list_requests(), swift.delete_requests());
