@@ -68,7 +68,7 @@ use driver_api::{
 use futures::{StreamExt, TryStreamExt};
 
 use crate::pager::Pager;
-pub use crate::upload::{MultipartBackend, MultipartWriter, Part};
+pub use crate::upload::{MultipartBackend, MultipartWriter, ParkedUpload, Part};
 
 /// What a backend call is for: the operation and the path, so that its errors name both.
 #[derive(Debug, Clone, Copy)]

@@ -206,6 +206,24 @@ fn parse_park(
     Ok((head.upload, parts, body.slice(nl + 1..)))
 }
 
+/// What a parked object records, for a backend that must clean up after an upload it
+/// meets elsewhere (Swift removes the segments of uploads parked under a deleted tree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedUpload {
+    /// The upload, if one was started.
+    pub upload: Option<String>,
+    /// The parts recorded when it was parked.
+    pub parts: Vec<Part>,
+}
+
+impl ParkedUpload {
+    /// Reads the body of a parked object (`<key>#upload`) of driver `name` at `path`.
+    pub fn parse(name: &'static str, path: &StoragePath, body: Bytes) -> Result<Self> {
+        let (upload, parts, _) = parse_park(name, path, body)?;
+        Ok(Self { upload, parts })
+    }
+}
+
 /// The resumable writer over a [`MultipartBackend`] (see the module docs).
 pub struct MultipartWriter<B: MultipartBackend> {
     b: Arc<B>,

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use driver_api::{async_trait, Result, StorageError, StoragePath};
 use driver_http::Call;
 use driver_objectstore::upload::park_key;
-use driver_objectstore::{Cx, ListRequest, MultipartBackend, Part};
+use driver_objectstore::{Cx, ListRequest, MultipartBackend, ParkedUpload, Part};
 use reqwest::Method;
 
 use crate::{Put, SwiftBackend, DRIVER};
@@ -119,31 +119,16 @@ impl SwiftBackend {
     }
 }
 
-/// The upload id and recorded part numbers of a parked object (the core's format: a
-/// JSON line `{"v":1,"upload":…,"parts":[[number,size,etag],…]}`, then the tail).
+/// The upload id and recorded part numbers of a parked object ([`ParkedUpload`]).
 /// `None` when it names no upload, or cannot be read (logged: nothing to delete then).
 fn parked_upload(cx: Cx<'_>, name: &str, body: &[u8]) -> Option<(String, Vec<u32>)> {
-    let line = body.split(|&b| b == b'\n').next().unwrap_or_default();
-    let head: serde_json::Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
+    match ParkedUpload::parse(DRIVER, cx.path, Bytes::copy_from_slice(body)) {
+        Ok(p) => Some((p.upload?, p.parts.iter().map(|p| p.number).collect())),
         Err(e) => {
             tracing::warn!(driver = DRIVER, path = %cx.path, object = name, error = %e, "unreadable parked upload: its segments stay");
-            return None;
+            None
         }
-    };
-    let upload = head.get("upload")?.as_str()?.to_owned();
-    let numbers = head
-        .get("parts")
-        .and_then(|p| p.as_array())
-        .map(|parts| {
-            parts
-                .iter()
-                .filter_map(|p| p.get(0)?.as_u64())
-                .filter_map(|n| u32::try_from(n).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    Some((upload, numbers))
+    }
 }
 
 /// The segments (`/container/object`) of the uncommitted upload parked as `parked` in the
