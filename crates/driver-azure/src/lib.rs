@@ -20,8 +20,11 @@
 //!   no start-after, so the core follows `NextMarker`;
 //! * `redirect_url` is a read-only SAS URL (service SAS from the account key, or a
 //!   user-delegation SAS with Entra ID credentials), valid 20 minutes by default;
-//! * the writer stages blocks on the target blob and commits them with one
-//!   `Put Block List` (atomic, resumable: see the `writer` module).
+//! * the writer is the core's resumable writer ([`driver_objectstore::upload`]) over
+//!   [`MultipartBackend`](driver_objectstore::MultipartBackend): a part is a `Put Block`
+//!   on the target blob (uncommitted, so invisible), completing is one `Put Block List`
+//!   (atomic), the parts are listed back with `Get Block List`, and a closed upload is
+//!   parked as `<key>#upload` (see the `writer` module).
 //!
 //! ```no_run
 //! # async fn demo() -> driver_api::Result<()> {
@@ -55,13 +58,14 @@ use driver_api::{
     register_driver, FileWriter, Parameters, RedirectRequest, Result, StorageError, StoragePath,
 };
 use driver_http::RestClient as _;
-use driver_objectstore::{Cx, Got, ListPage, ListRequest, ObjectBackend, ObjectMeta};
+use driver_objectstore::{
+    Cx, Got, ListPage, ListRequest, MultipartWriter, ObjectBackend, ObjectMeta,
+};
 use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, Response, StatusCode};
 
 use crate::client::{Call, Client};
 use crate::params::{Auth, AzureParams};
-use crate::writer::AzureWriter;
 use crate::xml::{EnumerationResults, Item};
 
 /// The registered name.
@@ -385,18 +389,14 @@ impl ObjectBackend for AzureBackend {
         self.client.read_url(cx.path, key, request.lifetime()).await
     }
 
+    /// The core's resumable writer over staged blocks (see the `writer` module).
     async fn writer(
         this: Arc<Self>,
         path: &StoragePath,
         key: String,
         append: bool,
     ) -> Result<Box<dyn FileWriter>> {
-        let w = if append {
-            AzureWriter::resume(this, path.clone(), key).await?
-        } else {
-            AzureWriter::new(this, path.clone(), key)
-        };
-        Ok(Box::new(w))
+        MultipartWriter::open(this, path, key, append).await
     }
 }
 

@@ -25,8 +25,8 @@ pub static PARAMS: &[ParamSpec] = &[
     ParamSpec::new("retry_delay", ParamKind::Duration, "first retry backoff; it doubles on each retry (with jitter) up to max_retry_delay").default_value("100ms"),
     ParamSpec::new("max_retry_delay", ParamKind::Duration, "cap of the retry backoff").default_value("5s"),
     ParamSpec::new("skipverify", ParamKind::Bool, "accept any TLS certificate (test servers only; logged as a warning)").default_value("false"),
-    ParamSpec::new("chunksize", ParamKind::Integer { min: Some(256 << 10), max: Some(MAX_BLOCK) }, "block size of the writer in bytes (memory per writer is about one block)").default_value("4194304"),
-    ParamSpec::new("maxconcurrency", ParamKind::Integer { min: Some(1), max: Some(1000) }, "deletions in flight while deleting a directory (single deletes; one batch of 256 per 32)").default_value("32"),
+    ParamSpec::new("chunksize", ParamKind::Integer { min: Some(256 << 10), max: Some(MAX_BLOCK) }, "block size of the writer in bytes (memory per writer is about maxconcurrency + 1 blocks)").default_value("4194304"),
+    ParamSpec::new("maxconcurrency", ParamKind::Integer { min: Some(1), max: Some(1000) }, "blocks a writer uploads at once; also deletions in flight while deleting a directory (single deletes; one batch of 256 per 32)").default_value("4"),
 ];
 
 /// How the driver authenticates.
@@ -87,7 +87,7 @@ pub struct AzureParams {
     pub skip_verify: bool,
     /// Writer block size.
     pub chunk_size: usize,
-    /// Requests in flight for bulk operations.
+    /// Blocks a writer uploads at once; requests in flight for bulk deletes.
     pub max_concurrency: usize,
 }
 
@@ -204,7 +204,7 @@ impl AzureParams {
         let max_retry_delay = r.duration("max_retry_delay")?.unwrap_or_default();
         let skip_verify = r.bool("skipverify")?.unwrap_or(false);
         let chunk_size = r.u64("chunksize")?.unwrap_or(4 << 20) as usize;
-        let max_concurrency = r.u64("maxconcurrency")?.unwrap_or(32) as usize;
+        let max_concurrency = r.u64("maxconcurrency")?.unwrap_or(4) as usize;
         r.finish()?;
 
         let mut sas = None;
@@ -289,6 +289,7 @@ mod tests {
         assert_eq!(p.max_retries, 5);
         assert_eq!(p.retry_delay, Duration::from_millis(100));
         assert_eq!(p.chunk_size, 4 << 20);
+        assert_eq!(p.max_concurrency, 4);
         assert!(
             !format!("{p:?}").contains("a2V5"),
             "the key is never printed"
