@@ -10,7 +10,7 @@
 //!   below the `rust-version` of any package in the resolved dependency graph (`cargo
 //!   metadata`).
 //!
-//! What counts as a statement in `README.md` and `docs/*.md`:
+//! What counts as a statement in `README.md`, `docs/*.md` and `docs/drivers/*.md`:
 //!
 //! * a case count: a number directly followed by ` cases` or ` conformance`; and the
 //!   summary of a `storagectl check` sample (a line with `(removed):`): `N passed, M
@@ -20,8 +20,8 @@
 //!   and `:`, `=`, `"` in between are ignored), or directly before `or newer` / `or later`.
 //!   Any other version (say, the toolchain something was tested with) is not read.
 //!
-//! `docs/drivers/*.md` are not read: their figures are measurements taken at a point in
-//! time, not statements of the suite's size.
+//! `docs/drivers/*.md` are read too: a driver page's `storagectl check` figure must be the
+//! suite's count.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -86,6 +86,12 @@ pub fn check(root: &Path) -> Result<Report, Error> {
         .filter(|e| e.path().extension().is_some_and(|x| x == "md"))
         .map(|e| format!("docs/{}", e.file_name().to_string_lossy()))
         .collect();
+    let mut drivers: Vec<String> = std::fs::read_dir(root.join("docs/drivers"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "md"))
+        .map(|e| format!("docs/drivers/{}", e.file_name().to_string_lossy()))
+        .collect();
+    docs.append(&mut drivers);
     docs.sort();
     files.extend(docs);
     let names: BTreeSet<&str> = cases.iter().map(String::as_str).collect();
