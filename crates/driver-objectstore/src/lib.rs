@@ -123,7 +123,11 @@ pub struct ListRequest<'a> {
     /// The continuation a previous page returned ([`ListPage::next`]).
     pub token: Option<&'a str>,
     /// Keys after this one (backends with [`ObjectBackend::START_AFTER`]; an inclusive
-    /// start is fine too, the core skips what it has seen). Ignored when `token` is set.
+    /// start, as GCS's `startOffset`, is fine too: a walk filters by its hint, and a tree
+    /// delete's start key is one it has already deleted). The core sends it with every
+    /// page of a walk, token or not: a backend whose tokens count from the start (as
+    /// fake-gcs-server's do) must keep sending it; one whose tokens are positions may
+    /// ignore it when `token` is set.
     pub start_after: Option<&'a str>,
     /// At most this many entries (`None`: the service's page).
     pub max: Option<u32>,
