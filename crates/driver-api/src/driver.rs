@@ -242,8 +242,11 @@ pub trait FileWriter: Send + Sync {
     fn size(&self) -> u64;
     /// Flushes and keeps the upload for a later resume.
     async fn close(&mut self) -> Result<()>;
-    /// Discards the upload.
+    /// Discards the upload: removes everything it stored. Also called after a failed
+    /// `commit`, so it must succeed when there is nothing left to remove.
     async fn cancel(&mut self) -> Result<()>;
-    /// Makes the upload's content the file at the writer's path.
+    /// Makes the upload's content the file at the writer's path. If it fails, whatever
+    /// the upload stored is aborted (as far as the backend can), the file at the path
+    /// keeps its previous content, and `cancel` may follow.
     async fn commit(&mut self) -> Result<()>;
 }

@@ -24,6 +24,10 @@ pub enum WriterStatus {
     Committed,
     /// `cancel` was called.
     Cancelled,
+    /// `commit` was called and failed: the writer has already aborted what it started,
+    /// and only `cancel` (which then has nothing left to remove) and `close` (a no-op)
+    /// are allowed.
+    CommitFailed,
 }
 
 impl fmt::Display for WriterStatus {
@@ -32,6 +36,7 @@ impl fmt::Display for WriterStatus {
             WriterStatus::Closed => "closed",
             WriterStatus::Committed => "committed",
             WriterStatus::Cancelled => "cancelled",
+            WriterStatus::CommitFailed => "failed to commit",
         })
     }
 }
@@ -136,6 +141,20 @@ pub enum StorageError {
         registered: Vec<String>,
     },
 
+    /// The object at `path` was replaced or deleted while a stream was reading it. The
+    /// bytes already delivered are the old object's; the rest are not sent, so a caller
+    /// never sees two versions spliced. Reading again from the start gives the new
+    /// object; retrying at the same offset does not help, so this is not retryable.
+    #[error("{driver}: {path} changed while being read (at byte {offset}); read it again from the start")]
+    Changed {
+        /// Driver name.
+        driver: DriverName,
+        /// The path being read.
+        path: String,
+        /// Bytes of the old object already delivered.
+        offset: u64,
+    },
+
     /// Any other failure of the backend (I/O, network, permission, service errors).
     #[error("{driver}: {operation} {path}: {source}")]
     Backend {
@@ -198,6 +217,15 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl StorageError {
+    /// `Changed`: `path` changed after `offset` bytes of it were read.
+    pub fn changed(driver: impl Into<DriverName>, path: &StoragePath, offset: u64) -> Self {
+        StorageError::Changed {
+            driver: driver.into(),
+            path: path.as_str().to_owned(),
+            offset,
+        }
+    }
+
     /// `PathNotFound` for `path`.
     pub fn not_found(driver: impl Into<DriverName>, path: &StoragePath) -> Self {
         StorageError::PathNotFound {
@@ -286,6 +314,7 @@ impl StorageError {
             | StorageError::WriterFinished { driver, .. }
             | StorageError::InvalidParameter { driver, .. }
             | StorageError::Config { driver, .. }
+            | StorageError::Changed { driver, .. }
             | StorageError::Backend { driver, .. } => driver,
             StorageError::InvalidStorageDriver { name, .. } => name,
         }
@@ -297,7 +326,8 @@ impl StorageError {
             StorageError::PathNotFound { path, .. }
             | StorageError::InvalidPath { path, .. }
             | StorageError::InvalidOffset { path, .. }
-            | StorageError::WriterFinished { path, .. } => Some(path),
+            | StorageError::WriterFinished { path, .. }
+            | StorageError::Changed { path, .. } => Some(path),
             StorageError::Backend { path, .. } if !path.is_empty() => Some(path),
             StorageError::Unsupported { path, .. } => path.as_deref(),
             _ => None,
@@ -313,6 +343,7 @@ impl StorageError {
             | StorageError::InvalidPath { path, .. }
             | StorageError::InvalidOffset { path, .. }
             | StorageError::WriterFinished { path, .. }
+            | StorageError::Changed { path, .. }
             | StorageError::Backend { path, .. } => *path = f(path),
             StorageError::Unsupported {
                 path: Some(path), ..

@@ -261,7 +261,8 @@ impl Driver {
 ///
 /// Enforces the writer protocol: after `close`, `commit` or `cancel`, `write` and `commit`
 /// return [`StorageError::WriterFinished`]; `close` after `commit` or `cancel` is a no-op
-/// (Distribution's callers do that); a second `close` is an error.
+/// (Distribution's callers do that); a second `close` is an error. A failed `commit`
+/// leaves the writer cancellable.
 pub struct Writer {
     inner: Box<dyn FileWriter>,
     driver: Driver,
@@ -326,17 +327,26 @@ impl Writer {
     }
 
     /// Makes the content readable at the path.
+    ///
+    /// If it fails, the writer is [`WriterStatus::CommitFailed`]: the driver has aborted
+    /// what the upload had stored, `cancel` is still allowed (and removes whatever is
+    /// left), and `write` and `commit` are refused.
     pub async fn commit(&mut self) -> Result<()> {
         self.check_open()?;
-        self.status = Some(WriterStatus::Committed);
         let span = op_span!(self.driver, "writer.commit", self.path);
-        self.inner.commit().instrument(span).await
+        let res = self.inner.commit().instrument(span).await;
+        self.status = Some(match res {
+            Ok(()) => WriterStatus::Committed,
+            Err(_) => WriterStatus::CommitFailed,
+        });
+        res
     }
 
-    /// Discards the upload. Allowed on an open or closed writer.
+    /// Discards the upload. Allowed on an open or closed writer, and after a failed
+    /// commit.
     pub async fn cancel(&mut self) -> Result<()> {
         match self.status {
-            None | Some(WriterStatus::Closed) => {
+            None | Some(WriterStatus::Closed) | Some(WriterStatus::CommitFailed) => {
                 self.status = Some(WriterStatus::Cancelled);
                 let span = op_span!(self.driver, "writer.cancel", self.path);
                 self.inner.cancel().instrument(span).await

@@ -548,6 +548,8 @@ impl FileWriter for MemWriter {
 
     async fn cancel(&mut self) -> Result<()> {
         self.upload = None;
+        // A closed upload is parked in the driver: it goes too.
+        self.driver.write().uploads.remove(&self.path);
         Ok(())
     }
 

@@ -850,16 +850,46 @@ pub async fn walk_start_after_hint_deep(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// Wraps a driver so that `list` deletes one listed file before returning it, as if it
-/// were removed concurrently between list and stat.
+/// Wraps a driver to stage what a case cannot cause through the contract: `list`
+/// deleting one listed file before returning it (as if it were removed concurrently
+/// between list and stat), or a writer's commit failing (after the upload was closed, so
+/// that there is something to clean up).
 #[derive(Debug)]
-struct RemovingLister {
+struct Meddler {
     inner: Arc<dyn StorageDriver>,
-    victim: StoragePath,
+    victim: Option<StoragePath>,
+    fail_commit: bool,
+}
+
+/// A writer whose `commit` closes the upload and fails.
+struct FailingCommit(Box<dyn driver_api::FileWriter>);
+
+#[driver_api::async_trait]
+impl driver_api::FileWriter for FailingCommit {
+    async fn write(&mut self, data: Bytes) -> driver_api::Result<()> {
+        self.0.write(data).await
+    }
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    async fn close(&mut self) -> driver_api::Result<()> {
+        self.0.close().await
+    }
+    async fn cancel(&mut self) -> driver_api::Result<()> {
+        self.0.cancel().await
+    }
+    async fn commit(&mut self) -> driver_api::Result<()> {
+        self.0.close().await?;
+        Err(StorageError::Unsupported {
+            driver: "meddler".into(),
+            operation: "commit (staged failure)".into(),
+            path: None,
+        })
+    }
 }
 
 #[driver_api::async_trait]
-impl StorageDriver for RemovingLister {
+impl StorageDriver for Meddler {
     fn name(&self) -> &str {
         self.inner.name()
     }
@@ -877,15 +907,20 @@ impl StorageDriver for RemovingLister {
         p: &StoragePath,
         a: bool,
     ) -> driver_api::Result<Box<dyn driver_api::FileWriter>> {
-        self.inner.writer(p, a).await
+        let w = self.inner.writer(p, a).await?;
+        Ok(if self.fail_commit {
+            Box::new(FailingCommit(w))
+        } else {
+            w
+        })
     }
     async fn stat(&self, p: &StoragePath) -> driver_api::Result<FileInfo> {
         self.inner.stat(p).await
     }
     async fn list(&self, p: &StoragePath) -> driver_api::Result<Vec<StoragePath>> {
         let listed = self.inner.list(p).await?;
-        if listed.contains(&self.victim) {
-            self.inner.delete(&self.victim).await?;
+        if let Some(victim) = self.victim.as_ref().filter(|v| listed.contains(v)) {
+            self.inner.delete(victim).await?;
         }
         Ok(listed)
     }
@@ -901,9 +936,10 @@ impl StorageDriver for RemovingLister {
 pub async fn walk_file_removed(ctx: Ctx) -> CaseResult {
     let prefix = walk_tree(&ctx).await?;
     let victim = ctx.driver.path(&format!("{prefix}/folder2/file1"))?;
-    let wrapper = RemovingLister {
+    let wrapper = Meddler {
         inner: ctx.driver.inner().clone(),
-        victim: victim.clone(),
+        victim: Some(victim.clone()),
+        fail_commit: false,
     };
     let mut seen = Vec::new();
     let f: &mut WalkFn<'_> = &mut |fi: &FileInfo| {
@@ -1041,6 +1077,34 @@ pub async fn writer_misuse_after_cancel(ctx: Ctx) -> CaseResult {
     assert_finished(&ctx, w.commit().await, WriterStatus::Cancelled);
     w.close().await?;
     assert_not_found(&ctx, ctx.driver.get_content(&path).await, &path);
+    Ok(())
+}
+
+/// After a failed commit: write and commit are refused, close is a no-op, cancel is
+/// allowed and leaves no upload behind (the path is not resumable); the previous content
+/// is intact.
+pub async fn writer_cancel_after_failed_commit(ctx: Ctx) -> CaseResult {
+    let path = random_path(2);
+    ctx.driver.put_content(&path, "old").await?;
+    let meddler = Driver::new(Meddler {
+        inner: ctx.driver.inner().clone(),
+        victim: None,
+        fail_commit: true,
+    });
+    let mut w = meddler.writer(&path, false).await?;
+    w.write("new content").await?;
+    let e = w.commit().await.expect_err("the staged commit fails");
+    assert!(e.to_string().contains("staged failure"), "{e}");
+    assert_finished(&ctx, w.write("more").await, WriterStatus::CommitFailed);
+    assert_finished(&ctx, w.commit().await, WriterStatus::CommitFailed);
+    w.cancel().await?;
+    w.close().await?;
+    assert_eq!(&ctx.driver.get_content(&path).await?[..], b"old");
+    match ctx.driver.writer(&path, true).await {
+        Err(StorageError::Unsupported { .. }) => {}
+        Ok(w) => panic!("the cancelled upload is still resumable ({} bytes)", w.size()),
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 

@@ -35,6 +35,7 @@ pub mod bench;
 pub mod cases;
 pub mod checks;
 pub mod data;
+pub mod faults;
 pub mod proxy;
 pub mod quickbench;
 
@@ -415,6 +416,7 @@ macro_rules! __for_each_case {
             // ours
             traversal_paths_rejected, root_rejected_for_file_ops,
             writer_misuse_after_commit, writer_misuse_after_cancel, writer_misuse_after_close,
+            writer_cancel_after_failed_commit,
             resume_from_new_instance, resume_twice_from_new_instances, cancel_leaves_nothing,
             uncommitted_upload_invisible,
             append_to_missing_path, append_to_committed_content, errors_name_driver,

@@ -1,0 +1,577 @@
+//! A seeded workload to run through a faulty network (the [`proxy`](crate::proxy)'s fault
+//! mode), checked afterwards directly on the backend.
+//!
+//! [`workload`] sends `ops` operations (puts from 0 bytes to several parts, whole and
+//! ranged reads, stats, lists, walks, moves and deletes) through `faulty`, a driver whose
+//! requests cross the proxy, keeping a model of what each path must hold. An operation
+//! that succeeds must agree with the model; one that fails leaves its paths *unsure*
+//! (either the old or the new content, never anything else). With faults off, every
+//! path is then read through `direct` (the same storage, no proxy), and the whole tree
+//! is walked: the [`Report`] lists every read that returned wrong bytes, every path whose
+//! content is neither what was known nor a possible outcome, every stray path, every
+//! "not found" for a path that certainly existed, and every error that does not name
+//! the driver, the operation's path and a cause.
+//!
+//! ```no_run
+//! # async fn demo(faulty: driver_api::Driver, direct: driver_api::Driver) {
+//! use driver_testsuite::faults::{workload, Workload};
+//! let w = Workload { ops: 200, seed: 7, part: 5 << 20, ..Workload::default() };
+//! let report = workload(&faulty, &direct, "/faults", &w, |_on| { /* proxy.set_plan(..) */ }).await;
+//! println!("{report}");
+//! assert!(report.clean(), "{report}");
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use bytes::Bytes;
+use driver_api::{Driver, StorageError};
+use futures::StreamExt;
+
+use crate::data::DataGen;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Operations to send.
+    pub ops: usize,
+    /// Seed of the choice of operations and of the data.
+    pub seed: u64,
+    /// The driver's part (chunk, block, segment) size: large puts span up to
+    /// `max_parts` of them, plus a tail.
+    pub part: usize,
+    /// Parts of the largest put.
+    pub max_parts: usize,
+    /// Files the workload keeps at most (it deletes when it has more).
+    pub files: usize,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self {
+            ops: 200,
+            seed: 1,
+            part: 1 << 20,
+            max_parts: 3,
+            files: 24,
+        }
+    }
+}
+
+/// What happened (see the module docs).
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Per operation kind: (sent, succeeded).
+    pub ops: BTreeMap<&'static str, (usize, usize)>,
+    /// Every failure: the operation and the error's text.
+    pub failures: Vec<String>,
+    /// Failures that are not typed as they must be (no driver, no path, no cause).
+    pub untyped: Vec<String>,
+    /// Successful reads whose bytes were wrong.
+    pub corrupt: Vec<String>,
+    /// Paths whose content at the end is neither known nor possible (lost or torn).
+    pub lost: Vec<String>,
+    /// Paths at the end that no operation could have left.
+    pub stray: Vec<String>,
+    /// "Not found" for a path that certainly existed.
+    pub false_not_found: Vec<String>,
+}
+
+impl Report {
+    /// Operations sent.
+    pub fn sent(&self) -> usize {
+        self.ops.values().map(|v| v.0).sum()
+    }
+
+    /// Operations that succeeded.
+    pub fn succeeded(&self) -> usize {
+        self.ops.values().map(|v| v.1).sum()
+    }
+
+    /// Nothing corrupt, lost, stray or untyped, and no false "not found".
+    pub fn clean(&self) -> bool {
+        self.corrupt.is_empty()
+            && self.lost.is_empty()
+            && self.stray.is_empty()
+            && self.false_not_found.is_empty()
+            && self.untyped.is_empty()
+    }
+
+    /// Succeeded / sent.
+    pub fn success_rate(&self) -> f64 {
+        self.succeeded() as f64 / self.sent().max(1) as f64
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:<12} {:>6} {:>6} {:>6}", "operation", "sent", "ok", "failed")?;
+        for (k, (n, ok)) in &self.ops {
+            writeln!(f, "{k:<12} {n:>6} {ok:>6} {:>6}", n - ok)?;
+        }
+        writeln!(
+            f,
+            "{:<12} {:>6} {:>6} {:>6}  ({:.1} % succeeded)",
+            "all",
+            self.sent(),
+            self.succeeded(),
+            self.sent() - self.succeeded(),
+            100.0 * self.success_rate()
+        )?;
+        writeln!(
+            f,
+            "corrupt {}, lost or torn {}, stray {}, false not-found {}, untyped errors {}",
+            self.corrupt.len(),
+            self.lost.len(),
+            self.stray.len(),
+            self.false_not_found.len(),
+            self.untyped.len()
+        )?;
+        for (what, list) in [
+            ("failure", &self.failures),
+            ("untyped", &self.untyped),
+            ("corrupt", &self.corrupt),
+            ("lost", &self.lost),
+            ("stray", &self.stray),
+            ("false not-found", &self.false_not_found),
+        ] {
+            for line in list {
+                writeln!(f, "  {what}: {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a path may hold: each possibility is `None` (absent) or the content.
+#[derive(Debug, Clone)]
+struct Slot(Vec<Option<Bytes>>);
+
+impl Slot {
+    fn known(v: Option<Bytes>) -> Self {
+        Self(vec![v])
+    }
+    fn certain(&self) -> Option<&Option<Bytes>> {
+        (self.0.len() == 1).then(|| &self.0[0])
+    }
+    fn surely_exists(&self) -> bool {
+        self.0.iter().all(Option::is_some)
+    }
+    fn may_be(&self, v: &Option<Bytes>) -> bool {
+        self.0.iter().any(|p| p == v)
+    }
+    fn widen(&mut self, v: Option<Bytes>) {
+        if !self.may_be(&v) {
+            self.0.push(v);
+        }
+    }
+}
+
+struct Run<'a> {
+    d: &'a Driver,
+    root: &'a str,
+    w: &'a Workload,
+    gen: DataGen,
+    model: BTreeMap<String, Slot>,
+    report: Report,
+    next_name: usize,
+}
+
+impl Run<'_> {
+    fn pick(&mut self, n: usize) -> usize {
+        let mut b = [0u8; 8];
+        self.gen.fill(&mut b);
+        (u64::from_le_bytes(b) % n.max(1) as u64) as usize
+    }
+
+    /// A path the model has, preferring ones that surely exist.
+    fn existing(&mut self) -> Option<String> {
+        let sure: Vec<String> = self
+            .model
+            .iter()
+            .filter(|(_, s)| s.surely_exists())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if sure.is_empty() {
+            return None;
+        }
+        let i = self.pick(sure.len());
+        sure.into_iter().nth(i)
+    }
+
+    fn fresh_path(&mut self) -> String {
+        self.next_name += 1;
+        let dir = self.pick(4);
+        format!("{}/d{dir}/f{:04}", self.root, self.next_name)
+    }
+
+    fn size(&mut self) -> usize {
+        match self.pick(10) {
+            0 => 0,
+            1..=5 => 1 + self.pick(64 << 10),
+            6..=8 => self.w.part / 2 + self.pick(self.w.part),
+            _ => self.w.part * (1 + self.pick(self.w.max_parts)) + self.pick(1000),
+        }
+    }
+
+    fn count(&mut self, op: &'static str, ok: bool) {
+        let e = self.report.ops.entry(op).or_default();
+        e.0 += 1;
+        if ok {
+            e.1 += 1;
+        }
+    }
+
+    /// Records a failure of `op` on `path`; `sure` says the path certainly existed.
+    fn failed(&mut self, op: &'static str, path: &str, e: &StorageError, sure: bool) {
+        self.count(op, false);
+        let text = e.to_string();
+        self.report.failures.push(format!("{op} {path}: {text}"));
+        if e.is_not_found() && sure {
+            self.report
+                .false_not_found
+                .push(format!("{op} {path}: {text}"));
+        }
+        let typed = e.driver() == self.d.name()
+            && e.path().is_some_and(|p| !p.is_empty())
+            && (!matches!(e, StorageError::Backend { .. })
+                || std::error::Error::source(e).is_some());
+        if !typed {
+            self.report.untyped.push(format!("{op} {path}: {e:?}"));
+        }
+    }
+
+    fn check_read(&mut self, op: &'static str, path: &str, offset: usize, got: &Bytes) {
+        let Some(slot) = self.model.get_mut(path) else {
+            return;
+        };
+        let matching: Vec<Option<Bytes>> = slot
+            .0
+            .iter()
+            .filter(|p| {
+                p.as_ref()
+                    .is_some_and(|c| c.len() >= offset && c.slice(offset..) == *got)
+            })
+            .cloned()
+            .collect();
+        match matching.len() {
+            0 => self.report.corrupt.push(format!(
+                "{op} {path} at {offset}: {} bytes that are no version of it",
+                got.len()
+            )),
+            // The read tells which version is there.
+            1 => *slot = Slot(matching),
+            _ => {}
+        }
+    }
+
+    async fn put(&mut self) {
+        let path = if self.model.len() < self.w.files || self.pick(3) == 0 {
+            self.fresh_path()
+        } else {
+            match self.existing() {
+                Some(p) => p,
+                None => self.fresh_path(),
+            }
+        };
+        let n = self.size();
+        let data = self.gen.bytes(n);
+        let whole = n <= self.w.part && self.pick(2) == 0;
+        let res = if whole {
+            self.d.put_content(&path, data.clone()).await
+        } else {
+            self.stream_put(&path, data.clone()).await
+        };
+        let op = if whole { "put_content" } else { "writer" };
+        let slot = self
+            .model
+            .entry(path.clone())
+            .or_insert_with(|| Slot::known(None));
+        match res {
+            Ok(()) => {
+                *slot = Slot::known(Some(data));
+                self.count(op, true);
+            }
+            Err(e) => {
+                slot.widen(Some(data));
+                self.failed(op, &path, &e, false);
+            }
+        }
+    }
+
+    async fn stream_put(&self, path: &str, data: Bytes) -> driver_api::Result<()> {
+        let mut w = self.d.writer(path, false).await?;
+        let piece = (self.w.part / 3).max(1);
+        let mut at = 0;
+        let res = async {
+            while at < data.len() {
+                let end = (at + piece).min(data.len());
+                w.write(data.slice(at..end)).await?;
+                at = end;
+            }
+            w.commit().await
+        }
+        .await;
+        if res.is_err() {
+            // What a caller does: clean up, and report the first error.
+            let _ = w.cancel().await;
+        }
+        res
+    }
+
+    async fn get(&mut self) {
+        let Some(path) = self.existing() else {
+            return;
+        };
+        let size = self.model[&path]
+            .certain()
+            .and_then(|c| c.as_ref().map(Bytes::len));
+        let ranged = self.pick(2) == 0;
+        let offset = match size {
+            Some(n) if ranged && n > 0 => self.pick(n + 1),
+            _ => 0,
+        };
+        let res = if ranged {
+            self.read_from(&path, offset as u64).await
+        } else {
+            self.d.get_content(&path).await
+        };
+        let op = if ranged { "reader" } else { "get_content" };
+        match res {
+            Ok(got) => {
+                self.count(op, true);
+                self.check_read(op, &path, offset, &got);
+            }
+            Err(e) => self.failed(op, &path, &e, true),
+        }
+    }
+
+    async fn read_from(&self, path: &str, offset: u64) -> driver_api::Result<Bytes> {
+        let mut s = self.d.reader(path, offset).await?;
+        let mut out = Vec::new();
+        while let Some(b) = s.next().await {
+            out.extend_from_slice(&b?);
+        }
+        Ok(out.into())
+    }
+
+    async fn stat(&mut self) {
+        let Some(path) = self.existing() else {
+            return;
+        };
+        match self.d.stat(&path).await {
+            Ok(fi) => {
+                self.count("stat", true);
+                let fits = self.model[&path]
+                    .0
+                    .iter()
+                    .any(|p| p.as_ref().is_some_and(|c| c.len() as u64 == fi.size));
+                if !fits || fi.is_dir {
+                    self.report.corrupt.push(format!(
+                        "stat {path}: size {} (dir {}) fits no version",
+                        fi.size, fi.is_dir
+                    ));
+                }
+            }
+            Err(e) => self.failed("stat", &path, &e, true),
+        }
+    }
+
+    async fn list(&mut self) {
+        let n = self.pick(4);
+        let dir = format!("{}/d{n}", self.root);
+        match self.d.list(&dir).await {
+            Ok(children) => {
+                self.count("list", true);
+                let listed: BTreeSet<String> = children.iter().map(|c| c.to_string()).collect();
+                self.compare_listing("list", &dir, &listed, |p| {
+                    p.rsplit_once('/').is_some_and(|(parent, _)| parent == dir)
+                });
+            }
+            Err(e) if e.is_not_found() => {
+                let sure = self.model.iter().any(|(p, s)| {
+                    p.starts_with(&format!("{dir}/")) && s.surely_exists()
+                });
+                if sure {
+                    self.failed("list", &dir, &e, true);
+                } else {
+                    self.count("list", true);
+                }
+            }
+            Err(e) => self.failed("list", &dir, &e, false),
+        }
+    }
+
+    async fn walk(&mut self) {
+        let root = self.root.to_owned();
+        match self.d.walk_collect(&root).await {
+            Ok(all) => {
+                self.count("walk", true);
+                let files: BTreeSet<String> = all
+                    .iter()
+                    .filter(|f| !f.is_dir)
+                    .map(|f| f.path.to_string())
+                    .collect();
+                self.compare_listing("walk", &root, &files, |_| true);
+            }
+            Err(e) => self.failed("walk", &root, &e, false),
+        }
+    }
+
+    /// A listing must hold every path that surely exists and nothing that surely does not.
+    fn compare_listing(
+        &mut self,
+        op: &str,
+        at: &str,
+        listed: &BTreeSet<String>,
+        in_scope: impl Fn(&str) -> bool,
+    ) {
+        for (p, s) in &self.model {
+            if !in_scope(p) {
+                continue;
+            }
+            if s.surely_exists() && !listed.contains(p) {
+                self.report
+                    .corrupt
+                    .push(format!("{op} {at}: {p} missing from the listing"));
+            }
+            if s.certain() == Some(&None) && listed.contains(p) {
+                self.report
+                    .corrupt
+                    .push(format!("{op} {at}: {p} listed after its delete"));
+            }
+        }
+        for p in listed {
+            if !self.model.contains_key(p) {
+                self.report
+                    .stray
+                    .push(format!("{op} {at}: {p} listed, never written"));
+            }
+        }
+    }
+
+    async fn rename(&mut self) {
+        let Some(src) = self.existing() else {
+            return;
+        };
+        let dst = if self.pick(3) == 0 {
+            self.existing().unwrap_or_else(|| self.fresh_path())
+        } else {
+            self.fresh_path()
+        };
+        if src == dst {
+            return;
+        }
+        let res = self.d.rename(&src, &dst).await;
+        let moved = self.model[&src].clone();
+        match res {
+            Ok(()) => {
+                self.count("rename", true);
+                self.model.insert(src, Slot::known(None));
+                self.model.insert(dst, moved);
+            }
+            Err(e) => {
+                self.failed("rename", &src, &e, true);
+                // Either nothing happened, or the copy did, or both the copy and the
+                // delete did.
+                let dslot = self
+                    .model
+                    .entry(dst.clone())
+                    .or_insert_with(|| Slot::known(None));
+                for v in moved.0 {
+                    dslot.widen(v);
+                }
+                if let Some(s) = self.model.get_mut(&src) {
+                    s.widen(None);
+                }
+            }
+        }
+    }
+
+    async fn delete(&mut self) {
+        let Some(path) = self.existing() else {
+            return;
+        };
+        match self.d.delete(&path).await {
+            Ok(()) => {
+                self.count("delete", true);
+                self.model.insert(path, Slot::known(None));
+            }
+            Err(e) => {
+                self.failed("delete", &path, &e, true);
+                if let Some(s) = self.model.get_mut(&path) {
+                    s.widen(None);
+                }
+            }
+        }
+    }
+
+    /// With faults off: every path holds a possible content, and nothing else is there.
+    async fn verify(&mut self, direct: &Driver) {
+        let paths: Vec<String> = self.model.keys().cloned().collect();
+        for p in paths {
+            let got = match direct.get_content(&p).await {
+                Ok(b) => Some(b),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => {
+                    self.report.lost.push(format!("{p}: unreadable: {e}"));
+                    continue;
+                }
+            };
+            if !self.model[&p].may_be(&got) {
+                self.report.lost.push(format!(
+                    "{p}: holds {} which is no possible outcome",
+                    got.map_or("nothing".to_owned(), |b| format!("{} bytes", b.len()))
+                ));
+            }
+        }
+        match direct.walk_collect(self.root).await {
+            Ok(all) => {
+                for f in all.iter().filter(|f| !f.is_dir) {
+                    let p = f.path.to_string();
+                    if !self.model.contains_key(&p) {
+                        self.report.stray.push(format!("{p}: never written"));
+                    }
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => self.report.lost.push(format!("walk {}: {e}", self.root)),
+        }
+    }
+}
+
+/// Runs `w` through `faulty` under `root`, then checks on `direct` (see the module docs).
+/// `faults` turns the faults on (`true`) and off (`false`) around the workload.
+pub async fn workload(
+    faulty: &Driver,
+    direct: &Driver,
+    root: &str,
+    w: &Workload,
+    faults: impl Fn(bool),
+) -> Report {
+    let mut run = Run {
+        d: faulty,
+        root,
+        w,
+        gen: DataGen::new(w.seed),
+        model: BTreeMap::new(),
+        report: Report::default(),
+        next_name: 0,
+    };
+    faults(true);
+    for _ in 0..w.ops {
+        match run.pick(20) {
+            0..=5 => run.put().await,
+            6..=9 => run.get().await,
+            10..=11 => run.stat().await,
+            12..=13 => run.list().await,
+            14 => run.walk().await,
+            15..=16 => run.rename().await,
+            _ => run.delete().await,
+        }
+    }
+    faults(false);
+    run.verify(direct).await;
+    run.report
+}
