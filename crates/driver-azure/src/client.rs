@@ -310,17 +310,11 @@ impl Client {
                 format!("multipart/mixed; boundary={boundary}"),
             )
             .body(Bytes::from(body));
-        let resp = self.send(call).await?;
-        match resp.status().as_u16() {
-            202 => {}
-            400 | 404 | 405 | 501 => return Ok(None),
-            _ => return Err(self.error(op, path, resp).await),
+        let answer = self.fetch(call, &[202, 400, 404, 405, 501]).await?;
+        if answer.status.as_u16() != 202 {
+            return Ok(None);
         }
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| driver_http::transport_error(DRIVER, op, path, e))?;
-        parse_batch(&text, names.len())
+        parse_batch(&answer.text(), names.len())
             .map(Some)
             .ok_or_else(|| internal(op, path, "unexpected batch response"))
     }

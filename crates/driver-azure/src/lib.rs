@@ -181,10 +181,19 @@ impl AzureBackend {
     }
 
     /// A ranged `Get Blob` from `offset` (the whole blob at 0).
-    async fn get_blob(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Response> {
+    async fn get_blob(
+        &self,
+        cx: Cx<'_>,
+        key: &str,
+        offset: u64,
+        version: Option<&str>,
+    ) -> Result<Response> {
         let mut call = Call::new(cx.op, cx.path, Method::GET, self.client.blob_url(key));
         if offset > 0 {
             call = call.header("x-ms-range", format!("bytes={offset}-"));
+        }
+        if let Some(v) = version {
+            call = call.header("if-match", v);
         }
         self.client.send(call).await
     }
@@ -230,29 +239,24 @@ impl ObjectBackend for AzureBackend {
         }
     }
 
-    /// Ranged `Get Blob`, streamed.
-    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
-        let resp = self.get_blob(cx, key, offset).await?;
+    /// Ranged `Get Blob`, streamed; a pinned read sends `If-Match` with the ETag.
+    async fn get(
+        &self,
+        cx: Cx<'_>,
+        key: &str,
+        offset: u64,
+        version: Option<&str>,
+    ) -> Result<Got> {
+        let resp = self.get_blob(cx, key, offset, version).await?;
         match resp.status().as_u16() {
-            200 | 206 => Ok(Got::Stream(driver_http::body_stream(
-                DRIVER, cx.op, cx.path, resp,
+            200 | 206 => Ok(Got::Stream(driver_http::object_body(
+                DRIVER, cx.op, cx.path, resp, "etag",
             ))),
             // The range starts at or past the end.
             416 => Ok(Got::PastEnd),
+            412 => Ok(Got::Changed),
             _ => self.absent(cx, resp).await.map(|()| Got::NotFound),
         }
-    }
-
-    /// One `Get Blob` whose body is read whole: no stream to collect.
-    async fn get_bytes(&self, cx: Cx<'_>, key: &str) -> Result<Option<Bytes>> {
-        let resp = self.get_blob(cx, key, 0).await?;
-        if resp.status() != StatusCode::OK {
-            return self.absent(cx, resp).await.map(|()| None);
-        }
-        resp.bytes()
-            .await
-            .map(Some)
-            .map_err(|e| driver_http::transport_error(DRIVER, cx.op, cx.path, e))
     }
 
     /// `Put Blob`: the whole content in one request.
@@ -287,7 +291,8 @@ impl ObjectBackend for AzureBackend {
     async fn delete(&self, cx: Cx<'_>, key: &str, _report: bool) -> Result<bool> {
         let url = self.client.blob_url(key);
         let call = Call::new(cx.op, cx.path, Method::DELETE, url)
-            .header("x-ms-delete-snapshots", "include");
+            .header("x-ms-delete-snapshots", "include")
+            .gone_is_done();
         let resp = self.client.send(call).await?;
         match resp.status() {
             StatusCode::ACCEPTED => Ok(true),
@@ -353,15 +358,11 @@ impl ObjectBackend for AzureBackend {
                 q.append_pair("maxresults", &n.to_string());
             }
         }
-        let resp = self
+        let answer = self
             .client
-            .expect(Call::new(cx.op, cx.path, Method::GET, url), &[200])
+            .fetch(Call::new(cx.op, cx.path, Method::GET, url), &[200])
             .await?;
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| driver_http::transport_error(DRIVER, cx.op, cx.path, e))?;
-        let results: EnumerationResults = xml::parse(&body, cx.op, cx.path)?;
+        let results: EnumerationResults = xml::parse(&answer.text(), cx.op, cx.path)?;
         let mut page = ListPage {
             next: results.next(),
             ..ListPage::default()

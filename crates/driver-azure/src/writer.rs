@@ -131,21 +131,13 @@ impl AzureBackend {
         url.query_pairs_mut()
             .append_pair("comp", "blocklist")
             .append_pair("blocklisttype", "uncommitted");
-        let resp = self
-            .client
-            .send(Call::new(cx.op, cx.path, Method::GET, url))
-            .await?;
-        match resp.status().as_u16() {
-            200 => {
-                let body = resp
-                    .text()
-                    .await
-                    .map_err(|e| driver_http::transport_error(crate::DRIVER, cx.op, cx.path, e))?;
-                crate::xml::parse(&body, cx.op, cx.path)
-            }
-            404 => Ok(BlockList::default()),
-            _ => Err(self.client.error(cx.op, cx.path, resp).await),
-        }
+        let call = Call::new(cx.op, cx.path, Method::GET, url);
+        let answer = match self.client.fetch(call, &[200]).await {
+            Ok(a) => a,
+            Err(e) if e.is_not_found() => return Ok(BlockList::default()),
+            Err(e) => return Err(e),
+        };
+        crate::xml::parse(&answer.text(), cx.op, cx.path)
     }
 
     /// `Put Block`: stages `data` as block `id` of blob `key`.

@@ -223,21 +223,6 @@ impl Client {
         url
     }
 
-    /// Reads a JSON answer.
-    pub async fn json<T: serde::de::DeserializeOwned>(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        resp: Response,
-    ) -> Result<T> {
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| driver_http::transport_error(DRIVER, op, path, e))?;
-        serde_json::from_slice(&body)
-            .map_err(|e| StorageError::backend(DRIVER, op, path, format!("unexpected answer: {e}")))
-    }
-
     /// Maps an unsuccessful answer about the bucket (a listing): 404 means the bucket
     /// does not exist.
     pub async fn list_error(

@@ -60,7 +60,7 @@ use driver_http::RestClient as _;
 use driver_objectstore::{
     Cx, Got, ListPage, ListRequest, MultipartWriter, ObjectBackend, ObjectMeta, ObjectStore,
 };
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 
 use crate::client::{Client, Object, ObjectList, Rewrite};
 use crate::params::GcsParams;
@@ -108,9 +108,18 @@ impl GcsBackend {
     }
 
     /// `objects.get?alt=media` of `key`, from `offset` on when not 0.
-    async fn media(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<reqwest::Response> {
+    async fn media(
+        &self,
+        cx: Cx<'_>,
+        key: &str,
+        offset: u64,
+        generation: Option<&str>,
+    ) -> Result<reqwest::Response> {
         let mut url = self.client.object_url(key);
         url.query_pairs_mut().append_pair("alt", "media");
+        if let Some(g) = generation {
+            url.query_pairs_mut().append_pair("ifGenerationMatch", g);
+        }
         let mut call = Call::new(cx.op, cx.path, Method::GET, url);
         if offset > 0 {
             call = call.header("range", format!("bytes={offset}-"));
@@ -157,44 +166,36 @@ impl ObjectBackend for GcsBackend {
         let mut url = self.client.object_url(key);
         url.query_pairs_mut()
             .append_pair("fields", "name,size,updated");
-        let resp = self
-            .client
-            .send(Call::new(cx.op, cx.path, Method::GET, url))
-            .await?;
-        match resp.status().as_u16() {
-            200 => {
-                let o: Object = self.client.json(cx.op, cx.path, resp).await?;
-                Ok(Some(ObjectMeta::new(key, o.size(), o.mod_time())))
-            }
-            404 => Ok(None),
-            _ => Err(self.client.error(cx.op, cx.path, resp).await),
+        let call = Call::new(cx.op, cx.path, Method::GET, url);
+        let answer = self.client.fetch(call, &[200, 404]).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
         }
+        let o: Object = answer.json(DRIVER, cx.op, cx.path)?;
+        Ok(Some(ObjectMeta::new(key, o.size(), o.mod_time())))
     }
 
-    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
-        let resp = self.media(cx, key, offset).await?;
+    /// A ranged `alt=media` download; a pinned read sends `ifGenerationMatch`.
+    async fn get(
+        &self,
+        cx: Cx<'_>,
+        key: &str,
+        offset: u64,
+        version: Option<&str>,
+    ) -> Result<Got> {
+        let resp = self.media(cx, key, offset, version).await?;
         match resp.status().as_u16() {
-            200 | 206 => Ok(Got::Stream(driver_http::body_stream(
-                DRIVER, cx.op, cx.path, resp,
+            200 | 206 => Ok(Got::Stream(driver_http::object_body(
+                DRIVER,
+                cx.op,
+                cx.path,
+                resp,
+                "x-goog-generation",
             ))),
             404 => Ok(Got::NotFound),
             // The range starts at or past the end.
             416 => Ok(Got::PastEnd),
-            _ => Err(self.client.error(cx.op, cx.path, resp).await),
-        }
-    }
-
-    /// One download read whole by the HTTP client, rather than a stream collected and
-    /// concatenated (the provided step).
-    async fn get_bytes(&self, cx: Cx<'_>, key: &str) -> Result<Option<Bytes>> {
-        let resp = self.media(cx, key, 0).await?;
-        match resp.status().as_u16() {
-            200 => resp
-                .bytes()
-                .await
-                .map(Some)
-                .map_err(|e| driver_http::transport_error(DRIVER, cx.op, cx.path, e)),
-            404 => Ok(None),
+            412 => Ok(Got::Changed),
             _ => Err(self.client.error(cx.op, cx.path, resp).await),
         }
     }
@@ -215,11 +216,11 @@ impl ObjectBackend for GcsBackend {
             let url = self.client.rewrite_url(&src.key, dst, token.as_deref());
             let call = Call::new(cx.op, cx.path, Method::POST, url)
                 .header("content-type", "application/json");
-            let resp = self.client.send(call).await?;
-            if resp.status().as_u16() != 200 {
-                return Err(self.client.error(cx.op, cx.path, resp).await);
-            }
-            let r: Rewrite = self.client.json(cx.op, cx.path, resp).await?;
+            let r: Rewrite = self
+                .client
+                .fetch(call, &[200])
+                .await?
+                .json(DRIVER, cx.op, cx.path)?;
             if r.done {
                 return Ok(());
             }
@@ -240,7 +241,7 @@ impl ObjectBackend for GcsBackend {
         let url = self.client.object_url(key);
         let resp = self
             .client
-            .send(Call::new(cx.op, cx.path, Method::DELETE, url))
+            .send(Call::new(cx.op, cx.path, Method::DELETE, url).gone_is_done())
             .await?;
         match resp.status().as_u16() {
             200 | 204 => Ok(true),
@@ -268,14 +269,13 @@ impl ObjectBackend for GcsBackend {
         let max = req.max.unwrap_or(PAGE).to_string();
         q.push(("maxResults", &max));
         let url = self.client.objects_url(&q);
-        let resp = self
-            .client
-            .send(Call::new(cx.op, cx.path, Method::GET, url))
-            .await?;
-        if resp.status().as_u16() != 200 {
+        let call = Call::new(cx.op, cx.path, Method::GET, url);
+        let answer = self.client.fetch(call, &[200, 404]).await?;
+        if answer.status != StatusCode::OK {
+            let resp = answer.into_response();
             return Err(self.client.list_error(cx.op, cx.path, resp).await);
         }
-        let list: ObjectList = self.client.json(cx.op, cx.path, resp).await?;
+        let list: ObjectList = answer.json(DRIVER, cx.op, cx.path)?;
         Ok(ListPage {
             objects: list.items.into_iter().map(ObjectMeta::from).collect(),
             prefixes: list.prefixes,

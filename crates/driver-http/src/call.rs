@@ -43,6 +43,9 @@ pub struct Call<'a> {
     pub body: Option<Bytes>,
     /// Whether sending it twice is harmless (only idempotent calls are retried).
     pub idempotent: bool,
+    /// A delete: a 404 to an attempt that follows one whose answer was lost means the
+    /// lost attempt deleted it ([`gone_is_done`](Self::gone_is_done)).
+    pub gone_is_done: bool,
 }
 
 impl<'a> Call<'a> {
@@ -56,6 +59,7 @@ impl<'a> Call<'a> {
             headers: Vec::new(),
             body: None,
             idempotent: true,
+            gone_is_done: false,
         }
     }
 
@@ -68,6 +72,15 @@ impl<'a> Call<'a> {
     /// Sets the body.
     pub fn body(mut self, body: Bytes) -> Self {
         self.body = Some(body);
+        self
+    }
+
+    /// Marks the request as a delete: when an attempt's answer is lost (a reset, a
+    /// timeout) and the retry finds nothing (404), the first attempt did delete it, and
+    /// [`RestClient::send`](crate::RestClient::send) answers 204 instead of reporting a
+    /// false "not found".
+    pub fn gone_is_done(mut self) -> Self {
+        self.gone_is_done = true;
         self
     }
 

@@ -39,7 +39,7 @@ mod call;
 mod rest;
 
 pub use call::Call;
-pub use rest::RestClient;
+pub use rest::{Answer, RestClient};
 
 use std::future::Future;
 use std::time::Duration;
@@ -63,6 +63,10 @@ pub struct HttpConfig {
     pub retry_delay: Duration,
     /// Cap of the backoff.
     pub max_retry_delay: Duration,
+    /// Time after the first attempt of a request past which no new attempt starts: with
+    /// `read_timeout`, it bounds how long an unanswered request can take, whatever
+    /// `max_retries` allows.
+    pub retry_budget: Duration,
     /// Accept any TLS certificate (only for test servers; a warning is logged).
     pub skip_verify: bool,
     /// Sent as the `User-Agent` header.
@@ -77,6 +81,7 @@ impl Default for HttpConfig {
             max_retries: 5,
             retry_delay: Duration::from_millis(100),
             max_retry_delay: Duration::from_secs(5),
+            retry_budget: Duration::from_secs(30),
             skip_verify: false,
             user_agent: None,
         }
@@ -116,6 +121,7 @@ pub struct Retry {
     max_retries: u32,
     delay: Duration,
     max_delay: Duration,
+    budget: Duration,
 }
 
 impl From<&HttpConfig> for Retry {
@@ -124,6 +130,7 @@ impl From<&HttpConfig> for Retry {
             max_retries: c.max_retries,
             delay: c.retry_delay,
             max_delay: c.max_retry_delay,
+            budget: c.retry_budget,
         }
     }
 }
@@ -163,7 +170,29 @@ impl Retry {
         max_retries: 0,
         delay: Duration::ZERO,
         max_delay: Duration::ZERO,
+        budget: Duration::ZERO,
     };
+
+    /// Retries after the first attempt.
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// The wait before retry `n` (from 0) of a request first sent at `started`, or `None`
+    /// when the retries or the time budget are spent. `hint` is the server's
+    /// `Retry-After`; it is honoured up to the cap, and only within the budget.
+    pub fn next_delay(
+        &self,
+        n: u32,
+        started: tokio::time::Instant,
+        hint: Option<Duration>,
+    ) -> Option<Duration> {
+        if n >= self.max_retries {
+            return None;
+        }
+        let delay = hint.unwrap_or_else(|| self.backoff(n)).min(self.max_delay);
+        (started.elapsed() + delay <= self.budget).then_some(delay)
+    }
 
     /// Sends the request `attempt` builds (and signs), again after retryable failures.
     /// Returns the last response, whatever its status (the caller maps it), or the last
@@ -175,6 +204,7 @@ impl Retry {
         Fut: Future<Output = Result<Response, E>>,
         E: Transient + std::fmt::Display,
     {
+        let started = tokio::time::Instant::now();
         let mut n = 0;
         loop {
             let outcome = attempt().await;
@@ -184,10 +214,9 @@ impl Retry {
                 Err(e) if e.transient() => None,
                 Err(_) => return outcome,
             };
-            if n >= self.max_retries {
+            let Some(delay) = self.next_delay(n, started, wait) else {
                 return outcome;
-            }
-            let delay = wait.unwrap_or_else(|| self.backoff(n)).min(self.max_delay);
+            };
             match &outcome {
                 Ok(r) => tracing::debug!(
                     status = r.status().as_u16(),
@@ -302,6 +331,30 @@ pub fn body_stream(
         .boxed()
 }
 
+/// A successful GET's response as the object-store core's [`Body`]: the
+/// [`body_stream`], the object's version from the `version_header` (an ETag, GCS's
+/// `x-goog-generation`) and the body's length, so that the core can resume the read
+/// where a cut leaves it.
+///
+/// [`Body`]: driver_objectstore::Body
+pub fn object_body(
+    driver: &'static str,
+    operation: &'static str,
+    path: &StoragePath,
+    resp: Response,
+    version_header: &str,
+) -> driver_objectstore::Body {
+    let version = resp
+        .headers()
+        .get(version_header)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let len = resp.content_length();
+    driver_objectstore::Body::new(body_stream(driver, operation, path, resp))
+        .version(version)
+        .len(len)
+}
+
 /// Extracts the text of the first `<tag>…</tag>` in an XML error body (Azure, OSS and
 /// S3-style services answer with `<Error><Code>…</Code><Message>…</Message></Error>`).
 pub fn xml_tag<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
@@ -322,6 +375,7 @@ mod tests {
             max_retries: 9,
             delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
+            budget: Duration::from_secs(60),
         };
         for n in 0..9 {
             let b = r.backoff(n);

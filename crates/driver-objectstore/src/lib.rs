@@ -42,7 +42,7 @@
 //!     const START_AFTER: bool = true;
 //!     fn keys(&self) -> &KeySpace { &self.keys }
 //!     async fn head(&self, cx: Cx<'_>, key: &str) -> Result<Option<ObjectMeta>> { /* HEAD */ }
-//!     async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got> { /* GET */ }
+//!     async fn get(&self, cx: Cx<'_>, key: &str, offset: u64, version: Option<&str>) -> Result<Got> { /* GET */ }
 //!     // put, copy, delete, list_page, writer ...
 //! }
 //! pub type MyDriver = driver_objectstore::ObjectStore<MyStore>;
@@ -50,6 +50,7 @@
 
 mod delete;
 mod pager;
+pub mod read;
 pub mod upload;
 
 use std::fmt;
@@ -68,6 +69,7 @@ use driver_api::{
 use futures::{StreamExt, TryStreamExt};
 
 use crate::pager::Pager;
+pub use crate::read::Body;
 pub use crate::upload::{MultipartBackend, MultipartWriter, ParkedUpload, Part};
 
 /// What a backend call is for: the operation and the path, so that its errors name both.
@@ -156,21 +158,24 @@ impl ListPage {
 /// The answer to a ranged read.
 pub enum Got {
     /// The object's bytes from the offset on.
-    Stream(ByteStream),
+    Stream(Body),
     /// No object at the key.
     NotFound,
     /// The service refused the range as starting at or past the end (HTTP 416); the core
     /// asks [`ObjectBackend::head`] for the size to tell which.
     PastEnd,
+    /// The object is no longer the version asked for (HTTP 412 to a pinned read).
+    Changed,
 }
 
 impl fmt::Debug for Got {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Got::Stream(_) => "Stream",
-            Got::NotFound => "NotFound",
-            Got::PastEnd => "PastEnd",
-        })
+        match self {
+            Got::Stream(b) => b.fmt(f),
+            Got::NotFound => f.write_str("NotFound"),
+            Got::PastEnd => f.write_str("PastEnd"),
+            Got::Changed => f.write_str("Changed"),
+        }
     }
 }
 
@@ -210,23 +215,17 @@ pub trait ObjectBackend: fmt::Debug + Send + Sync + Sized + 'static {
     /// The object at `key`, if there is one.
     async fn head(&self, cx: Cx<'_>, key: &str) -> Result<Option<ObjectMeta>>;
 
-    /// The bytes of `key` from `offset` on.
-    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got>;
-
-    /// The whole object at `key`, if there is one. The default collects [`get`](Self::get).
-    async fn get_bytes(&self, cx: Cx<'_>, key: &str) -> Result<Option<Bytes>> {
-        match self.get(cx, key, 0).await? {
-            Got::Stream(s) => {
-                let parts: Vec<Bytes> = s.try_collect().await?;
-                Ok(Some(match parts.len() {
-                    1 => parts.into_iter().next().unwrap_or_default(),
-                    _ => parts.concat().into(),
-                }))
-            }
-            Got::NotFound => Ok(None),
-            Got::PastEnd => Ok(Some(Bytes::new())),
-        }
-    }
+    /// The bytes of `key` from `offset` on. With a `version` (one that an earlier
+    /// answer's [`Body::version`] named), only that version: anything else is
+    /// [`Got::Changed`] (`If-Match`, GCS's `ifGenerationMatch`). The core resumes cut
+    /// streams with it ([`read`]), so a backend only has to say which version it sent.
+    async fn get(
+        &self,
+        cx: Cx<'_>,
+        key: &str,
+        offset: u64,
+        version: Option<&str>,
+    ) -> Result<Got>;
 
     /// Replaces the object at `key` with `data`, atomically.
     async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()>;
@@ -393,8 +392,7 @@ impl<B: ObjectBackend> StorageDriver for ObjectStore<B> {
 
     async fn get_content(&self, path: &StoragePath) -> Result<Bytes> {
         let cx = Cx::new("get_content", path);
-        self.backend
-            .get_bytes(cx, &self.key(path))
+        read::read_all(&self.backend, cx, &self.key(path))
             .await?
             .ok_or_else(|| StorageError::not_found(B::NAME, path))
     }
@@ -406,9 +404,17 @@ impl<B: ObjectBackend> StorageDriver for ObjectStore<B> {
 
     async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
         let cx = Cx::new("reader", path);
-        match self.backend.get(cx, &self.key(path), offset).await? {
-            Got::Stream(s) => Ok(s),
+        let key = self.key(path);
+        match self.backend.get(cx, &key, offset, None).await? {
+            Got::Stream(body) => Ok(read::resuming(
+                self.backend.clone(),
+                cx,
+                key,
+                offset,
+                body,
+            )),
             Got::NotFound => Err(StorageError::not_found(B::NAME, path)),
+            Got::Changed => Err(StorageError::changed(B::NAME, path, offset)),
             Got::PastEnd => {
                 let size = self.object(cx).await?.size;
                 driver_api::keys::read_past_end(B::NAME, path, offset, size)

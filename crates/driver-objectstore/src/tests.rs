@@ -18,6 +18,25 @@ struct Map {
     keys: KeySpace,
     map: Mutex<BTreeMap<String, Bytes>>,
     offset_tokens: bool,
+    /// Every put's number: an object's version is the put that wrote it.
+    puts: std::sync::atomic::AtomicU64,
+    versions: Mutex<BTreeMap<String, u64>>,
+    /// Streams still to be cut: each sends 3-byte chunks and fails after its second.
+    cuts: std::sync::atomic::AtomicU32,
+    /// GETs served.
+    gets: std::sync::atomic::AtomicU32,
+    /// Every stream fails before its first byte.
+    dead: std::sync::atomic::AtomicBool,
+}
+
+impl Map {
+    fn version(&self, key: &str) -> Option<String> {
+        self.versions.lock().unwrap().get(key).map(u64::to_string)
+    }
+    fn bump(&self, key: &str) {
+        let n = self.puts.fetch_add(1, Relaxed) + 1;
+        self.versions.lock().unwrap().insert(key.to_owned(), n);
+    }
 }
 
 #[async_trait]
@@ -39,25 +58,58 @@ impl ObjectBackend for Map {
         Ok(m.get(key)
             .map(|v| ObjectMeta::new(key, v.len() as u64, UNIX_EPOCH)))
     }
-    async fn get(&self, _: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
+    async fn get(
+        &self,
+        cx: Cx<'_>,
+        key: &str,
+        offset: u64,
+        version: Option<&str>,
+    ) -> Result<Got> {
+        self.gets.fetch_add(1, Relaxed);
+        let current = self.version(key);
+        if version.is_some() && version.map(str::to_owned) != current {
+            return Ok(Got::Changed);
+        }
         let m = self.map.lock().unwrap();
         Ok(match m.get(key) {
             None => Got::NotFound,
             Some(v) if offset as usize >= v.len() && !v.is_empty() => Got::PastEnd,
             Some(v) => {
                 let part = v.slice((offset as usize).min(v.len())..);
-                Got::Stream(futures::stream::iter([Ok(part)]).boxed())
+                let len = part.len() as u64;
+                let cut = self
+                    .cuts
+                    .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                    .is_ok();
+                let stream = if self.dead.load(Relaxed) {
+                    let e = StorageError::backend("map", "reader", cx.path, "reset");
+                    futures::stream::iter([Err(e.with_retryable(true))]).boxed()
+                } else if cut {
+                    let (path, mut chunks) = (cx.path.clone(), Vec::new());
+                    for c in part.chunks(3).take(2) {
+                        chunks.push(Ok(part.slice_ref(c)));
+                    }
+                    chunks.push(Err(StorageError::backend("map", "reader", &path, "reset")
+                        .with_retryable(true)));
+                    futures::stream::iter(chunks).boxed()
+                } else {
+                    futures::stream::iter([Ok(part)]).boxed()
+                };
+                Got::Stream(Body::new(stream).version(current).len(Some(len)))
             }
         })
     }
     async fn put(&self, _: Cx<'_>, key: &str, data: Bytes) -> Result<()> {
         self.map.lock().unwrap().insert(key.to_owned(), data);
+        self.bump(key);
         Ok(())
     }
     async fn copy(&self, _: Cx<'_>, src: &ObjectMeta, dst: &str) -> Result<()> {
         let mut m = self.map.lock().unwrap();
         let v = m.get(&src.key).cloned().unwrap_or_default();
         m.insert(dst.to_owned(), v);
+        drop(m);
+        self.bump(dst);
         Ok(())
     }
     async fn delete(&self, _: Cx<'_>, key: &str, _: bool) -> Result<bool> {
@@ -267,8 +319,14 @@ impl ObjectBackend for Parts {
     async fn head(&self, cx: Cx<'_>, key: &str) -> Result<Option<ObjectMeta>> {
         self.map.head(cx, key).await
     }
-    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
-        self.map.get(cx, key, offset).await
+    async fn get(
+        &self,
+        cx: Cx<'_>,
+        key: &str,
+        offset: u64,
+        version: Option<&str>,
+    ) -> Result<Got> {
+        self.map.get(cx, key, offset, version).await
     }
     async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()> {
         self.map.put(cx, key, data).await
@@ -422,4 +480,69 @@ async fn multipart_writer_out_of_order_parts_resume_and_cancel() {
 
 fn keys_of(m: &Map) -> Vec<String> {
     m.map.lock().unwrap().keys().cloned().collect()
+}
+
+/// A read cut mid-body resumes from the next byte, byte-exact, for `reader` at any
+/// offset and for `get_content`; cuts in a row without progress end the stream.
+#[tokio::test]
+async fn cut_reads_resume_from_the_next_byte() {
+    let store = ObjectStore::new(Map::default());
+    let d = Driver::new(store.clone());
+    let p = "/r/a";
+    let data: Vec<u8> = (0..100u8).collect();
+    d.put_content(p, data.clone()).await.unwrap();
+    for offset in [0u64, 1, 50, 99] {
+        store.backend().cuts.store(5, Relaxed);
+        let got = read_from(&d, p, offset).await.unwrap();
+        assert_eq!(&got[..], &data[offset as usize..], "offset {offset}");
+    }
+    store.backend().cuts.store(4, Relaxed);
+    assert_eq!(&d.get_content(p).await.unwrap()[..], &data[..]);
+
+    // A stream that breaks every time makes progress every time (two chunks each), so
+    // it gets through, however many cuts; one that breaks before its first byte gives up
+    // after the cap, with the retryable error.
+    store.backend().cuts.store(1000, Relaxed);
+    assert_eq!(&d.get_content(p).await.unwrap()[..], &data[..]);
+    store.backend().cuts.store(0, Relaxed);
+    store.backend().dead.store(true, Relaxed);
+    let before = store.backend().gets.load(Relaxed);
+    let err = read_from(&d, p, 0).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let gets = store.backend().gets.load(Relaxed) - before;
+    assert_eq!(gets, 1 + read::MAX_IDLE_RESUMES, "the first GET and the resumes");
+}
+
+/// An object replaced while a stream reads it ends the stream with `Changed`: the bytes
+/// before are the old object's, none of the new one's follow.
+#[tokio::test]
+async fn a_read_never_splices_two_versions() {
+    let store = ObjectStore::new(Map::default());
+    let d = Driver::new(store.clone());
+    let p = "/r/v";
+    d.put_content(p, vec![1u8; 30]).await.unwrap();
+    store.backend().cuts.store(1, Relaxed);
+    let mut s = d.reader(p, 0).await.unwrap();
+    let mut got = Vec::new();
+    got.extend_from_slice(&s.next().await.unwrap().unwrap());
+    got.extend_from_slice(&s.next().await.unwrap().unwrap());
+    d.put_content(p, vec![2u8; 30]).await.unwrap();
+    match s.next().await {
+        Some(Err(StorageError::Changed { offset, path, .. })) => {
+            assert_eq!(offset, 6);
+            assert_eq!(path, "/r/v");
+        }
+        other => panic!("expected Changed, got {other:?}"),
+    }
+    assert!(s.next().await.is_none(), "the stream ends after the error");
+    assert_eq!(got, vec![1u8; 6]);
+}
+
+async fn read_from(d: &Driver, path: &str, offset: u64) -> Result<Vec<u8>> {
+    let mut s = d.reader(path, offset).await?;
+    let mut out = Vec::new();
+    while let Some(b) = s.next().await {
+        out.extend_from_slice(&b?);
+    }
+    Ok(out)
 }

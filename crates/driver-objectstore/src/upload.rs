@@ -25,9 +25,10 @@
 //! * `commit` waits for the parts in flight, sends the rest as the last part
 //!   ([`put_last_part`](MultipartBackend::put_last_part)) and completes the upload (the
 //!   parts in number order), or, when no part was ever full, writes the object with one
-//!   `put`. A
-//!   parked object goes only after the commit succeeded, so a failed commit of a resumed
-//!   upload stays resumable; a fresh writer removes a stale one in parallel.
+//!   `put`. A parked object goes after the commit succeeded; a fresh writer removes a
+//!   stale one in parallel. A commit that fails leaves nothing behind: the upload is
+//!   aborted and its parked object removed (the content at the key is untouched), and
+//!   `cancel` may follow (it then has nothing to do).
 //! * `cancel` aborts the upload and removes the parked object.
 //!
 //! A failed part fails the `write` (or `close`, `commit`) that waits for it and aborts
@@ -281,7 +282,7 @@ impl<B: MultipartBackend> MultipartWriter<B> {
     async fn resume(mut self) -> Result<Self> {
         let b = self.b.clone();
         let cx = Cx::new("writer", &self.path);
-        let (upload, recorded, tail) = match b.get_bytes(cx, &park_key(&self.key)).await? {
+        let (upload, recorded, tail) = match crate::read::read_all(&b, cx, &park_key(&self.key)).await? {
             Some(body) => {
                 self.from_parked = true;
                 let (upload, parts, tail) = parse_park(B::NAME, &self.path, body)?;
@@ -388,13 +389,37 @@ impl<B: MultipartBackend> MultipartWriter<B> {
             let body = self.chunks.take();
             return self.b.put(self.cx("commit"), &self.key, body).await;
         };
+        let res = self.complete(&id).await;
+        if res.is_err() {
+            // Nothing of a failed commit stays behind: the upload goes (the service's
+            // copy of the parts with it), and so does a parked object naming it. The
+            // content at the key is untouched.
+            self.in_flight.abort_all();
+            while self.in_flight.join_next().await.is_some() {}
+            let cx = Cx::new("commit", &self.path);
+            if let Err(e) = self.b.abort(cx, &self.key, &id, &self.parts).await {
+                tracing::warn!(driver = B::NAME, path = %self.path, error = %e, "aborting the upload after a failed commit failed");
+            }
+            self.upload = None;
+            self.parts.clear();
+            if self.from_parked {
+                if let Err(e) = self.remove_parked().await {
+                    tracing::warn!(driver = B::NAME, path = %self.path, error = %e, "removing the parked upload after a failed commit failed");
+                }
+            }
+        }
+        res
+    }
+
+    /// Sends the last part and completes upload `id`.
+    async fn complete(&mut self, id: &str) -> Result<()> {
         self.drain().await?;
         let last = self.chunks.take();
         let (number, offset) = (self.next_number, self.sent);
         let cx = Cx::new("commit", &self.path);
         if let Some(part) = self
             .b
-            .put_last_part(cx, &self.key, &id, number, offset, last)
+            .put_last_part(cx, &self.key, id, number, offset, last)
             .await?
         {
             self.next_number += 1;
@@ -402,17 +427,9 @@ impl<B: MultipartBackend> MultipartWriter<B> {
             self.parts.push(part);
         }
         self.parts.sort_by_key(|p| p.number);
-        let res = self
-            .b
-            .complete(self.cx("commit"), &self.key, &id, &self.parts)
-            .await;
-        if res.is_err() {
-            let cx = Cx::new("commit", &self.path);
-            if let Err(e) = self.b.abort(cx, &self.key, &id, &self.parts).await {
-                tracing::warn!(driver = B::NAME, path = %self.path, error = %e, "aborting the upload after a failed commit failed");
-            }
-        }
-        res
+        self.b
+            .complete(self.cx("commit"), &self.key, id, &self.parts)
+            .await
     }
 }
 

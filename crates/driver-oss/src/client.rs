@@ -165,12 +165,7 @@ impl Client {
 
     /// Sends `call`, expects 200 and returns the body as text.
     pub async fn text(&self, call: Call<'_>) -> Result<String> {
-        let (op, path) = (call.op, call.path);
-        self.expect(call, &[200])
-            .await?
-            .text()
-            .await
-            .map_err(|e| driver_http::transport_error(DRIVER, op, path, e))
+        Ok(self.fetch(call, &[200]).await?.text().into_owned())
     }
 
     /// A presigned URL for `method` on `key`, valid for `expiry`.

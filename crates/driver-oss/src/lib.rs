@@ -236,7 +236,13 @@ impl ObjectBackend for OssBackend {
 
     /// `GetObject`, ranged from `offset` with `x-oss-range-behavior: standard` (so a
     /// start past the end is 416, not the whole object with 200).
-    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
+    async fn get(
+        &self,
+        cx: Cx<'_>,
+        key: &str,
+        offset: u64,
+        version: Option<&str>,
+    ) -> Result<Got> {
         let url = self.client.object_url(key, &[]);
         let mut call = Call::new(cx.op, cx.path, Method::GET, url);
         if offset > 0 {
@@ -244,14 +250,14 @@ impl ObjectBackend for OssBackend {
                 .header("range", format!("bytes={offset}-"))
                 .header("x-oss-range-behavior", "standard");
         }
+        if let Some(v) = version {
+            call = call.header("if-match", v);
+        }
         let resp = self.client.send(call).await?;
+        let body = |resp| driver_http::object_body(DRIVER, cx.op, cx.path, resp, "etag");
         match resp.status().as_u16() {
-            206 => Ok(Got::Stream(driver_http::body_stream(
-                DRIVER, cx.op, cx.path, resp,
-            ))),
-            200 if offset == 0 => Ok(Got::Stream(driver_http::body_stream(
-                DRIVER, cx.op, cx.path, resp,
-            ))),
+            206 => Ok(Got::Stream(body(resp))),
+            200 if offset == 0 => Ok(Got::Stream(body(resp))),
             200 => Err(StorageError::backend(
                 DRIVER,
                 cx.op,
@@ -259,6 +265,7 @@ impl ObjectBackend for OssBackend {
                 "the server ignored the Range header",
             )),
             416 => Ok(Got::PastEnd),
+            412 => Ok(Got::Changed),
             404 => self.absent(cx, resp).await.map(|()| Got::NotFound),
             _ => Err(self.client.error(cx.op, cx.path, resp).await),
         }

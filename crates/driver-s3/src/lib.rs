@@ -46,7 +46,8 @@ use driver_api::{
     StorageError, StoragePath,
 };
 use driver_objectstore::{
-    Cx, Got, ListPage, ListRequest, MultipartBackend, MultipartWriter, ObjectBackend, ObjectMeta,
+    Body, Cx, Got, ListPage, ListRequest, MultipartBackend, MultipartWriter, ObjectBackend,
+    ObjectMeta,
     ObjectStore, Part,
 };
 use futures::{StreamExt, TryStreamExt};
@@ -211,7 +212,9 @@ impl S3Backend {
     }
 }
 
-fn body_stream(path: &StoragePath, body: SdkStream) -> ByteStream {
+/// The SDK's body as the driver API's stream; a failure mid-body is retryable (the core
+/// resumes the read) and keeps its cause in the message.
+fn body_stream(op: &'static str, path: &StoragePath, body: SdkStream) -> ByteStream {
     let path = path.clone();
     futures::stream::unfold(Some(body), move |state| {
         let path = path.clone();
@@ -220,10 +223,11 @@ fn body_stream(path: &StoragePath, body: SdkStream) -> ByteStream {
             match body.next().await {
                 None => None,
                 Some(Ok(b)) => Some((Ok(b), Some(body))),
-                Some(Err(e)) => Some((
-                    Err(StorageError::backend(DRIVER, "read", &path, e).with_retryable(true)),
-                    None,
-                )),
+                Some(Err(e)) => {
+                    let text = format!("response body failed: {}", driver_api::error_chain(&e));
+                    let e = StorageError::backend(DRIVER, op, &path, text).with_retryable(true);
+                    Some((Err(e), None))
+                }
             }
         }
     })
@@ -273,19 +277,39 @@ impl ObjectBackend for S3Backend {
         }
     }
 
-    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
-        let req = self.client.get_object().bucket(self.bucket()).key(key);
+    /// Ranged `GetObject`; a pinned read sends `If-Match` with the ETag.
+    async fn get(
+        &self,
+        cx: Cx<'_>,
+        key: &str,
+        offset: u64,
+        version: Option<&str>,
+    ) -> Result<Got> {
+        let req = self
+            .client
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .set_if_match(version.map(str::to_owned));
         let req = if offset > 0 {
             req.range(format!("bytes={offset}-"))
         } else {
             req
         };
         match req.send().await {
-            Ok(out) => Ok(Got::Stream(body_stream(cx.path, out.body))),
+            Ok(out) => {
+                let len = out.content_length().and_then(|n| u64::try_from(n).ok());
+                let version = out.e_tag().map(str::to_owned);
+                let stream = body_stream(cx.op, cx.path, out.body);
+                Ok(Got::Stream(Body::new(stream).version(version).len(len)))
+            }
             Err(e) => {
                 let (code, status) = client::classify(&e);
                 if status == Some(416) || code.as_deref() == Some("InvalidRange") {
                     return Ok(Got::PastEnd);
+                }
+                if status == Some(412) || code.as_deref() == Some("PreconditionFailed") {
+                    return Ok(Got::Changed);
                 }
                 match map_err(cx.op, cx.path, e) {
                     StorageError::PathNotFound { .. } => Ok(Got::NotFound),
@@ -293,30 +317,6 @@ impl ObjectBackend for S3Backend {
                 }
             }
         }
-    }
-
-    async fn get_bytes(&self, cx: Cx<'_>, key: &str) -> Result<Option<Bytes>> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(self.bucket())
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) => {
-                return match map_err(cx.op, cx.path, e) {
-                    StorageError::PathNotFound { .. } => Ok(None),
-                    other => Err(other),
-                }
-            }
-        };
-        let data =
-            out.body.collect().await.map_err(|e| {
-                StorageError::backend(DRIVER, cx.op, cx.path, e).with_retryable(true)
-            })?;
-        Ok(Some(data.into_bytes()))
     }
 
     async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()> {

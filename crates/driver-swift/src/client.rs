@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use driver_api::{Result, StorageError, StoragePath};
-use driver_http::{Call, HttpConfig, Retry};
+use driver_api::{async_trait, Result, StorageError, StoragePath};
+use driver_http::{Call, HttpConfig, RestClient, Retry};
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::{Method, Response, StatusCode, Url};
 use serde::Deserialize;
@@ -468,68 +468,6 @@ impl Client {
         Ok(join(&s.storage_url, segments, query))
     }
 
-    /// Sends `call` with the current token (see the module docs); returns the response
-    /// whatever its status. `call.url` must come from [`url`](Self::url).
-    pub async fn send(&self, mut call: Call<'_>) -> Result<Response> {
-        let retry = if call.idempotent {
-            self.retry
-        } else {
-            Retry::NONE
-        };
-        let mut session = self.session().await?;
-        for attempt in 0..2 {
-            let token = session.token.expose().to_owned();
-            let resp = retry
-                .send(|| async {
-                    let mut parts = call.parts(DRIVER)?;
-                    let value = http::HeaderValue::from_str(&token).map_err(|_| {
-                        StorageError::backend(DRIVER, call.op, call.path, "bad token")
-                    })?;
-                    parts.headers.insert("x-auth-token", value);
-                    let req = call.request(DRIVER, parts)?;
-                    self.http
-                        .execute(req)
-                        .await
-                        .map_err(|e| driver_http::transport_error(DRIVER, call.op, call.path, e))
-                })
-                .await?;
-            if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
-                return Ok(resp);
-            }
-            tracing::debug!(
-                driver = DRIVER,
-                op = call.op,
-                "token refused (401): renewing"
-            );
-            let old = session.storage_url.as_str().to_owned();
-            session = self.renew(session.generation).await?;
-            let new = session.storage_url.as_str();
-            if old != new {
-                if let Some(rest) = call.url.as_str().strip_prefix(&old) {
-                    if let Ok(u) = Url::parse(&format!("{new}{rest}")) {
-                        call.url = u;
-                    }
-                }
-            }
-        }
-        Err(StorageError::backend(
-            DRIVER,
-            call.op,
-            call.path,
-            "unreachable",
-        ))
-    }
-
-    /// Like [`send`](Self::send), but any status outside `ok` is mapped into an error.
-    pub async fn expect(&self, call: Call<'_>, ok: &[u16]) -> Result<Response> {
-        let (op, path) = (call.op, call.path);
-        let resp = self.send(call).await?;
-        if ok.contains(&resp.status().as_u16()) {
-            Ok(resp)
-        } else {
-            Err(error(op, path, resp).await)
-        }
-    }
 
     /// A TempURL (HMAC-SHA256) for `method` on `container/object`, valid until `expires`
     /// (Unix seconds).
@@ -661,6 +599,57 @@ fn body_text(body: &str) -> String {
 }
 
 /// Maps an unsuccessful answer about an object: 404 is `PathNotFound`.
+/// Requests with the session's token (see the module docs); a 401 renews the token once
+/// and sends again.
+#[async_trait]
+impl RestClient for Client {
+    const DRIVER: &'static str = DRIVER;
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    /// The request of one attempt, with the current token. `call.url` must come from
+    /// [`url`](Client::url).
+    async fn build(&self, call: &Call<'_>) -> Result<reqwest::Request> {
+        let session = self.session().await?;
+        let mut parts = call.parts(DRIVER)?;
+        let value = http::HeaderValue::from_str(session.token.expose())
+            .map_err(|_| StorageError::backend(DRIVER, call.op, call.path, "bad token"))?;
+        parts.headers.insert("x-auth-token", value);
+        call.request(DRIVER, parts)
+    }
+
+    async fn error(&self, op: &'static str, path: &StoragePath, resp: Response) -> StorageError {
+        error(op, path, resp).await
+    }
+
+    /// A 401: the token expired or was revoked. Renews it, and moves `call` to the new
+    /// storage URL if the catalogue changed it.
+    async fn stale(&self, call: &mut Call<'_>, resp: &Response) -> Result<bool> {
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(false);
+        }
+        tracing::debug!(driver = DRIVER, op = call.op, "token refused (401): renewing");
+        let session = self.session().await?;
+        let old = session.storage_url.as_str().to_owned();
+        let session = self.renew(session.generation).await?;
+        let new = session.storage_url.as_str();
+        if old != new {
+            if let Some(rest) = call.url.as_str().strip_prefix(&old) {
+                if let Ok(u) = Url::parse(&format!("{new}{rest}")) {
+                    call.url = u;
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
 pub(crate) async fn error(op: &'static str, path: &StoragePath, resp: Response) -> StorageError {
     if resp.status() == StatusCode::NOT_FOUND {
         return StorageError::not_found(DRIVER, path);

@@ -62,13 +62,13 @@ use driver_api::{
     register_driver, FileWriter, Parameters, RedirectMethod, RedirectRequest, Result, StorageError,
     StoragePath,
 };
-use driver_http::Call;
+use driver_http::{Call, RestClient};
 use driver_objectstore::upload::park_key;
 use driver_objectstore::{
     Cx, Got, ListPage, ListRequest, MultipartWriter, ObjectBackend, ObjectMeta,
 };
 use futures::{StreamExt, TryStreamExt};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 pub use crate::client::AuthError;
@@ -103,7 +103,7 @@ pub(crate) enum Put {
 
 impl Put {
     fn from_response(resp: &reqwest::Response) -> Put {
-        if resp.status() == reqwest::StatusCode::ACCEPTED {
+        if resp.status() == StatusCode::ACCEPTED {
             tracing::debug!(
                 driver = DRIVER,
                 "write superseded by one with the same or a newer timestamp"
@@ -283,20 +283,13 @@ impl SwiftBackend {
                 &[("multipart-manifest", "get"), ("format", "raw")],
             )
             .await?;
-        let resp = self
-            .client
-            .send(Call::new(op, path, Method::GET, url))
-            .await?;
-        match resp.status().as_u16() {
-            200 => {}
-            404 => return Ok(Vec::new()),
-            _ => return Err(client::status_error(op, path, resp).await),
+        let call = Call::new(op, path, Method::GET, url);
+        let answer = self.client.fetch(call, &[200, 404]).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
         }
         // format=raw answers in the PUT form (`path`); older servers give `name`.
-        let v: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| driver_http::transport_error(DRIVER, op, path, e))?;
+        let v: serde_json::Value = answer.json(DRIVER, op, path)?;
         let list = v.as_array().cloned().unwrap_or_default();
         Ok(list
             .into_iter()
@@ -390,19 +383,9 @@ impl SwiftBackend {
         name: &str,
     ) -> Result<Option<Bytes>> {
         let url = self.client.url(&[container, name], &[]).await?;
-        let resp = self
-            .client
-            .send(Call::new(op, path, Method::GET, url))
-            .await?;
-        match resp.status().as_u16() {
-            200 => resp
-                .bytes()
-                .await
-                .map(Some)
-                .map_err(|e| driver_http::transport_error(DRIVER, op, path, e)),
-            404 => Ok(None),
-            _ => Err(client::status_error(op, path, resp).await),
-        }
+        let call = Call::new(op, path, Method::GET, url);
+        let answer = self.client.fetch(call, &[200, 404]).await?;
+        Ok((answer.status == StatusCode::OK).then_some(answer.body))
     }
 
     /// Deletes `/container/object` names with the bulk-delete middleware (missing
@@ -439,11 +422,11 @@ impl SwiftBackend {
             .header("content-type", "text/plain")
             .header("accept", "application/json")
             .body(body.into());
-        let resp = self.client.expect(call, &[200]).await?;
-        let v: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| driver_http::transport_error(DRIVER, op, path, e))?;
+        let v: serde_json::Value = self
+            .client
+            .fetch(call, &[200])
+            .await?
+            .json(DRIVER, op, path)?;
         let status = v
             .get("Response Status")
             .and_then(|s| s.as_str())
@@ -484,7 +467,7 @@ impl SwiftBackend {
         let url = self.client.url(&[&self.p.container, name], query).await?;
         let resp = self
             .client
-            .send(Call::new(op, path, Method::DELETE, url))
+            .send(Call::new(op, path, Method::DELETE, url).gone_is_done())
             .await?;
         match resp.status().as_u16() {
             // 409: a write with the same or a newer timestamp is there (see `Put`).
@@ -519,20 +502,15 @@ impl SwiftBackend {
             q.push(("marker", m));
         }
         let url = self.client.url(&[container], &q).await?;
-        let resp = self
-            .client
-            .send(Call::new(op, path, Method::GET, url))
-            .await?;
-        match resp.status().as_u16() {
+        let call = Call::new(op, path, Method::GET, url);
+        let answer = self.client.fetch(call, &[200, 204, 404]).await?;
+        match answer.status.as_u16() {
             200 => {}
             204 => return Ok(ListPage::default()),
-            _ => return Err(client::status_error(op, path, resp).await),
+            // The container is missing: an error, not an empty listing.
+            _ => return Err(client::status_error(op, path, answer.into_response()).await),
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| driver_http::transport_error(DRIVER, op, path, e))?;
-        let entries: Vec<Entry> = serde_json::from_slice(&body).map_err(|e| {
+        let entries: Vec<Entry> = serde_json::from_slice(&answer.body).map_err(|e| {
             StorageError::backend(DRIVER, op, path, format!("unexpected listing: {e}"))
         })?;
         let full = entries.len() >= limit as usize;
@@ -604,28 +582,34 @@ impl ObjectBackend for SwiftBackend {
         }))
     }
 
-    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64) -> Result<Got> {
+    /// A ranged GET; a pinned read sends `If-Match` with the ETag (a large object's is
+    /// its manifest's, which Swift matches for the whole object).
+    async fn get(
+        &self,
+        cx: Cx<'_>,
+        key: &str,
+        offset: u64,
+        version: Option<&str>,
+    ) -> Result<Got> {
         let (op, path) = (cx.op, cx.path);
         let url = self.client.url(&[&self.p.container, key], &[]).await?;
         let mut call = Call::new(op, path, Method::GET, url);
         if offset > 0 {
             call = call.header("range", format!("bytes={offset}-"));
         }
+        if let Some(v) = version {
+            call = call.header("if-match", v);
+        }
         let resp = self.client.send(call).await?;
         match resp.status().as_u16() {
-            200 | 206 => Ok(Got::Stream(driver_http::body_stream(
-                DRIVER, op, path, resp,
+            200 | 206 => Ok(Got::Stream(driver_http::object_body(
+                DRIVER, op, path, resp, "etag",
             ))),
             404 => Ok(Got::NotFound),
             416 => Ok(Got::PastEnd),
+            412 => Ok(Got::Changed),
             _ => Err(client::status_error(op, path, resp).await),
         }
-    }
-
-    /// One plain GET, the body read whole.
-    async fn get_bytes(&self, cx: Cx<'_>, key: &str) -> Result<Option<Bytes>> {
-        self.get_object(cx.op, cx.path, &self.p.container, key)
-            .await
     }
 
     /// A PUT through `replace`: a large object it replaces loses its segments, unless
