@@ -46,10 +46,20 @@ pub trait RestClient: Sync {
     /// Maps an unsuccessful answer (not found, authentication, service errors).
     async fn error(&self, op: &'static str, path: &StoragePath, resp: Response) -> StorageError;
 
-    /// Whether `resp` says the credentials `call` was sent with are stale (Swift's
-    /// 401 to an expired token): the client renews them (and may point `call` at a new
-    /// URL), and [`send`](Self::send) sends once more. Default: never.
-    async fn stale(&self, _call: &mut Call<'_>, _resp: &Response) -> Result<bool> {
+    /// Whether the client renews credentials that the service calls stale: then
+    /// [`send`](Self::send) keeps the headers of each attempt for [`stale`](Self::stale).
+    const RENEWS: bool = false;
+
+    /// Whether `resp` says the credentials that the request (sent with `sent` headers)
+    /// carried are stale (Swift's 401 to an expired token): the client renews them, unless
+    /// another request already did (and may point `call` at a new URL), and
+    /// [`send`](Self::send) sends once more. Default: never.
+    async fn stale(
+        &self,
+        _call: &mut Call<'_>,
+        _sent: &reqwest::header::HeaderMap,
+        _resp: &Response,
+    ) -> Result<bool> {
         Ok(false)
     }
 
@@ -66,11 +76,17 @@ pub trait RestClient: Sync {
         // Whether an earlier attempt may have reached the server without its answer
         // reaching us.
         let lost = std::sync::atomic::AtomicBool::new(false);
+        let headers = std::sync::Mutex::new(reqwest::header::HeaderMap::new());
         let mut renewed = false;
         let resp = loop {
             let resp = retry
                 .send(|| async {
                     let req = self.build(&call).await?;
+                    if Self::RENEWS {
+                        if let Ok(mut h) = headers.lock() {
+                            h.clone_from(req.headers());
+                        }
+                    }
                     let sent = self.http().execute(req).await;
                     if sent.is_err() {
                         lost.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -78,7 +94,8 @@ pub trait RestClient: Sync {
                     sent.map_err(|e| transport_error(Self::DRIVER, call.op, call.path, e))
                 })
                 .await?;
-            if renewed || !self.stale(&mut call, &resp).await? {
+            let sent = headers.lock().map(|h| h.clone()).unwrap_or_default();
+            if renewed || !Self::RENEWS || !self.stale(&mut call, &sent, &resp).await? {
                 break resp;
             }
             renewed = true;

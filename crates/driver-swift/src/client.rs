@@ -604,6 +604,7 @@ fn body_text(body: &str) -> String {
 #[async_trait]
 impl RestClient for Client {
     const DRIVER: &'static str = DRIVER;
+    const RENEWS: bool = true;
 
     fn http(&self) -> &reqwest::Client {
         &self.http
@@ -630,14 +631,25 @@ impl RestClient for Client {
 
     /// A 401: the token expired or was revoked. Renews it, and moves `call` to the new
     /// storage URL if the catalogue changed it.
-    async fn stale(&self, call: &mut Call<'_>, resp: &Response) -> Result<bool> {
+    async fn stale(
+        &self,
+        call: &mut Call<'_>,
+        sent: &http::HeaderMap,
+        resp: &Response,
+    ) -> Result<bool> {
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(false);
         }
-        tracing::debug!(driver = DRIVER, op = call.op, "token refused (401): renewing");
         let session = self.session().await?;
         let old = session.storage_url.as_str().to_owned();
-        let session = self.renew(session.generation).await?;
+        let used = sent.get("x-auth-token").and_then(|v| v.to_str().ok());
+        let session = if used == Some(session.token.expose()) {
+            tracing::debug!(driver = DRIVER, op = call.op, "token refused (401): renewing");
+            self.renew(session.generation).await?
+        } else {
+            // Another request renewed it since this one was sent: use theirs.
+            session
+        };
         let new = session.storage_url.as_str();
         if old != new {
             if let Some(rest) = call.url.as_str().strip_prefix(&old) {
