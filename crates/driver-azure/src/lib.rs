@@ -240,13 +240,7 @@ impl ObjectBackend for AzureBackend {
     }
 
     /// Ranged `Get Blob`, streamed; a pinned read sends `If-Match` with the ETag.
-    async fn get(
-        &self,
-        cx: Cx<'_>,
-        key: &str,
-        offset: u64,
-        version: Option<&str>,
-    ) -> Result<Got> {
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64, version: Option<&str>) -> Result<Got> {
         let resp = self.get_blob(cx, key, offset, version).await?;
         match resp.status().as_u16() {
             200 | 206 => Ok(Got::Stream(driver_http::object_body(
@@ -295,7 +289,8 @@ impl ObjectBackend for AzureBackend {
             .gone_is_done();
         let resp = self.client.send(call).await?;
         match resp.status() {
-            StatusCode::ACCEPTED => Ok(true),
+            // 204: a retry found it gone after the answer to the first attempt was lost.
+            StatusCode::ACCEPTED | StatusCode::NO_CONTENT => Ok(true),
             _ => self.absent(cx, resp).await.map(|()| false),
         }
     }

@@ -176,13 +176,7 @@ impl ObjectBackend for GcsBackend {
     }
 
     /// A ranged `alt=media` download; a pinned read sends `ifGenerationMatch`.
-    async fn get(
-        &self,
-        cx: Cx<'_>,
-        key: &str,
-        offset: u64,
-        version: Option<&str>,
-    ) -> Result<Got> {
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64, version: Option<&str>) -> Result<Got> {
         let resp = self.media(cx, key, offset, version).await?;
         match resp.status().as_u16() {
             200 | 206 => Ok(Got::Stream(driver_http::object_body(

@@ -141,9 +141,41 @@ pub fn retryable_status(s: StatusCode) -> bool {
     matches!(s.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
 
-/// Whether a transport failure is worth another attempt.
+/// Whether a transport failure is worth another attempt: timeouts, connections that
+/// failed or broke, and bodies cut on the way (which reqwest reports as a decoding error
+/// wrapping the broken read).
 pub fn retryable_transport(e: &reqwest::Error) -> bool {
-    e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()
+    e.is_timeout()
+        || e.is_connect()
+        || e.is_request()
+        || e.is_body()
+        || (e.is_decode() && (io_source(e).is_some() || body_source(e)))
+}
+
+/// The I/O error at the bottom of `e`'s causes, if any.
+fn io_source<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut src = e.source();
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        src = s.source();
+    }
+    None
+}
+
+/// Whether a cause of `e` is a body that failed (not a body that was malformed).
+fn body_source(e: &reqwest::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if s.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_body)
+        {
+            return true;
+        }
+        src = s.source();
+    }
+    false
 }
 
 /// An error [`Retry`] may try again after.
@@ -269,10 +301,13 @@ pub fn transport_error(
     e: reqwest::Error,
 ) -> StorageError {
     let retryable = retryable_transport(&e);
-    let kind = if e.is_timeout() {
+    let io = io_source(&e).map(std::io::Error::kind);
+    let kind = if e.is_timeout() || io == Some(std::io::ErrorKind::TimedOut) {
         "timed out"
     } else if e.is_connect() {
         "cannot connect"
+    } else if io == Some(std::io::ErrorKind::ConnectionReset) {
+        "connection reset"
     } else if e.is_body() || e.is_decode() {
         "response body failed"
     } else {

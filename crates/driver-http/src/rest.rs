@@ -190,9 +190,8 @@ impl Answer {
         op: &'static str,
         path: &StoragePath,
     ) -> Result<T> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            StorageError::backend(driver, op, path, format!("unexpected answer: {e}"))
-        })
+        serde_json::from_slice(&self.body)
+            .map_err(|e| StorageError::backend(driver, op, path, format!("unexpected answer: {e}")))
     }
 
     /// Back into a response (to hand to an error mapper that reads one).

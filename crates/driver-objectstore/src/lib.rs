@@ -219,13 +219,7 @@ pub trait ObjectBackend: fmt::Debug + Send + Sync + Sized + 'static {
     /// answer's [`Body::version`] named), only that version: anything else is
     /// [`Got::Changed`] (`If-Match`, GCS's `ifGenerationMatch`). The core resumes cut
     /// streams with it ([`read`]), so a backend only has to say which version it sent.
-    async fn get(
-        &self,
-        cx: Cx<'_>,
-        key: &str,
-        offset: u64,
-        version: Option<&str>,
-    ) -> Result<Got>;
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64, version: Option<&str>) -> Result<Got>;
 
     /// Replaces the object at `key` with `data`, atomically.
     async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()>;
@@ -406,13 +400,7 @@ impl<B: ObjectBackend> StorageDriver for ObjectStore<B> {
         let cx = Cx::new("reader", path);
         let key = self.key(path);
         match self.backend.get(cx, &key, offset, None).await? {
-            Got::Stream(body) => Ok(read::resuming(
-                self.backend.clone(),
-                cx,
-                key,
-                offset,
-                body,
-            )),
+            Got::Stream(body) => Ok(read::resuming(self.backend.clone(), cx, key, offset, body)),
             Got::NotFound => Err(StorageError::not_found(B::NAME, path)),
             Got::Changed => Err(StorageError::changed(B::NAME, path, offset)),
             Got::PastEnd => {

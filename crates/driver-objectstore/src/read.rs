@@ -143,26 +143,23 @@ impl<B: ObjectBackend> State<B> {
                         return Some(Ok(b));
                     }
                     Some(Err(e)) => e,
-                    None if self.end.is_some_and(|end| self.pos < end) => {
-                        StorageError::backend(
-                            B::NAME,
-                            self.op,
-                            &self.path,
-                            format!(
-                                "the response body ended at byte {} of {}",
-                                self.pos,
-                                self.end.unwrap_or_default()
-                            ),
-                        )
-                        .with_retryable(true)
-                    }
+                    None if self.end.is_some_and(|end| self.pos < end) => StorageError::backend(
+                        B::NAME,
+                        self.op,
+                        &self.path,
+                        format!(
+                            "the response body ended at byte {} of {}",
+                            self.pos,
+                            self.end.unwrap_or_default()
+                        ),
+                    )
+                    .with_retryable(true),
                     None => return None,
                 },
                 None => return None,
             };
             self.body = None;
-            if !failure.is_retryable() || self.version.is_none() || self.idle >= MAX_IDLE_RESUMES
-            {
+            if !failure.is_retryable() || self.version.is_none() || self.idle >= MAX_IDLE_RESUMES {
                 return Some(Err(failure));
             }
             self.idle += 1;

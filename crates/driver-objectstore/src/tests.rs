@@ -58,13 +58,7 @@ impl ObjectBackend for Map {
         Ok(m.get(key)
             .map(|v| ObjectMeta::new(key, v.len() as u64, UNIX_EPOCH)))
     }
-    async fn get(
-        &self,
-        cx: Cx<'_>,
-        key: &str,
-        offset: u64,
-        version: Option<&str>,
-    ) -> Result<Got> {
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64, version: Option<&str>) -> Result<Got> {
         self.gets.fetch_add(1, Relaxed);
         let current = self.version(key);
         if version.is_some() && version.map(str::to_owned) != current {
@@ -89,8 +83,9 @@ impl ObjectBackend for Map {
                     for c in part.chunks(3).take(2) {
                         chunks.push(Ok(part.slice_ref(c)));
                     }
-                    chunks.push(Err(StorageError::backend("map", "reader", &path, "reset")
-                        .with_retryable(true)));
+                    chunks
+                        .push(Err(StorageError::backend("map", "reader", &path, "reset")
+                            .with_retryable(true)));
                     futures::stream::iter(chunks).boxed()
                 } else {
                     futures::stream::iter([Ok(part)]).boxed()
@@ -319,13 +314,7 @@ impl ObjectBackend for Parts {
     async fn head(&self, cx: Cx<'_>, key: &str) -> Result<Option<ObjectMeta>> {
         self.map.head(cx, key).await
     }
-    async fn get(
-        &self,
-        cx: Cx<'_>,
-        key: &str,
-        offset: u64,
-        version: Option<&str>,
-    ) -> Result<Got> {
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64, version: Option<&str>) -> Result<Got> {
         self.map.get(cx, key, offset, version).await
     }
     async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()> {
@@ -510,7 +499,11 @@ async fn cut_reads_resume_from_the_next_byte() {
     let err = read_from(&d, p, 0).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     let gets = store.backend().gets.load(Relaxed) - before;
-    assert_eq!(gets, 1 + read::MAX_IDLE_RESUMES, "the first GET and the resumes");
+    assert_eq!(
+        gets,
+        1 + read::MAX_IDLE_RESUMES,
+        "the first GET and the resumes"
+    );
 }
 
 /// An object replaced while a stream reads it ends the stream with `Changed`: the bytes

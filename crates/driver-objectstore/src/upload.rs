@@ -82,6 +82,16 @@ pub trait MultipartBackend: ObjectBackend {
     /// writer takes the parts recorded in the parked object instead.
     const LISTS_PARTS: bool = true;
 
+    /// Whether [`find_upload`](Self::find_upload) finds every upload in progress for a key
+    /// (the latest first) and [`abort`](Self::abort) ends one whatever its parts, so that
+    /// the core may *sweep* a key: after an `initiate` whose answer was lost (a reset, a
+    /// timeout), the service may have started an upload nobody will complete; a fresh
+    /// writer discards uncommitted uploads at its path anyway, so the core aborts every
+    /// upload at the key and initiates again, leaving no orphan. Without it, an
+    /// `initiate` is tried once (S3 and OSS have it; a backend must not retry `initiate`
+    /// itself then).
+    const SWEEPS: bool = false;
+
     /// Parts a writer keeps in flight (the `maxconcurrency` parameter).
     fn max_concurrency(&self) -> usize {
         1
@@ -282,14 +292,15 @@ impl<B: MultipartBackend> MultipartWriter<B> {
     async fn resume(mut self) -> Result<Self> {
         let b = self.b.clone();
         let cx = Cx::new("writer", &self.path);
-        let (upload, recorded, tail) = match crate::read::read_all(&b, cx, &park_key(&self.key)).await? {
-            Some(body) => {
-                self.from_parked = true;
-                let (upload, parts, tail) = parse_park(B::NAME, &self.path, body)?;
-                (upload, parts, Some(tail))
-            }
-            None => (b.find_upload(cx, &self.key).await?, Vec::new(), None),
-        };
+        let (upload, recorded, tail) =
+            match crate::read::read_all(&b, cx, &park_key(&self.key)).await? {
+                Some(body) => {
+                    self.from_parked = true;
+                    let (upload, parts, tail) = parse_park(B::NAME, &self.path, body)?;
+                    (upload, parts, Some(tail))
+                }
+                None => (b.find_upload(cx, &self.key).await?, Vec::new(), None),
+            };
         if upload.is_none() && tail.is_none() {
             // Committed content: only an empty object may be appended to (replaced).
             return match b.head(cx, &self.key).await? {
@@ -333,7 +344,19 @@ impl<B: MultipartBackend> MultipartWriter<B> {
         if let Some(id) = &self.upload {
             return Ok(id.clone());
         }
-        let id: Arc<str> = self.b.initiate(self.cx("write"), &self.key).await?.into();
+        let cx = Cx::new("write", &self.path);
+        let mut tries = 0;
+        let id: Arc<str> = loop {
+            match self.b.initiate(cx, &self.key).await {
+                Ok(id) => break id.into(),
+                Err(e) if B::SWEEPS && e.is_retryable() && tries < 3 => {
+                    tries += 1;
+                    tracing::debug!(driver = B::NAME, path = %self.path, error = %e, "initiate failed: sweeping the key before trying again");
+                    sweep(&*self.b, cx, &self.key).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.upload = Some(id.clone());
         Ok(id)
     }
@@ -431,6 +454,18 @@ impl<B: MultipartBackend> MultipartWriter<B> {
             .complete(self.cx("commit"), &self.key, id, &self.parts)
             .await
     }
+}
+
+/// Aborts every upload in progress at `key` (see [`MultipartBackend::SWEEPS`]); at most
+/// 100, so a service that keeps answering with the same upload cannot spin.
+async fn sweep<B: MultipartBackend>(b: &B, cx: Cx<'_>, key: &str) -> Result<()> {
+    for _ in 0..100 {
+        let Some(id) = b.find_upload(cx, key).await? else {
+            return Ok(());
+        };
+        b.abort(cx, key, &id, &[]).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -236,13 +236,7 @@ impl ObjectBackend for OssBackend {
 
     /// `GetObject`, ranged from `offset` with `x-oss-range-behavior: standard` (so a
     /// start past the end is 416, not the whole object with 200).
-    async fn get(
-        &self,
-        cx: Cx<'_>,
-        key: &str,
-        offset: u64,
-        version: Option<&str>,
-    ) -> Result<Got> {
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64, version: Option<&str>) -> Result<Got> {
         let url = self.client.object_url(key, &[]);
         let mut call = Call::new(cx.op, cx.path, Method::GET, url);
         if offset > 0 {

@@ -40,10 +40,13 @@ impl MultipartBackend for OssBackend {
         self.p.max_concurrency
     }
 
+    const SWEEPS: bool = true;
+
     /// `InitiateMultipartUpload`.
     async fn initiate(&self, cx: Cx<'_>, key: &str) -> Result<String> {
         let url = self.client.object_url(key, &[("uploads", "")]);
-        // Not retried: a retry would leave the first upload behind.
+        // Not retried here: a retry could leave the first upload behind; the core sweeps
+        // the key and tries again instead (`SWEEPS`).
         let call = self.client.new_object(
             Call::new(cx.op, cx.path, Method::POST, url)
                 .header("content-type", "application/octet-stream")

@@ -47,8 +47,7 @@ use driver_api::{
 };
 use driver_objectstore::{
     Body, Cx, Got, ListPage, ListRequest, MultipartBackend, MultipartWriter, ObjectBackend,
-    ObjectMeta,
-    ObjectStore, Part,
+    ObjectMeta, ObjectStore, Part,
 };
 use futures::{StreamExt, TryStreamExt};
 
@@ -278,13 +277,7 @@ impl ObjectBackend for S3Backend {
     }
 
     /// Ranged `GetObject`; a pinned read sends `If-Match` with the ETag.
-    async fn get(
-        &self,
-        cx: Cx<'_>,
-        key: &str,
-        offset: u64,
-        version: Option<&str>,
-    ) -> Result<Got> {
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64, version: Option<&str>) -> Result<Got> {
         let req = self
             .client
             .get_object()

@@ -30,7 +30,14 @@ impl MultipartBackend for S3Backend {
         self.p.max_concurrency
     }
 
+    const SWEEPS: bool = true;
+
+    /// `CreateMultipartUpload`, without the SDK's retries: a retry after a lost answer
+    /// would leave the first upload behind; the core sweeps the key and tries again
+    /// instead (`SWEEPS`).
     async fn initiate(&self, cx: Cx<'_>, key: &str) -> Result<String> {
+        let once = aws_sdk_s3::config::Builder::new()
+            .retry_config(aws_config::retry::RetryConfig::disabled());
         let out = crate::new_object!(
             self.client
                 .create_multipart_upload()
@@ -38,6 +45,8 @@ impl MultipartBackend for S3Backend {
                 .key(key),
             self
         )
+        .customize()
+        .config_override(once)
         .send()
         .await
         .map_err(|e| map_err(cx.op, cx.path, e))?;

@@ -468,7 +468,6 @@ impl Client {
         Ok(join(&s.storage_url, segments, query))
     }
 
-
     /// A TempURL (HMAC-SHA256) for `method` on `container/object`, valid until `expires`
     /// (Unix seconds).
     pub async fn temp_url(
@@ -644,7 +643,11 @@ impl RestClient for Client {
         let old = session.storage_url.as_str().to_owned();
         let used = sent.get("x-auth-token").and_then(|v| v.to_str().ok());
         let session = if used == Some(session.token.expose()) {
-            tracing::debug!(driver = DRIVER, op = call.op, "token refused (401): renewing");
+            tracing::debug!(
+                driver = DRIVER,
+                op = call.op,
+                "token refused (401): renewing"
+            );
             self.renew(session.generation).await?
         } else {
             // Another request renewed it since this one was sent: use theirs.

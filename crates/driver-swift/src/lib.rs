@@ -584,13 +584,7 @@ impl ObjectBackend for SwiftBackend {
 
     /// A ranged GET; a pinned read sends `If-Match` with the ETag (a large object's is
     /// its manifest's, which Swift matches for the whole object).
-    async fn get(
-        &self,
-        cx: Cx<'_>,
-        key: &str,
-        offset: u64,
-        version: Option<&str>,
-    ) -> Result<Got> {
+    async fn get(&self, cx: Cx<'_>, key: &str, offset: u64, version: Option<&str>) -> Result<Got> {
         let (op, path) = (cx.op, cx.path);
         let url = self.client.url(&[&self.p.container, key], &[]).await?;
         let mut call = Call::new(op, path, Method::GET, url);

@@ -1102,7 +1102,10 @@ pub async fn writer_cancel_after_failed_commit(ctx: Ctx) -> CaseResult {
     assert_eq!(&ctx.driver.get_content(&path).await?[..], b"old");
     match ctx.driver.writer(&path, true).await {
         Err(StorageError::Unsupported { .. }) => {}
-        Ok(w) => panic!("the cancelled upload is still resumable ({} bytes)", w.size()),
+        Ok(w) => panic!(
+            "the cancelled upload is still resumable ({} bytes)",
+            w.size()
+        ),
         Err(e) => return Err(e.into()),
     }
     Ok(())

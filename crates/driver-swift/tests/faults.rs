@@ -1,0 +1,28 @@
+//! The swift driver through the fault proxy, against its emulator (see
+//! `driver_testsuite::faults::prove`): reads cut mid-body resume byte-exact, a read of a
+//! replaced object ends with `Changed`, and a seeded workload with 20 % of requests
+//! faulted loses, tears and strays nothing, with at least 99 % of operations succeeding.
+#![allow(clippy::print_stdout)]
+
+mod common;
+
+use driver_testsuite::runtime as rt;
+
+use driver_swift as _;
+
+/// The part (block, chunk, segment) size the test writes with.
+const PART: usize = 1 << 20;
+
+#[test]
+fn a_faulty_network_loses_nothing() {
+    rt().block_on(async {
+        let Ok(params) = common::params() else {
+            println!("SKIP: SWIFT_AUTH_URL is not set (run through cargo xtask test-all)");
+            return;
+        };
+        let params = params
+            .with("rootdirectory", common::root("faults"))
+            .with("chunksize", PART as u64);
+        driver_testsuite::faults::prove("swift", params, "authurl", PART).await;
+    });
+}
