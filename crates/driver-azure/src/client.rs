@@ -62,11 +62,8 @@ impl Client {
     /// Builds the client for `p`.
     pub fn new(p: &AzureParams) -> Result<Self> {
         let cfg = HttpConfig {
-            max_retries: p.max_retries,
-            retry_delay: p.retry_delay,
-            max_retry_delay: p.max_retry_delay,
             skip_verify: p.skip_verify,
-            ..HttpConfig::default()
+            ..HttpConfig::from(&p.network)
         };
         let http = cfg.client(DRIVER)?;
         let ctx = Context::new()

@@ -151,16 +151,16 @@ impl AzureBackend {
     /// Waits for a pending copy into blob `dst` to finish.
     async fn wait_copy(&self, cx: Cx<'_>, dst: &str) -> Result<()> {
         let fail = |what: String| StorageError::backend(DRIVER, cx.op, cx.path, what);
-        if self.p.max_retries == 0 {
+        if self.p.network.max_retries == 0 {
             return Err(fail(
                 "the copy did not complete at once and max_retries is -1".into(),
             ));
         }
         let started = std::time::Instant::now();
-        let mut delay = self.p.retry_delay;
+        let mut delay = self.p.network.retry_delay;
         loop {
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(self.p.max_retry_delay);
+            delay = (delay * 2).min(self.p.network.max_retry_delay);
             let url = self.client.blob_url(dst);
             let resp = self
                 .client

@@ -1,7 +1,6 @@
 //! The driver's parameters: Distribution's azure driver's keys, plus a few of ours.
 
 use std::fmt;
-use std::time::Duration;
 
 use driver_api::{ParamKind, ParamSpec, Parameters, Result, StorageError};
 use serde_json::Value;
@@ -12,7 +11,7 @@ use crate::DRIVER;
 pub const MAX_BLOCK: u64 = 4000 << 20;
 
 /// Every parameter, as `storagectl drivers` and docs/drivers/azure.md list them.
-pub static PARAMS: &[ParamSpec] = &[
+pub static PARAMS: &[ParamSpec] = driver_objectstore::network_params![
     ParamSpec::new("accountname", ParamKind::String, "storage account name (required unless connectionstring names it)"),
     ParamSpec::new("accountkey", ParamKind::String, "account key: shared-key auth, and SAS redirect URLs signed with it").secret(),
     ParamSpec::new("container", ParamKind::String, "container holding everything (must exist)").required(),
@@ -21,9 +20,6 @@ pub static PARAMS: &[ParamSpec] = &[
     ParamSpec::new("realm", ParamKind::String, "domain suffix of the service endpoint (core.chinacloudapi.cn, core.usgovcloudapi.net, ...)").default_value("core.windows.net"),
     ParamSpec::new("serviceurl", ParamKind::String, "blob service URL (default https://<accountname>.blob.<realm>; Azurite: http://127.0.0.1:10000/devstoreaccount1)"),
     ParamSpec::new("rootdirectory", ParamKind::String, "blob name prefix under which everything is stored").default_value(""),
-    ParamSpec::new("max_retries", ParamKind::Any, "retries of a failed request, and polls of a pending server-side copy; -1: no retries, and a copy that does not complete at once fails").default_value("5"),
-    ParamSpec::new("retry_delay", ParamKind::Duration, "first retry backoff; it doubles on each retry (with jitter) up to max_retry_delay").default_value("100ms"),
-    ParamSpec::new("max_retry_delay", ParamKind::Duration, "cap of the retry backoff").default_value("5s"),
     ParamSpec::new("skipverify", ParamKind::Bool, "accept any TLS certificate (test servers only; logged as a warning)").default_value("false"),
     ParamSpec::new("chunksize", ParamKind::Integer { min: Some(256 << 10), max: Some(MAX_BLOCK) }, "block size of the writer in bytes (memory per writer is about maxconcurrency + 1 blocks)").default_value("4194304"),
     ParamSpec::new("maxconcurrency", ParamKind::Integer { min: Some(1), max: Some(1000) }, "blocks a writer uploads at once; also deletions in flight while deleting a directory (single deletes; one batch of 256 per 32)").default_value("4"),
@@ -67,6 +63,8 @@ impl fmt::Debug for Auth {
 /// Parsed configuration (see [`PARAMS`]).
 #[derive(Clone, Debug)]
 pub struct AzureParams {
+    /// Timeouts and retries (the network parameters every object store takes).
+    pub network: driver_objectstore::Network,
     /// Account name.
     pub account: String,
     /// Container.
@@ -77,12 +75,6 @@ pub struct AzureParams {
     pub auth: Auth,
     /// `rootdirectory`, without surrounding slashes.
     pub root: String,
-    /// Retries per request (and copy polls).
-    pub max_retries: u32,
-    /// First backoff.
-    pub retry_delay: Duration,
-    /// Backoff cap.
-    pub max_retry_delay: Duration,
     /// `skipverify`.
     pub skip_verify: bool,
     /// Writer block size.
@@ -173,20 +165,6 @@ fn credentials(v: Option<Value>, key: Option<String>) -> Result<Auth> {
     }
 }
 
-fn max_retries(v: Option<Value>) -> Result<u32> {
-    let n = match &v {
-        None | Some(Value::Null) => Some(5),
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
-        Some(_) => None,
-    };
-    match n {
-        Some(-1) => Ok(0),
-        Some(n) if (0..=100).contains(&n) => Ok(n as u32),
-        _ => Err(invalid("max_retries", "an integer in -1..=100")),
-    }
-}
-
 impl AzureParams {
     /// Parses and checks `params` (unknown keys are errors).
     pub fn parse(params: Parameters) -> Result<Self> {
@@ -199,12 +177,10 @@ impl AzureParams {
         let realm = r.string("realm")?.unwrap_or_default();
         let mut service_url = r.string("serviceurl")?.filter(|s| !s.is_empty());
         let root = r.string("rootdirectory")?.unwrap_or_default();
-        let max_retries = max_retries(r.value("max_retries")?)?;
-        let retry_delay = r.duration("retry_delay")?.unwrap_or_default();
-        let max_retry_delay = r.duration("max_retry_delay")?.unwrap_or_default();
         let skip_verify = r.bool("skipverify")?.unwrap_or(false);
         let chunk_size = r.u64("chunksize")?.unwrap_or(4 << 20) as usize;
         let max_concurrency = r.u64("maxconcurrency")?.unwrap_or(4) as usize;
+        let network = driver_objectstore::Network::read(&mut r, DRIVER)?;
         r.finish()?;
 
         let mut sas = None;
@@ -252,14 +228,12 @@ impl AzureParams {
             _ => credentials(creds, key)?,
         };
         Ok(Self {
+            network,
             account,
             container,
             service_url,
             auth,
             root: root.trim_matches('/').to_owned(),
-            max_retries,
-            retry_delay,
-            max_retry_delay: max_retry_delay.max(retry_delay),
             skip_verify,
             chunk_size,
             max_concurrency,
@@ -286,8 +260,8 @@ mod tests {
         .unwrap();
         assert_eq!(p.service_url, "https://acct.blob.core.windows.net");
         assert_eq!(p.auth, Auth::SharedKey { key: "a2V5".into() });
-        assert_eq!(p.max_retries, 5);
-        assert_eq!(p.retry_delay, Duration::from_millis(100));
+        assert_eq!(p.network.max_retries, 5);
+        assert_eq!(p.network.retry_delay, std::time::Duration::from_millis(100));
         assert_eq!(p.chunk_size, 4 << 20);
         assert_eq!(p.max_concurrency, 4);
         assert!(
@@ -358,7 +332,10 @@ mod tests {
             assert!(e.to_string().contains(needle), "{k}: {e}");
         }
         assert_eq!(
-            parse(base().with("max_retries", -1)).unwrap().max_retries,
+            parse(base().with("max_retries", -1))
+                .unwrap()
+                .network
+                .max_retries,
             0
         );
         let e = parse(Parameters::new().with("accountname", "a")).unwrap_err();

@@ -20,9 +20,30 @@ fn a_faulty_network_loses_nothing() {
             println!("SKIP: AZURE_ACCOUNT_NAME is not set (run through cargo xtask test-all)");
             return;
         };
+        // The container, created if this is the first test on a fresh Azurite.
+        common::create(params.clone()).await.expect("the container");
         let params = params
             .with("rootdirectory", common::root("faults"))
             .with("chunksize", PART as u64);
         driver_testsuite::faults::prove("azure", params, "serviceurl", PART).await;
+    });
+}
+
+/// A server gone silent fails a stat and a put within the bound; stalled transfers are
+/// absorbed; a backend killed mid-upload fails the writer within 10 s (see
+/// `driver_testsuite::faults::stalls` and `killed`).
+#[test]
+fn stalls_are_bounded() {
+    rt().block_on(async {
+        let Ok(params) = common::params() else {
+            println!("SKIP: AZURE_ACCOUNT_NAME is not set (run through cargo xtask test-all)");
+            return;
+        };
+        // The container, created if this is the first test on a fresh Azurite.
+        common::create(params.clone()).await.expect("the container");
+        let params = params.with("rootdirectory", common::root("stalls"));
+        driver_testsuite::faults::stalls("azure", params.clone(), "serviceurl").await;
+        let params = params.with("chunksize", PART as u64);
+        driver_testsuite::faults::killed("azure", params, "serviceurl", PART).await;
     });
 }

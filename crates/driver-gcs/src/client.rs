@@ -119,7 +119,7 @@ impl Client {
     pub fn new(p: &GcsParams) -> Result<Self> {
         let cfg = HttpConfig {
             user_agent: p.user_agent.clone(),
-            ..HttpConfig::default()
+            ..HttpConfig::from(&p.network)
         };
         // Installs the rustls provider that google-cloud-auth's key parsing needs.
         let http = cfg.client(DRIVER)?;

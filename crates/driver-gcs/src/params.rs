@@ -16,7 +16,7 @@ pub const DEFAULT_CHUNK: u64 = 16 << 20;
 pub const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 
 /// Every parameter, as `storagectl drivers` and docs/drivers/gcs.md list them.
-pub static PARAMS: &[ParamSpec] = &[
+pub static PARAMS: &[ParamSpec] = driver_objectstore::network_params![
     ParamSpec::new("bucket", ParamKind::String, "bucket holding everything (must exist)").required(),
     ParamSpec::new("keyfile", ParamKind::String, "path of a service-account JSON key file: requests authenticated with it, redirect URLs signed with it"),
     ParamSpec::new("credentials", ParamKind::Any, "the service-account key inline (the key file's fields as a map, or its JSON text); used like keyfile").secret(),
@@ -55,6 +55,8 @@ impl fmt::Debug for Auth {
 /// Parsed configuration (see [`PARAMS`]).
 #[derive(Clone, Debug)]
 pub struct GcsParams {
+    /// Timeouts and retries (the network parameters every object store takes).
+    pub network: driver_objectstore::Network,
     /// Bucket.
     pub bucket: String,
     /// Credentials.
@@ -124,6 +126,7 @@ impl GcsParams {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| DEFAULT_ENDPOINT.into());
         let anonymous = r.bool("anonymous")?.unwrap_or(false);
+        let network = driver_objectstore::Network::read(&mut r, DRIVER)?;
         r.finish()?;
 
         if bucket.is_empty() {
@@ -159,6 +162,7 @@ impl GcsParams {
             (None, None, false) => Auth::Default,
         };
         Ok(Self {
+            network,
             bucket,
             auth,
             root: root.trim_matches('/').to_owned(),

@@ -6,9 +6,11 @@
 //! - [`HttpConfig::client`]: one `reqwest::Client` per driver, rustls on the `ring`
 //!   provider (no OpenSSL, no aws-lc build), explicit connect and read timeouts, an
 //!   optional User-Agent, and certificate checks that can only be turned off on purpose.
-//! - [`Retry`]: retries with capped exponential backoff and full jitter, for requests the
-//!   caller declares idempotent; `Retry-After` is honoured; each attempt is rebuilt (and
-//!   re-signed) by the caller's closure, so signatures never go stale.
+//! - [`Retry`] (the object-store core's policy, from the network parameters) with
+//!   [`SendRetry::send`]: retries with capped exponential backoff, full jitter and a time
+//!   budget, for requests the caller declares idempotent; `Retry-After` is honoured; each
+//!   attempt is rebuilt (and re-signed) by the caller's closure, so signatures never go
+//!   stale.
 //! - [`Call`]: a request described once and rebuilt (and re-signed) for every attempt.
 //! - [`RestClient`]: `send` and `expect` written once; a driver's client says how one
 //!   attempt is built (signed, authorised) and how an error answer reads.
@@ -18,7 +20,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> driver_api::Result<()> {
-//! use driver_http::{HttpConfig, Retry};
+//! use driver_http::{HttpConfig, Retry, SendRetry};
 //! let path = driver_api::StoragePath::new("/a").unwrap();
 //! let cfg = HttpConfig::default();
 //! let client = cfg.client("demo")?;
@@ -37,6 +39,8 @@
 
 mod call;
 mod rest;
+
+pub use driver_objectstore::network::Retry;
 
 pub use call::Call;
 pub use rest::{Answer, RestClient};
@@ -88,6 +92,21 @@ impl Default for HttpConfig {
     }
 }
 
+impl From<&driver_objectstore::Network> for HttpConfig {
+    /// The timeouts and retries of the shared network parameters.
+    fn from(n: &driver_objectstore::Network) -> Self {
+        Self {
+            connect_timeout: n.connect_timeout,
+            read_timeout: n.idle_timeout,
+            max_retries: n.max_retries,
+            retry_delay: n.retry_delay,
+            max_retry_delay: n.max_retry_delay,
+            retry_budget: n.retry_budget,
+            ..Self::default()
+        }
+    }
+}
+
 impl HttpConfig {
     /// Builds the client. `driver` names the driver in the error, should building fail.
     pub fn client(&self, driver: &'static str) -> driver_api::Result<reqwest::Client> {
@@ -101,10 +120,21 @@ impl HttpConfig {
             .user_agent
             .clone()
             .unwrap_or_else(|| concat!("storage-drivers/", env!("CARGO_PKG_VERSION")).into());
-        reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .read_timeout(self.read_timeout)
             .pool_idle_timeout(Duration::from_secs(50))
+            // A request given up on (a timeout, a dropped body) can leave its connection
+            // behind in the client's background task, blocked on a peer that no longer
+            // reads or answers. Keepalive probes close it once the path is dead.
+            .tcp_keepalive(self.read_timeout)
+            .tcp_keepalive_interval(self.read_timeout / 4)
+            .tcp_keepalive_retries(4u32);
+        // Data sent and never acknowledged (a peer that stopped reading an upload keeps
+        // answering window probes) closes the connection after the idle timeout as well.
+        #[cfg(target_os = "linux")]
+        let builder = builder.tcp_user_timeout(self.read_timeout);
+        builder
             .tls_danger_accept_invalid_certs(self.skip_verify)
             .user_agent(ua)
             .build()
@@ -115,23 +145,14 @@ impl HttpConfig {
     }
 }
 
-/// Retries of one request (see the crate docs).
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    max_retries: u32,
-    delay: Duration,
-    max_delay: Duration,
-    budget: Duration,
-}
-
 impl From<&HttpConfig> for Retry {
     fn from(c: &HttpConfig) -> Self {
-        Self {
-            max_retries: c.max_retries,
-            delay: c.retry_delay,
-            max_delay: c.max_retry_delay,
-            budget: c.retry_budget,
-        }
+        Retry::new(
+            c.max_retries,
+            c.retry_delay,
+            c.max_retry_delay,
+            c.retry_budget,
+        )
     }
 }
 
@@ -196,90 +217,40 @@ impl Transient for StorageError {
     }
 }
 
-impl Retry {
-    /// No retries at all (requests that are not idempotent).
-    pub const NONE: Retry = Retry {
-        max_retries: 0,
-        delay: Duration::ZERO,
-        max_delay: Duration::ZERO,
-        budget: Duration::ZERO,
-    };
-
-    /// Retries after the first attempt.
-    pub fn max_retries(&self) -> u32 {
-        self.max_retries
-    }
-
-    /// The wait before retry `n` (from 0) of a request first sent at `started`, or `None`
-    /// when the retries or the time budget are spent. `hint` is the server's
-    /// `Retry-After`; it is honoured up to the cap, and only within the budget.
-    pub fn next_delay(
-        &self,
-        n: u32,
-        started: tokio::time::Instant,
-        hint: Option<Duration>,
-    ) -> Option<Duration> {
-        if n >= self.max_retries {
-            return None;
-        }
-        let delay = hint.unwrap_or_else(|| self.backoff(n)).min(self.max_delay);
-        (started.elapsed() + delay <= self.budget).then_some(delay)
-    }
-
+/// [`Retry`] over `reqwest`: an answer with a retryable status (honouring its
+/// `Retry-After`) or a [`Transient`] error is tried again.
+pub trait SendRetry {
     /// Sends the request `attempt` builds (and signs), again after retryable failures.
     /// Returns the last response, whatever its status (the caller maps it), or the last
     /// error. Errors that are not [`Transient`] (a request that cannot be signed, say)
     /// end the loop at once.
-    pub async fn send<F, Fut, E>(&self, mut attempt: F) -> Result<Response, E>
+    fn send<F, Fut, E>(&self, attempt: F) -> impl Future<Output = Result<Response, E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Response, E>>,
+        E: Transient + std::fmt::Display;
+}
+
+impl SendRetry for Retry {
+    async fn send<F, Fut, E>(&self, attempt: F) -> Result<Response, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Response, E>>,
         E: Transient + std::fmt::Display,
     {
-        let started = tokio::time::Instant::now();
-        let mut n = 0;
-        loop {
-            let outcome = attempt().await;
-            let wait = match &outcome {
-                Ok(r) if retryable_status(r.status()) => retry_after(r),
-                Ok(_) => return outcome,
-                Err(e) if e.transient() => None,
-                Err(_) => return outcome,
-            };
-            let Some(delay) = self.next_delay(n, started, wait) else {
-                return outcome;
-            };
-            match &outcome {
-                Ok(r) => tracing::debug!(
-                    status = r.status().as_u16(),
-                    attempt = n + 1,
-                    ?delay,
-                    "retrying"
-                ),
-                Err(e) => tracing::debug!(error = %e, attempt = n + 1, ?delay, "retrying"),
+        self.retrying(attempt, |outcome| match outcome {
+            Ok(r) if retryable_status(r.status()) => {
+                tracing::debug!(status = r.status().as_u16(), "retryable answer");
+                Some(retry_after(r))
             }
-            drop(outcome);
-            tokio::time::sleep(delay).await;
-            n += 1;
-        }
+            Err(e) if e.transient() => {
+                tracing::debug!(error = %e, "retryable failure");
+                Some(None)
+            }
+            Ok(_) | Err(_) => None,
+        })
+        .await
     }
-
-    /// Full jitter over `delay * 2^n`, capped.
-    fn backoff(&self, n: u32) -> Duration {
-        let cap = self
-            .delay
-            .saturating_mul(1u32 << n.min(16))
-            .min(self.max_delay);
-        cap.mul_f64(jitter())
-    }
-}
-
-/// A number in [0.5, 1): enough spread to keep retrying clients apart.
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    0.5 + (h.finish() % 1000) as f64 / 2000.0
 }
 
 fn retry_after(r: &Response) -> Option<Duration> {
@@ -403,24 +374,6 @@ pub fn xml_tag<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let r = Retry {
-            max_retries: 9,
-            delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-            budget: Duration::from_secs(60),
-        };
-        for n in 0..9 {
-            let b = r.backoff(n);
-            let cap = Duration::from_millis(100 * (1 << n)).min(Duration::from_secs(1));
-            assert!(
-                b <= cap && b >= cap / 2,
-                "attempt {n}: {b:?} vs cap {cap:?}"
-            );
-        }
-    }
 
     #[test]
     fn statuses() {

@@ -4,7 +4,7 @@
 use driver_api::{async_trait, Result, StorageError, StoragePath};
 use reqwest::Response;
 
-use crate::{transport_error, Call, Retry};
+use crate::{transport_error, Call, Retry, SendRetry};
 
 /// A REST driver's client: how one attempt of a [`Call`] becomes a request (signed or
 /// authorised, per attempt, so signatures and tokens are never stale) and how an error

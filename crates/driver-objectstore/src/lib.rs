@@ -49,6 +49,7 @@
 //! ```
 
 mod delete;
+pub mod network;
 mod pager;
 pub mod read;
 pub mod upload;
@@ -68,8 +69,14 @@ use driver_api::{
 };
 use futures::{StreamExt, TryStreamExt};
 
+pub use crate::network::{Network, Retry};
 use crate::pager::Pager;
 pub use crate::read::Body;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use driver_api::{ParamKind, ParamSpec};
+}
 pub use crate::upload::{MultipartBackend, MultipartWriter, ParkedUpload, Part};
 
 /// What a backend call is for: the operation and the path, so that its errors name both.

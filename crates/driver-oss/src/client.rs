@@ -107,7 +107,7 @@ impl Client {
     pub fn new(p: &OssParams) -> Result<Self> {
         let cfg = HttpConfig {
             skip_verify: p.skip_verify,
-            ..HttpConfig::default()
+            ..HttpConfig::from(&p.network)
         };
         let http = cfg.client(DRIVER)?;
         let signer = signer(p);

@@ -21,7 +21,7 @@ pub const DEFAULT_COPY_THRESHOLD: u64 = 32 << 20;
 pub const DEFAULT_COPY_CHUNK: u64 = 32 << 20;
 
 /// Every parameter, as `storagectl drivers` and docs/drivers/oss.md list them.
-pub static PARAMS: &[ParamSpec] = &[
+pub static PARAMS: &[ParamSpec] = driver_objectstore::network_params![
     ParamSpec::new("accesskeyid", ParamKind::String, "access key id").required(),
     ParamSpec::new("accesskeysecret", ParamKind::String, "access key secret").required().secret(),
     ParamSpec::new("securitytoken", ParamKind::String, "STS security token, for temporary credentials (sent as x-oss-security-token)").secret(),
@@ -70,6 +70,8 @@ pub enum SignatureVersion {
 /// Parsed configuration (see [`PARAMS`]).
 #[derive(Clone, Debug)]
 pub struct OssParams {
+    /// Timeouts and retries (the network parameters every object store takes).
+    pub network: driver_objectstore::Network,
     /// `accesskeyid`.
     pub access_key_id: String,
     /// `accesskeysecret`.
@@ -153,6 +155,7 @@ impl OssParams {
             .u64("multipartcopychunksize")?
             .unwrap_or(DEFAULT_COPY_CHUNK);
         let max_concurrency = r.u64("maxconcurrency")?.unwrap_or(4) as usize;
+        let network = driver_objectstore::Network::read(&mut r, DRIVER)?;
         r.finish()?;
 
         if access_key_id.trim().is_empty() {
@@ -219,6 +222,7 @@ impl OssParams {
         };
         let path_style = path_style.unwrap_or_else(|| is_local_or_ip(&endpoint_host));
         Ok(Self {
+            network,
             access_key_id: access_key_id.trim().to_owned(),
             access_key_secret: Secret(secret),
             security_token: token.map(Secret),

@@ -1,9 +1,8 @@
 //! The S3 client: SDK configuration (credentials, endpoint, retries, timeouts, checksums),
 //! and errors mapped into [`StorageError`].
 
-use std::time::Duration;
-
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region};
 use aws_sdk_s3::config::http::HttpResponse;
@@ -16,29 +15,37 @@ use driver_api::{Result, StorageError, StoragePath};
 use crate::params::S3Params;
 use crate::DRIVER;
 
-/// Attempts per request (the first plus retries), with the SDK's standard mode: exponential
-/// backoff with jitter on throttling, 5xx, timeouts and connection errors.
-pub const MAX_ATTEMPTS: u32 = 5;
-/// Time to establish a connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait for the next bytes of a response.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Builds a client for `p`, talking to `endpoint` (the S3 endpoint, or the redirect
 /// endpoint for presigning).
 pub async fn build(p: &S3Params, endpoint: Option<&str>) -> Result<Client> {
+    let n = &p.network;
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .http_client(crate::idle::IdleClient::new(http, n.idle_timeout))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(n.max_retries + 1)
+                .with_initial_backoff(n.retry_delay)
+                .with_max_backoff(n.max_retry_delay),
+        )
         .timeout_config(
+            // An attempt that moves no byte for idle_timeout fails (`crate::idle`; the
+            // answer's body: stalled-stream protection below). Requests that carry no
+            // data are also bounded as a whole, every attempt within retry_budget +
+            // idle_timeout; those that carry data or work long on the server opt out
+            // (`long_call`), as a slow but moving transfer must not be cut.
             TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .read_timeout(READ_TIMEOUT)
+                .connect_timeout(n.connect_timeout)
+                .operation_timeout(n.retry_budget + n.idle_timeout)
+                .build(),
+        )
+        .stalled_stream_protection(
+            StalledStreamProtectionConfig::enabled()
+                .grace_period(n.idle_timeout)
                 .build(),
         );
     // With an endpoint of its own (MinIO, Ceph RGW, moto...) any region name signs.
@@ -78,6 +85,24 @@ pub async fn build(p: &S3Params, endpoint: Option<&str>) -> Result<Client> {
         b = b.interceptor(RequestLog);
     }
     Ok(Client::from_conf(b.build()))
+}
+
+/// The override for a request that carries data or may work long on the service (a
+/// part, a put, a copy, completing an upload): no operation timeout, as a slow but moving
+/// transfer must not be cut; a stall is still caught (`crate::idle`, stalled-stream
+/// protection), and the connect timeout stays.
+///
+/// The SDK does not retry these: its retries have no time budget, so the driver retries
+/// them itself with the shared policy (`Retry`, from the network parameters).
+pub fn long_call(p: &S3Params) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::new()
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(p.network.connect_timeout)
+                .disable_operation_timeout()
+                .build(),
+        )
 }
 
 /// `loglevel` other than off: every request and response status at INFO through tracing
@@ -163,8 +188,11 @@ where
             Some(m) if !m.is_empty() => format!("{c}: {m} (HTTP {})", status.unwrap_or(0)),
             _ => format!("{c} (HTTP {})", status.unwrap_or(0)),
         },
+        (SdkError::DispatchFailure(f), _) if f.is_timeout() => {
+            format!("timed out: {}", driver_api::error_chain(&e))
+        }
         (SdkError::DispatchFailure(f), _) if f.is_io() => {
-            format!("cannot connect: {}", driver_api::error_chain(&e))
+            format!("{}: {}", io_failure(&e), driver_api::error_chain(&e))
         }
         (SdkError::TimeoutError(_), _) => format!("timed out: {}", driver_api::error_chain(&e)),
         _ => driver_api::error_chain(&e),
@@ -182,4 +210,31 @@ where
         );
     }
     StorageError::backend(DRIVER, operation, path, text).with_retryable(retryable)
+}
+
+/// What an I/O failure of a request was, in words: a connection that could not be made
+/// is not one that broke on the way.
+fn io_failure(e: &(dyn std::error::Error + 'static)) -> &'static str {
+    use std::io::ErrorKind;
+    let mut src = e.source();
+    let mut connect = false;
+    while let Some(s) = src {
+        // hyper-util says "client error (Connect)" for a connection never made.
+        connect |= s.to_string().contains("(Connect)");
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                ErrorKind::ConnectionRefused | ErrorKind::HostUnreachable => "cannot connect",
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => "connection reset",
+                ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof => "connection closed",
+                _ if connect => "cannot connect",
+                _ => "connection failed",
+            };
+        }
+        src = s.source();
+    }
+    if connect {
+        "cannot connect"
+    } else {
+        "connection failed"
+    }
 }

@@ -28,6 +28,7 @@
 //! by other tools) are invisible to `list` and `walk`.
 
 mod client;
+mod idle;
 pub mod params;
 mod writer;
 
@@ -47,7 +48,7 @@ use driver_api::{
 };
 use driver_objectstore::{
     Body, Cx, Got, ListPage, ListRequest, MultipartBackend, MultipartWriter, ObjectBackend,
-    ObjectMeta, ObjectStore, Part,
+    ObjectMeta, ObjectStore, Part, Retry,
 };
 use futures::{StreamExt, TryStreamExt};
 
@@ -118,6 +119,11 @@ impl S3Backend {
         })
     }
 
+    /// The retry policy of the calls that opt out of the SDK's retries (`client::long_call`).
+    fn retry(&self) -> Retry {
+        Retry::from(&self.p.network)
+    }
+
     fn bucket(&self) -> &str {
         &self.p.bucket
     }
@@ -173,17 +179,23 @@ impl S3Backend {
                     let end = (start + chunk).min(size) - 1;
                     let number = i as u32 + 1;
                     let out = self
-                        .client
-                        .upload_part_copy()
-                        .bucket(self.bucket())
-                        .key(dst_key)
-                        .upload_id(upload)
-                        .part_number(number as i32)
-                        .copy_source(source)
-                        .copy_source_range(format!("bytes={start}-{end}"))
-                        .send()
-                        .await
-                        .map_err(|e| map_err(cx.op, cx.path, e))?;
+                        .retry()
+                        .run(|| async {
+                            self.client
+                                .upload_part_copy()
+                                .bucket(self.bucket())
+                                .key(dst_key)
+                                .upload_id(upload)
+                                .part_number(number as i32)
+                                .copy_source(source)
+                                .copy_source_range(format!("bytes={start}-{end}"))
+                                .customize()
+                                .config_override(client::long_call(&self.p))
+                                .send()
+                                .await
+                                .map_err(|e| map_err(cx.op, cx.path, e))
+                        })
+                        .await?;
                     let etag = out.copy_part_result().and_then(|r| r.e_tag());
                     Ok(Part {
                         number,
@@ -313,14 +325,20 @@ impl ObjectBackend for S3Backend {
     }
 
     async fn put(&self, cx: Cx<'_>, key: &str, data: Bytes) -> Result<()> {
-        new_object!(
-            self.client.put_object().bucket(self.bucket()).key(key),
-            self
-        )
-        .body(SdkStream::from(data))
-        .send()
-        .await
-        .map_err(|e| map_err(cx.op, cx.path, e))?;
+        self.retry()
+            .run(|| async {
+                new_object!(
+                    self.client.put_object().bucket(self.bucket()).key(key),
+                    self
+                )
+                .body(SdkStream::from(data.clone()))
+                .customize()
+                .config_override(client::long_call(&self.p))
+                .send()
+                .await
+                .map_err(|e| map_err(cx.op, cx.path, e))
+            })
+            .await?;
         Ok(())
     }
 
@@ -328,17 +346,23 @@ impl ObjectBackend for S3Backend {
         if src.size >= self.p.copy_threshold && src.size > 0 {
             return self.multipart_copy(cx, src, dst).await;
         }
-        new_object!(
-            self.client
-                .copy_object()
-                .bucket(self.bucket())
-                .key(dst)
-                .copy_source(self.copy_source(&src.key)),
-            self
-        )
-        .send()
-        .await
-        .map_err(|e| map_err(cx.op, cx.path, e))?;
+        self.retry()
+            .run(|| async {
+                new_object!(
+                    self.client
+                        .copy_object()
+                        .bucket(self.bucket())
+                        .key(dst)
+                        .copy_source(self.copy_source(&src.key)),
+                    self
+                )
+                .customize()
+                .config_override(client::long_call(&self.p))
+                .send()
+                .await
+                .map_err(|e| map_err(cx.op, cx.path, e))
+            })
+            .await?;
         Ok(())
     }
 

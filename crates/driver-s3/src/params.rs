@@ -17,7 +17,7 @@ const INT_CHUNK: ParamKind = ParamKind::Integer {
 };
 
 /// Every parameter, as `storagectl drivers` and docs/drivers/s3.md list them.
-pub static PARAMS: &[ParamSpec] = &[
+pub static PARAMS: &[ParamSpec] = driver_objectstore::network_params![
     ParamSpec::new("accesskey", ParamKind::String, "AWS access key ID (absent: the SDK's default credential chain: environment, profile, web identity, ECS, IMDS)").secret(),
     ParamSpec::new("secretkey", ParamKind::String, "AWS secret access key (with accesskey)").secret(),
     ParamSpec::new("sessiontoken", ParamKind::String, "session token for temporary credentials (with accesskey)").secret(),
@@ -82,6 +82,8 @@ const LOG_LEVELS: &[&str] = &[
 /// Parsed configuration (see [`PARAMS`]).
 #[derive(Clone)]
 pub struct S3Params {
+    /// Timeouts and retries (the network parameters every object store takes).
+    pub network: driver_objectstore::Network,
     /// `accesskey`.
     pub access_key: Option<String>,
     /// `secretkey`.
@@ -196,6 +198,7 @@ impl S3Params {
         let fips = r.bool("usefipsendpoint")?.unwrap_or(false);
         let redirect_endpoint = non_empty(r.string("redirectendpoint")?);
         let log_level = r.value("loglevel")?;
+        let network = driver_objectstore::Network::read(&mut r, DRIVER)?;
         r.finish()?;
 
         if region.is_none() && region_endpoint.is_none() {
@@ -272,6 +275,7 @@ impl S3Params {
             }
         });
         Ok(Self {
+            network,
             access_key,
             secret_key,
             session_token,

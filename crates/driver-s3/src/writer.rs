@@ -71,16 +71,22 @@ impl MultipartBackend for S3Backend {
     ) -> Result<Part> {
         let size = data.len() as u64;
         let out = self
-            .client
-            .upload_part()
-            .bucket(self.bucket())
-            .key(key)
-            .upload_id(upload)
-            .part_number(number as i32)
-            .body(SdkStream::from(data))
-            .send()
-            .await
-            .map_err(|e| map_err(cx.op, cx.path, e))?;
+            .retry()
+            .run(|| async {
+                self.client
+                    .upload_part()
+                    .bucket(self.bucket())
+                    .key(key)
+                    .upload_id(upload)
+                    .part_number(number as i32)
+                    .body(SdkStream::from(data.clone()))
+                    .customize()
+                    .config_override(crate::client::long_call(&self.p))
+                    .send()
+                    .await
+                    .map_err(|e| map_err(cx.op, cx.path, e))
+            })
+            .await?;
         Ok(Part {
             number,
             size,
@@ -89,7 +95,7 @@ impl MultipartBackend for S3Backend {
     }
 
     async fn complete(&self, cx: Cx<'_>, key: &str, upload: &str, parts: &[Part]) -> Result<()> {
-        let parts = parts
+        let parts: Vec<CompletedPart> = parts
             .iter()
             .map(|p| {
                 CompletedPart::builder()
@@ -98,19 +104,25 @@ impl MultipartBackend for S3Backend {
                     .build()
             })
             .collect();
-        self.client
-            .complete_multipart_upload()
-            .bucket(self.bucket())
-            .key(key)
-            .upload_id(upload)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| map_err(cx.op, cx.path, e))?;
+        self.retry()
+            .run(|| async {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(self.bucket())
+                    .key(key)
+                    .upload_id(upload)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts.clone()))
+                            .build(),
+                    )
+                    .customize()
+                    .config_override(crate::client::long_call(&self.p))
+                    .send()
+                    .await
+                    .map_err(|e| map_err(cx.op, cx.path, e))
+            })
+            .await?;
         Ok(())
     }
 

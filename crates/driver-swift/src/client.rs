@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use driver_api::{async_trait, Result, StorageError, StoragePath};
-use driver_http::{Call, HttpConfig, RestClient, Retry};
+use driver_http::{Call, HttpConfig, RestClient, Retry, SendRetry};
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::{Method, Response, StatusCode, Url};
 use serde::Deserialize;
@@ -210,7 +210,7 @@ impl Client {
     pub fn new(p: &SwiftParams) -> Result<Self> {
         let cfg = HttpConfig {
             skip_verify: p.insecure_skip_verify,
-            ..HttpConfig::default()
+            ..HttpConfig::from(&p.network)
         };
         Ok(Self {
             http: cfg.client(DRIVER)?,

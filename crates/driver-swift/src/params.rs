@@ -16,7 +16,7 @@ pub const MIN_CHUNK: u64 = 1 << 20;
 pub const MAX_CHUNK: u64 = 5 << 30;
 
 /// Every parameter, as `storagectl drivers` and docs/drivers/swift.md list them.
-pub static PARAMS: &[ParamSpec] = &[
+pub static PARAMS: &[ParamSpec] = driver_objectstore::network_params![
     ParamSpec::new("username", ParamKind::String, "user name (TempAuth: account:user)").required(),
     ParamSpec::new("password", ParamKind::String, "password (TempAuth key, Keystone password)").required().secret(),
     ParamSpec::new("authurl", ParamKind::String, "identity URL: TempAuth's …/auth/v1.0, Keystone's …/v2.0 or …/v3").required(),
@@ -86,6 +86,8 @@ impl AuthVersion {
 /// Parsed configuration (see [`PARAMS`]).
 #[derive(Clone, Debug)]
 pub struct SwiftParams {
+    /// Timeouts and retries (the network parameters every object store takes).
+    pub network: driver_objectstore::Network,
     /// `username`.
     pub username: String,
     /// `password`.
@@ -190,6 +192,7 @@ impl SwiftParams {
         let max_concurrency = r.u64("maxconcurrency")?.unwrap_or(4) as usize;
         let temp_url_container_key = r.bool("tempurlcontainerkey")?.unwrap_or(false);
         let temp_url_methods = methods(r.value("tempurlmethods")?)?;
+        let network = driver_objectstore::Network::read(&mut r, DRIVER)?;
         r.finish()?;
 
         let username = username.ok_or_else(|| invalid("username", "a user name"))?;
@@ -230,6 +233,7 @@ impl SwiftParams {
             (None, None) => String::new(),
         };
         Ok(Self {
+            network,
             username,
             password: Secret(password),
             auth_url,

@@ -26,3 +26,20 @@ fn a_faulty_network_loses_nothing() {
         driver_testsuite::faults::prove("swift", params, "authurl", PART).await;
     });
 }
+
+/// A server gone silent fails a stat and a put within the bound; stalled transfers are
+/// absorbed; a backend killed mid-upload fails the writer within 10 s (see
+/// `driver_testsuite::faults::stalls` and `killed`).
+#[test]
+fn stalls_are_bounded() {
+    rt().block_on(async {
+        let Ok(params) = common::params() else {
+            println!("SKIP: SWIFT_AUTH_URL is not set (run through cargo xtask test-all)");
+            return;
+        };
+        let params = params.with("rootdirectory", common::root("stalls"));
+        driver_testsuite::faults::stalls("swift", params.clone(), "authurl").await;
+        let params = params.with("chunksize", PART as u64);
+        driver_testsuite::faults::killed("swift", params, "authurl", PART).await;
+    });
+}

@@ -572,7 +572,12 @@ pub async fn workload(
         next_name: 0,
     };
     faults(true);
-    for _ in 0..w.ops {
+    // A pick that finds nothing to act on (a rename with no file yet) sends nothing:
+    // draw until `ops` operations were sent.
+    for _ in 0..w.ops.saturating_mul(4) {
+        if run.report.sent() >= w.ops {
+            break;
+        }
         match run.pick(20) {
             0..=5 => run.put().await,
             6..=9 => run.get().await,
@@ -759,4 +764,190 @@ pub async fn prove(name: &str, params: driver_api::Parameters, url_key: &str, pa
     }
     assert!(report.clean(), "{report}");
     assert!(report.success_rate() >= 0.99, "{report}");
+}
+
+/// How long a driver takes to give up on a server that stopped answering, and whether a
+/// stall mid-transfer is absorbed, with `idle_timeout` 2 s and `retry_budget` 3 s (the
+/// driver must take the network parameters of `driver_objectstore::network`). Asserts:
+/// a `stat` against a black hole fails as retryable within 10 s (`retry_budget` +
+/// `idle_timeout` + slack); a download that stalls after its first kilobyte is resumed and
+/// byte-exact; an upload that stalls is retried and lands, or fails within the bound.
+/// Returns the table it prints.
+pub async fn stalls(name: &str, params: driver_api::Parameters, url_key: &str) -> String {
+    use crate::proxy::{Fault, FaultPlan};
+    use std::time::{Duration, Instant};
+    let params = params
+        .with("idle_timeout", "2s")
+        .with("retry_budget", "3s")
+        .with("connect_timeout", "2s");
+    let (proxy, faulty, direct) = behind_proxy(name, params, url_key).await;
+    let bound = Duration::from_secs(10);
+    let mut table = String::new();
+    let data = DataGen::new(5).bytes(1 << 20);
+    direct
+        .put_content("/stall", data.clone())
+        .await
+        .expect("put");
+
+    // A server gone silent: connections accepted, nothing answered.
+    proxy.set_black_hole(true);
+    let t = Instant::now();
+    let res = faulty.stat("/stall").await;
+    let took = t.elapsed();
+    proxy.set_black_hole(false);
+    let e = res.expect_err("a stat against a black hole");
+    assert!(e.is_retryable(), "{e}");
+    assert!(took < bound, "stat against a black hole took {took:?}: {e}");
+    note(
+        &mut table,
+        format!("{name}: stat, black hole: failed in {took:.1?}: {e}"),
+    );
+
+    // A put against the same black hole: fails within the bound, and nothing lands.
+    proxy.set_black_hole(true);
+    let t = Instant::now();
+    let res = faulty.put_content("/black-holed", data.clone()).await;
+    let took = t.elapsed();
+    proxy.set_black_hole(false);
+    let e = res.expect_err("a put against a black hole");
+    assert!(e.is_retryable(), "{e}");
+    assert!(took < bound, "put against a black hole took {took:?}: {e}");
+    assert_whole_or_gone(&direct, "/black-holed", &data).await;
+    note(
+        &mut table,
+        format!("{name}: put_content, black hole: failed in {took:.1?}: {e}"),
+    );
+
+    // A download that stops moving after 1 KiB of body.
+    let once = std::sync::atomic::AtomicBool::new(false);
+    proxy.set_plan(FaultPlan::scripted(move |r| {
+        (r.method() == "GET" && !once.swap(true, std::sync::atomic::Ordering::SeqCst))
+            .then_some(Fault::Stall { after: 2048 })
+    }));
+    let t = Instant::now();
+    let got = faulty.get_content("/stall").await;
+    let took = t.elapsed();
+    proxy.set_plan(FaultPlan::none());
+    let got = got.unwrap_or_else(|e| panic!("a stalled download: {e}"));
+    assert!(got == data, "a stalled download resumed with wrong bytes");
+    assert!(took < bound, "a stalled download took {took:?}");
+    note(
+        &mut table,
+        format!("{name}: get_content, stalled after 2 KiB: resumed, byte-exact, in {took:.1?}"),
+    );
+
+    // An upload that stops moving after 64 KiB.
+    let once = std::sync::atomic::AtomicBool::new(false);
+    proxy.set_plan(FaultPlan::scripted(move |r| {
+        let body = r.body_len().unwrap_or(0) > 100_000;
+        (body && !once.swap(true, std::sync::atomic::Ordering::SeqCst))
+            .then_some(Fault::StallRequest { after: 64 << 10 })
+    }));
+    let t = Instant::now();
+    let res = faulty.put_content("/stalled-put", data.clone()).await;
+    let took = t.elapsed();
+    // The proxy holds a stalled connection open until it is dropped (the client's end
+    // closes without a word to it), and some emulators serve nothing else meanwhile
+    // (fake-gcs-server locks its store while it reads an upload).
+    drop(proxy);
+    assert!(took < bound, "a stalled upload took {took:?}: {res:?}");
+    match res {
+        Ok(()) => {
+            let back = direct.get_content("/stalled-put").await.expect("read back");
+            assert!(back == data, "a stalled upload landed wrong bytes");
+            note(
+                &mut table,
+                format!(
+                    "{name}: put_content, stalled after 64 KiB: retried, landed, in {took:.1?}"
+                ),
+            );
+        }
+        Err(e) => {
+            assert!(e.is_retryable(), "{e}");
+            assert_whole_or_gone(&direct, "/stalled-put", &data).await;
+            note(
+                &mut table,
+                format!("{name}: put_content, stalled after 64 KiB: failed in {took:.1?}: {e}"),
+            );
+        }
+    }
+    for p in ["/stall", "/stalled-put"] {
+        direct.delete(p).await.ok();
+    }
+    table
+}
+
+/// A backend killed mid-upload, with the driver's default network parameters: a writer
+/// that has sent some parts loses its server (every connection closed, new ones refused);
+/// the next write or the commit fails with a retryable error within 10 s, and nothing
+/// is committed. `part` is the driver's part size in `params`. Returns the line it prints.
+pub async fn killed(
+    name: &str,
+    params: driver_api::Parameters,
+    url_key: &str,
+    part: usize,
+) -> String {
+    use std::time::{Duration, Instant};
+    let (proxy, faulty, direct) = behind_proxy(name, params, url_key).await;
+    let chunk = DataGen::new(9).bytes(part.max(1 << 20));
+    let mut w = faulty.writer("/killed", false).await.expect("writer");
+    for _ in 0..2 {
+        w.write(chunk.clone())
+            .await
+            .expect("a part before the kill");
+    }
+    drop(proxy);
+    let t = Instant::now();
+    let mut res = Ok(());
+    for _ in 0..4 {
+        res = w.write(chunk.clone()).await;
+        if res.is_err() {
+            break;
+        }
+    }
+    let res = match res {
+        Ok(()) => w.commit().await,
+        Err(e) => Err(e),
+    };
+    let took = t.elapsed();
+    let e = res.expect_err("an upload whose backend was killed");
+    assert!(e.is_retryable(), "{e}");
+    assert!(
+        took < Duration::from_secs(10),
+        "an upload whose backend was killed took {took:?} to fail: {e}"
+    );
+    w.cancel().await.ok();
+    match direct.stat("/killed").await {
+        Err(e) if e.is_not_found() => {}
+        Ok(info) => panic!(
+            "/killed was committed ({} bytes) although its writer failed",
+            info.size
+        ),
+        Err(e) => panic!("stat /killed on the server: {e}"),
+    }
+    let line = format!("{name}: writer, backend killed after 2 parts: failed in {took:.1?}: {e}\n");
+    print!("{line}");
+    line
+}
+
+/// Prints `line` at once (a later step may hang or panic) and keeps it for the table.
+fn note(table: &mut String, line: String) {
+    println!("{line}");
+    table.push_str(&line);
+    table.push('\n');
+}
+
+/// Asserts that a put whose outcome the driver could not learn (it timed out) left
+/// `path` either absent or holding exactly `data`: a request given up on may still
+/// complete on the server, but never in part.
+async fn assert_whole_or_gone(direct: &Driver, path: &str, data: &[u8]) {
+    match direct.get_content(path).await {
+        Err(e) if e.is_not_found() => {}
+        Ok(got) => assert!(
+            got == data,
+            "{path} holds {} other bytes after a failed put",
+            got.len()
+        ),
+        Err(e) => panic!("read {path} on the server: {e}"),
+    }
 }

@@ -51,7 +51,7 @@ pub struct Global {
     /// Machine-readable output (ls, stat, walk, du, check, bench, drivers, config show).
     #[arg(long, global = true)]
     pub json: bool,
-    /// No progress bars or notices.
+    /// No progress bars, notices or log lines (errors are still printed).
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
     /// More logging (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works.

@@ -14,7 +14,7 @@ fn main() {
             std::process::exit(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logging(cli.global.verbose);
+    init_logging(cli.global.verbose, cli.global.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -43,9 +43,12 @@ fn main() {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// `-v` raises the level; `-q` alone silences log lines (warnings of retries and the
+/// like): the command's own error is still printed. `RUST_LOG` overrides both.
+fn init_logging(verbose: u8, quiet: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
+        0 if quiet => "off",
         0 => "warn",
         1 => "info",
         2 => "debug",

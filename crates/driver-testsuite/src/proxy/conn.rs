@@ -262,6 +262,11 @@ async fn requests(
             Ok(None) => return End::Done,
             Err(_) => return End::Close,
         };
+        if shared.black_hole.load(Relaxed) {
+            // A server gone silent: the request is neither passed on nor answered.
+            shared.black_holed.fetch_add(1, Relaxed);
+            return End::Hold;
+        }
         let Some(head) = Head::parse(&raw) else {
             return End::Close;
         };

@@ -199,7 +199,8 @@ pub struct FaultStats {
     pub requests: u64,
     /// Client connections proxied to the server.
     pub connections: u64,
-    /// Client connections accepted into the black hole.
+    /// Connections accepted into the black hole, and requests it swallowed on connections
+    /// already open.
     pub black_holed: u64,
     /// Client connections open now (proxied or black-holed).
     pub open: u64,

@@ -36,9 +36,10 @@
 //! | [`StallRequest`](Fault::StallRequest) `{ after }` | passes `after` bytes of the request, then stops reading from the client | an upload that stops moving |
 //! | [`Corrupt`](Fault::Corrupt) `{ response, offset }` | flips one bit of the request or response body at `offset` (the last byte if the body is shorter; nothing if it is empty) | damage that only a checksum catches |
 //!
-//! Besides, [`Proxy::set_black_hole`] makes the proxy accept new connections and then never
-//! read or answer them (a server whose listen queue still takes connections but which is
-//! gone): connect succeeds, the request times out. Connections already open carry on.
+//! Besides, [`Proxy::set_black_hole`] makes the proxy a server gone silent: new
+//! connections are accepted and then never read or answered (a listen queue that still
+//! takes connections), and a request arriving on a connection already open is neither
+//! passed on nor answered; connect succeeds, the request times out.
 //!
 //! ## Per-request framing
 //!
@@ -215,8 +216,9 @@ impl Proxy {
     }
 
     /// Turns the black hole on or off: while on, new connections are accepted and then
-    /// neither read nor answered (held open until the client closes or the proxy is
-    /// dropped); connections already open carry on. Fault mode only.
+    /// neither read nor answered, and requests that arrive on connections already open are
+    /// swallowed; both are held open until the client closes or the proxy is dropped. A
+    /// request already passed on carries on. Fault mode only.
     pub fn set_black_hole(&self, on: bool) {
         self.shared.black_hole.store(on, Ordering::Relaxed);
     }
