@@ -124,6 +124,56 @@ pub const DEFAULT_REDIRECT_LIFETIME: Duration = Duration::from_secs(20 * 60);
 /// GCS V4 signing and Azure user-delegation SAS.
 pub const MAX_REDIRECT_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// An upload that never completed, as [`StorageDriver::uploads`] finds it: what a killed
+/// process, a lost answer or a writer closed and never resumed leaves on the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// The path the upload was for.
+    pub path: StoragePath,
+    /// What it is.
+    pub kind: LeftoverKind,
+    /// The driver's name for it (an upload id, a file or object name): shown to operators,
+    /// and what [`StorageDriver::purge_upload`] removes.
+    pub id: String,
+    /// When it was started or last written, where the backend says.
+    pub modified: Option<SystemTime>,
+    /// Bytes it holds, where the backend says without further requests.
+    pub size: Option<u64>,
+}
+
+/// The kinds of [`Leftover`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum LeftoverKind {
+    /// A writer's upload that was closed, with the state that lets `writer(path, true)`
+    /// resume it (object stores: the parked `<key>#upload` object and the service's
+    /// upload it names).
+    Parked,
+    /// An upload the service holds that no writer state names: its writer was killed
+    /// before it closed, or the answer that started it was lost (S3 and OSS multipart
+    /// uploads).
+    Orphan,
+    /// A temporary file of a write that never finished (filesystem `#tmp.` files).
+    TempFile,
+}
+
+impl LeftoverKind {
+    /// `parked`, `orphan`, `tempfile`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeftoverKind::Parked => "parked",
+            LeftoverKind::Orphan => "orphan",
+            LeftoverKind::TempFile => "tempfile",
+        }
+    }
+}
+
+impl fmt::Display for LeftoverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a driver can and cannot do; the conformance suite skips (and says why) the cases
 /// a driver opts out of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +274,28 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
         f: &mut WalkFn<'_>,
     ) -> Result<()> {
         crate::walk::walk_fallback(self, path, options, f).await
+    }
+
+    /// The uploads that never completed at or below `path` (see [`Leftover`]), in path
+    /// order. Operators sweep them (`storagectl uploads`); a parked upload is resumable,
+    /// so only its age says whether it is abandoned. The default is `Unsupported`.
+    async fn uploads(&self, path: &StoragePath) -> Result<Vec<Leftover>> {
+        Err(crate::StorageError::Unsupported {
+            driver: self.name().to_owned().into(),
+            operation: "uploads".into(),
+            path: Some(path.to_string()),
+        })
+    }
+
+    /// Removes `leftover` (one that [`uploads`](Self::uploads) reported) and nothing else:
+    /// committed content at its path stays. One already gone is fine. The default is
+    /// `Unsupported`.
+    async fn purge_upload(&self, leftover: &Leftover) -> Result<()> {
+        Err(crate::StorageError::Unsupported {
+            driver: self.name().to_owned().into(),
+            operation: "purge_upload".into(),
+            path: Some(leftover.path.to_string()),
+        })
     }
 }
 

@@ -13,8 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
 use crate::driver::{
-    ByteStream, Capabilities, FileInfo, FileWriter, RedirectRequest, StorageDriver, WalkControl,
-    WalkOptions,
+    ByteStream, Capabilities, FileInfo, FileWriter, Leftover, RedirectRequest, StorageDriver,
+    WalkControl, WalkOptions,
 };
 use crate::error::{Result, StorageError, WriterStatus};
 use crate::path::StoragePath;
@@ -243,6 +243,20 @@ impl Driver {
         let p = self.path(path)?;
         let span = op_span!(self, "walk", p);
         self.inner.walk(&p, options, &mut f).instrument(span).await
+    }
+
+    /// See [`StorageDriver::uploads`]; `path` may be the root.
+    pub async fn uploads(&self, path: &str) -> Result<Vec<Leftover>> {
+        let p = self.path(path)?;
+        let span = op_span!(self, "uploads", p);
+        self.inner.uploads(&p).instrument(span).await
+    }
+
+    /// See [`StorageDriver::purge_upload`].
+    pub async fn purge_upload(&self, leftover: &Leftover) -> Result<()> {
+        let p = &leftover.path;
+        let span = op_span!(self, "purge_upload", p);
+        self.inner.purge_upload(leftover).instrument(span).await
     }
 
     /// Every file and directory below `path`, in walk order.

@@ -53,8 +53,9 @@ mod version;
 pub mod walk;
 
 pub use driver::{
-    ByteStream, Capabilities, FileInfo, FileWriter, RedirectMethod, RedirectRequest, StorageDriver,
-    WalkControl, WalkFn, WalkOptions, DEFAULT_REDIRECT_LIFETIME, MAX_REDIRECT_LIFETIME,
+    ByteStream, Capabilities, FileInfo, FileWriter, Leftover, LeftoverKind, RedirectMethod,
+    RedirectRequest, StorageDriver, WalkControl, WalkFn, WalkOptions, DEFAULT_REDIRECT_LIFETIME,
+    MAX_REDIRECT_LIFETIME,
 };
 pub use error::{error_chain, BoxError, DriverName, Result, StorageError, WriterStatus};
 pub use factory::{DriverFactory, DriverFallback, ParamKind, ParamReader, ParamSpec, Parameters};

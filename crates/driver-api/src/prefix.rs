@@ -21,8 +21,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::driver::{
-    ByteStream, Capabilities, FileInfo, FileWriter, RedirectRequest, StorageDriver, WalkControl,
-    WalkFn, WalkOptions,
+    ByteStream, Capabilities, FileInfo, FileWriter, Leftover, RedirectRequest, StorageDriver,
+    WalkControl, WalkFn, WalkOptions,
 };
 use crate::error::{Result, StorageError};
 use crate::path::StoragePath;
@@ -235,5 +235,31 @@ impl StorageDriver for Prefixed {
             Err(StorageError::PathNotFound { .. }) if path.is_root() => Ok(()),
             Err(e) => Err(self.map_err(e)),
         }
+    }
+
+    async fn uploads(&self, path: &StoragePath) -> Result<Vec<Leftover>> {
+        let found = self
+            .inner
+            .uploads(&self.to_inner(path))
+            .await
+            .map_err(|e| self.map_err(e))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|l| {
+                let path = l.path.strip_prefix(&self.prefix)?;
+                Some(Leftover { path, ..l })
+            })
+            .collect())
+    }
+
+    async fn purge_upload(&self, leftover: &Leftover) -> Result<()> {
+        let inner = Leftover {
+            path: self.to_inner(&leftover.path),
+            ..leftover.clone()
+        };
+        self.inner
+            .purge_upload(&inner)
+            .await
+            .map_err(|e| self.map_err(e))
     }
 }

@@ -44,8 +44,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use driver_api::blocking::BlockingPool;
 use driver_api::{
-    walk, ByteStream, FileInfo, FileWriter, ParamKind, ParamSpec, Parameters, Result,
-    StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
+    walk, ByteStream, FileInfo, FileWriter, Leftover, LeftoverKind, ParamKind, ParamSpec,
+    Parameters, Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
 };
 
 /// The registered name.
@@ -235,6 +235,74 @@ fn temp_path(full: &Path) -> PathBuf {
     let mut s = full.as_os_str().to_owned();
     s.push(format!("#tmp.{}.{n}", std::process::id()));
     PathBuf::from(s)
+}
+
+/// Adds the upload (`#upload`) and temporary (`#tmp.`) files of `dir` (only those whose
+/// name starts with `only`, if given) to `found`.
+fn leftovers_in(
+    root: &Path,
+    dir: &Path,
+    only: Option<&std::ffi::OsStr>,
+    found: &mut Vec<Leftover>,
+) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_missing(&e) || e.raw_os_error() == Some(20) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if only
+            .and_then(|o| o.to_str())
+            .is_some_and(|o| !name.starts_with(o))
+        {
+            continue;
+        }
+        let Some((target, rest)) = name.split_once('#') else {
+            continue;
+        };
+        let kind = if rest == &UPLOAD_SUFFIX[1..] {
+            LeftoverKind::Parked
+        } else if rest.starts_with("tmp.") {
+            LeftoverKind::TempFile
+        } else {
+            continue;
+        };
+        let md = e.metadata()?;
+        if !md.is_file() {
+            continue;
+        }
+        let file = e.path();
+        let Some(rel) = file.strip_prefix(root).ok().and_then(Path::to_str) else {
+            continue;
+        };
+        let Some(parent) = rel.rsplit_once('/').map(|(p, _)| p) else {
+            let Ok(path) = StoragePath::new(&format!("/{target}")) else {
+                continue;
+            };
+            found.push(leftover(path, kind, rel, &md));
+            continue;
+        };
+        let Ok(path) = StoragePath::new(&format!("/{parent}/{target}")) else {
+            continue;
+        };
+        found.push(leftover(path, kind, rel, &md));
+    }
+    Ok(())
+}
+
+fn leftover(path: StoragePath, kind: LeftoverKind, id: &str, md: &fs::Metadata) -> Leftover {
+    Leftover {
+        path,
+        kind,
+        id: id.to_owned(),
+        modified: md.modified().ok(),
+        size: Some(md.len()),
+    }
 }
 
 /// `fsync`s a directory so that entries created, renamed or removed in it are durable.
@@ -554,6 +622,78 @@ impl StorageDriver for FilesystemDriver {
             };
             prune_empty_dirs(&root, full.parent());
             res
+        })
+        .await
+    }
+
+    /// `#upload` files (parked: a closed writer's upload) and `#tmp.` files (a write that
+    /// never finished, left by a crash or a kill) at or below `path`.
+    async fn uploads(&self, path: &StoragePath) -> Result<Vec<Leftover>> {
+        let (root, full) = (self.root.clone(), self.full(path));
+        let at_root = path.is_root();
+        let mut found = self
+            .run("uploads", path, move || {
+                let mut found = Vec::new();
+                if !at_root {
+                    // The path's own upload and temporary files, beside it.
+                    if let (Some(dir), Some(name)) = (full.parent(), full.file_name()) {
+                        let mut own = name.to_owned();
+                        own.push("#");
+                        leftovers_in(&root, dir, Some(&own), &mut found)?;
+                    }
+                }
+                let mut dirs = vec![full];
+                while let Some(dir) = dirs.pop() {
+                    match fs::read_dir(&dir) {
+                        Ok(entries) => {
+                            for e in entries {
+                                let e = e?;
+                                if e.file_type()?.is_dir() {
+                                    dirs.push(e.path());
+                                }
+                            }
+                            leftovers_in(&root, &dir, None, &mut found)?;
+                        }
+                        Err(e) if is_missing(&e) || e.raw_os_error() == Some(20) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(found)
+            })
+            .await?;
+        found.sort_by(|a, b| (&a.path, a.kind, &a.id).cmp(&(&b.path, b.kind, &b.id)));
+        Ok(found)
+    }
+
+    async fn purge_upload(&self, leftover: &Leftover) -> Result<()> {
+        let path = &leftover.path;
+        // The id must name an upload or temporary file of this very path.
+        let own = path.relative().to_owned();
+        let ok = match leftover.kind {
+            LeftoverKind::Parked => leftover.id == format!("{own}{UPLOAD_SUFFIX}"),
+            LeftoverKind::TempFile => leftover
+                .id
+                .strip_prefix(&own)
+                .and_then(|rest| rest.strip_prefix("#tmp."))
+                .is_some_and(|rest| !rest.contains('/')),
+            _ => false,
+        };
+        if !ok || path.is_root() {
+            return Err(StorageError::backend(
+                NAME,
+                "purge_upload",
+                path,
+                format!("{} is not a {} of this path", leftover.id, leftover.kind),
+            ));
+        }
+        let (root, file) = (self.root.clone(), self.root.join(&leftover.id));
+        self.run("purge_upload", path, move || {
+            match fs::remove_file(&file) {
+                Err(e) if !is_missing(&e) => return Err(e),
+                _ => {}
+            }
+            prune_empty_dirs(&root, file.parent());
+            Ok(())
         })
         .await
     }

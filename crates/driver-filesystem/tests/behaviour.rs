@@ -224,3 +224,49 @@ async fn cached_listings_follow_changes_from_other_processes() {
         assert_eq!(a.list("/d").await.unwrap().len(), 6 + i);
     }
 }
+
+/// `purge_upload` removes only an upload or temporary file of the leftover's own path:
+/// an id that names anything else (another path, a committed file, a way out of the
+/// root) is refused and nothing is removed.
+#[tokio::test]
+async fn purge_removes_only_what_uploads_reported() {
+    use driver_api::{Leftover, LeftoverKind, StoragePath};
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("root");
+    let d = driver_api::Driver::new(FilesystemDriver::new(&root, 4));
+    d.put_content("/a/b", "committed").await.unwrap();
+    std::fs::write(base.path().join("outside"), b"x").unwrap();
+    let forged = |kind, id: &str| Leftover {
+        path: StoragePath::new("/a/b").unwrap(),
+        kind,
+        id: id.to_owned(),
+        modified: None,
+        size: None,
+    };
+    for (kind, id) in [
+        (LeftoverKind::TempFile, "a/b"),
+        (LeftoverKind::Parked, "a/b"),
+        (LeftoverKind::TempFile, "a/b#tmp.1/../../../outside"),
+        (LeftoverKind::Parked, "a/c#upload"),
+        (LeftoverKind::TempFile, "../outside"),
+    ] {
+        let res = d.purge_upload(&forged(kind, id)).await;
+        assert!(res.is_err(), "{kind} {id} was accepted");
+    }
+    assert_eq!(d.get_content("/a/b").await.unwrap(), "committed");
+    assert!(base.path().join("outside").exists());
+
+    let mut w = d.writer("/a/b", false).await.unwrap();
+    w.write("resumable").await.unwrap();
+    w.close().await.unwrap();
+    let found = d.uploads("/a").await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kind, LeftoverKind::Parked);
+    assert_eq!(found[0].id, "a/b#upload");
+    assert_eq!(d.uploads("/a/b").await.unwrap(), found);
+    assert!(d.uploads("/elsewhere").await.unwrap().is_empty());
+    d.purge_upload(&found[0]).await.unwrap();
+    d.purge_upload(&found[0]).await.unwrap(); // gone already: fine
+    assert!(d.uploads("/").await.unwrap().is_empty());
+    assert_eq!(d.get_content("/a/b").await.unwrap(), "committed");
+}

@@ -49,6 +49,7 @@
 //! ```
 
 mod delete;
+mod leftovers;
 pub mod network;
 mod pager;
 pub mod read;
@@ -64,11 +65,12 @@ use bytes::Bytes;
 use driver_api::keys::{Children, KeySpace};
 use driver_api::walk::flat::FlatWalk;
 use driver_api::{
-    ByteStream, Capabilities, FileInfo, FileWriter, Parameters, RedirectRequest, Result,
+    ByteStream, Capabilities, FileInfo, FileWriter, Leftover, Parameters, RedirectRequest, Result,
     StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
 };
 use futures::{StreamExt, TryStreamExt};
 
+pub use crate::leftovers::OpenUpload;
 pub use crate::network::{Network, Retry};
 use crate::pager::Pager;
 pub use crate::read::Body;
@@ -266,6 +268,24 @@ pub trait ObjectBackend: fmt::Debug + Send + Sync + Sized + 'static {
     /// elsewhere for those paths (upload state in another container). Default: nothing.
     async fn after_delete(&self, _cx: Cx<'_>, _key: &str) -> Result<()> {
         Ok(())
+    }
+
+    /// The uploads the service holds for keys starting with `prefix`, where it can list
+    /// them (S3 and OSS multipart uploads), in any order; the core reports those that no
+    /// parked object names as orphans (`storagectl uploads`). Default: none (the service
+    /// cannot list them, or keeps nothing between requests).
+    async fn list_uploads(&self, _cx: Cx<'_>, _prefix: &str) -> Result<Vec<OpenUpload>> {
+        Ok(Vec::new())
+    }
+
+    /// Aborts the upload `upload` at `key`, one that [`list_uploads`](Self::list_uploads)
+    /// reported. Default: `Unsupported`.
+    async fn abort_upload(&self, cx: Cx<'_>, _key: &str, _upload: &str) -> Result<()> {
+        Err(StorageError::Unsupported {
+            driver: Self::NAME.into(),
+            operation: "abort_upload".into(),
+            path: Some(cx.path.to_string()),
+        })
     }
 
     /// A URL a client may fetch `key` from directly, if the backend can sign one.
@@ -500,6 +520,14 @@ impl<B: ObjectBackend> StorageDriver for ObjectStore<B> {
             }
         }
         walk.finish(B::NAME)
+    }
+
+    async fn uploads(&self, path: &StoragePath) -> Result<Vec<Leftover>> {
+        self.find_leftovers(path).await
+    }
+
+    async fn purge_upload(&self, leftover: &Leftover) -> Result<()> {
+        self.purge_leftover(leftover).await
     }
 }
 

@@ -74,7 +74,7 @@ use driver_api::{
 use driver_http::RestClient as _;
 use driver_objectstore::{
     Cx, Got, ListPage, ListRequest, MultipartBackend, MultipartWriter, ObjectBackend, ObjectMeta,
-    Part,
+    OpenUpload, Part,
 };
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest as _;
@@ -294,6 +294,15 @@ impl ObjectBackend for OssBackend {
 
     /// `DeleteObject`. OSS answers 204 whether or not the key existed, so `report` asks
     /// with a `HeadObject` first.
+    async fn list_uploads(&self, cx: Cx<'_>, prefix: &str) -> Result<Vec<OpenUpload>> {
+        self.uploads_under(cx, prefix).await
+    }
+
+    async fn abort_upload(&self, cx: Cx<'_>, key: &str, upload: &str) -> Result<()> {
+        // A 404 (gone already) is fine there.
+        MultipartBackend::abort(self, cx, key, upload, &[]).await
+    }
+
     async fn delete(&self, cx: Cx<'_>, key: &str, report: bool) -> Result<bool> {
         if report && self.head(cx, key).await?.is_none() {
             return Ok(false);

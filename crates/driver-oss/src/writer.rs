@@ -19,7 +19,7 @@
 use bytes::Bytes;
 use driver_api::{async_trait, Result, StorageError};
 use driver_http::RestClient as _;
-use driver_objectstore::{Cx, MultipartBackend, Part};
+use driver_objectstore::{Cx, MultipartBackend, OpenUpload, Part};
 use reqwest::Method;
 
 use crate::client::{Call, Client};
@@ -128,11 +128,24 @@ impl MultipartBackend for OssBackend {
     /// `ListMultipartUploads` under the key as a prefix, page by page: the most recently
     /// initiated upload whose key is exactly `key`.
     async fn find_upload(&self, cx: Cx<'_>, key: &str) -> Result<Option<String>> {
+        let uploads = self.uploads_under(cx, key).await?;
+        Ok(uploads
+            .into_iter()
+            .filter(|u| u.key == key)
+            .max_by_key(|u| u.started)
+            .map(|u| u.id))
+    }
+}
+
+impl OssBackend {
+    /// The multipart uploads in progress for keys starting with `prefix`
+    /// (`ListMultipartUploads`, every page).
+    pub(crate) async fn uploads_under(&self, cx: Cx<'_>, prefix: &str) -> Result<Vec<OpenUpload>> {
         let mut key_marker = String::new();
         let mut id_marker = String::new();
-        let mut best: Option<(String, String)> = None;
+        let mut found = Vec::new();
         loop {
-            let mut q = vec![("uploads", ""), ("prefix", key)];
+            let mut q = vec![("uploads", ""), ("prefix", prefix)];
             if !key_marker.is_empty() {
                 q.push(("key-marker", &key_marker));
                 q.push(("upload-id-marker", &id_marker));
@@ -143,16 +156,15 @@ impl MultipartBackend for OssBackend {
                 .text(Call::new(cx.op, cx.path, Method::GET, url))
                 .await?;
             let out: xml::ListMultipartUploadsResult = xml::parse(&body, cx.op, cx.path)?;
-            for u in out.uploads.into_iter().filter(|u| u.key == key) {
-                // ISO 8601 times of one format compare as text.
-                if best.as_ref().is_none_or(|(t, _)| u.initiated > *t) {
-                    best = Some((u.initiated, u.upload_id));
-                }
-            }
+            found.extend(out.uploads.into_iter().map(|u| OpenUpload {
+                started: Some(xml::iso_time(&u.initiated)),
+                key: u.key,
+                id: u.upload_id,
+            }));
             let next_key = out.next_key_marker.unwrap_or_default();
             let next_id = out.next_upload_id_marker.unwrap_or_default();
             if !out.is_truncated || (next_key.is_empty() && next_id.is_empty()) {
-                return Ok(best.map(|(_, id)| id));
+                return Ok(found);
             }
             if next_key == key_marker && next_id == id_marker {
                 return Err(StorageError::backend(

@@ -40,6 +40,7 @@ fn stalls_are_bounded() {
         let params = params.with("rootdirectory", common::root("stalls"));
         driver_testsuite::faults::stalls("oss", params.clone(), "endpoint").await;
         let params = params.with("chunksize", PART as u64);
-        driver_testsuite::faults::killed("oss", params, "endpoint", PART).await;
+        let line = driver_testsuite::faults::killed("oss", params, "endpoint", PART).await;
+        assert!(line.contains("found as an orphan"), "{line}");
     });
 }

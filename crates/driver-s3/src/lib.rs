@@ -48,7 +48,7 @@ use driver_api::{
 };
 use driver_objectstore::{
     Body, Cx, Got, ListPage, ListRequest, MultipartBackend, MultipartWriter, ObjectBackend,
-    ObjectMeta, ObjectStore, Part, Retry,
+    ObjectMeta, ObjectStore, OpenUpload, Part, Retry,
 };
 use futures::{StreamExt, TryStreamExt};
 
@@ -364,6 +364,18 @@ impl ObjectBackend for S3Backend {
             })
             .await?;
         Ok(())
+    }
+
+    async fn list_uploads(&self, cx: Cx<'_>, prefix: &str) -> Result<Vec<OpenUpload>> {
+        self.uploads_under(cx, prefix).await
+    }
+
+    async fn abort_upload(&self, cx: Cx<'_>, key: &str, upload: &str) -> Result<()> {
+        match MultipartBackend::abort(self, cx, key, upload, &[]).await {
+            // Gone already (completed, aborted, expired).
+            Err(StorageError::PathNotFound { .. }) => Ok(()),
+            other => other,
+        }
     }
 
     async fn delete(&self, cx: Cx<'_>, key: &str, report: bool) -> Result<bool> {

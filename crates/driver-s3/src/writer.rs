@@ -8,9 +8,11 @@
 
 use aws_sdk_s3::primitives::ByteStream as SdkStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use driver_api::{async_trait, Result, StorageError};
-use driver_objectstore::{Cx, MultipartBackend, Part};
+use driver_objectstore::{Cx, MultipartBackend, OpenUpload, Part};
 
 use crate::client::map_err;
 use crate::params::MIN_CHUNK;
@@ -165,15 +167,28 @@ impl MultipartBackend for S3Backend {
     }
 
     async fn find_upload(&self, cx: Cx<'_>, key: &str) -> Result<Option<String>> {
+        let uploads = self.uploads_under(cx, key).await?;
+        Ok(uploads
+            .into_iter()
+            .filter(|u| u.key == key)
+            .max_by_key(|u| u.started)
+            .map(|u| u.id))
+    }
+}
+
+impl S3Backend {
+    /// The multipart uploads in progress for keys starting with `prefix`
+    /// (`ListMultipartUploads`, every page). A server that cannot list them has none.
+    pub(crate) async fn uploads_under(&self, cx: Cx<'_>, prefix: &str) -> Result<Vec<OpenUpload>> {
         let mut key_marker = None;
         let mut id_marker = None;
-        let mut best: Option<(aws_sdk_s3::primitives::DateTime, String)> = None;
+        let mut found = Vec::new();
         loop {
             let out = match self
                 .client
                 .list_multipart_uploads()
                 .bucket(self.bucket())
-                .prefix(key)
+                .prefix(prefix)
                 .set_key_marker(key_marker.take())
                 .set_upload_id_marker(id_marker.take())
                 .send()
@@ -184,23 +199,25 @@ impl MultipartBackend for S3Backend {
                     let (code, _) = crate::client::classify(&e);
                     // Some S3-compatible servers do not list uploads: nothing to resume.
                     if code.as_deref() == Some("NotImplemented") {
-                        return Ok(None);
+                        return Ok(found);
                     }
                     return Err(map_err(cx.op, cx.path, e));
                 }
             };
             for u in out.uploads() {
-                let (Some(id), Some(at)) = (u.upload_id(), u.initiated()) else {
+                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
                     continue;
                 };
-                if u.key() == Some(key) && best.as_ref().is_none_or(|(t, _)| at > t) {
-                    best = Some((*at, id.to_owned()));
-                }
+                found.push(OpenUpload {
+                    key: key.to_owned(),
+                    id: id.to_owned(),
+                    started: u.initiated().and_then(|t| SystemTime::try_from(*t).ok()),
+                });
             }
             key_marker = out.next_key_marker().map(str::to_owned);
             id_marker = out.next_upload_id_marker().map(str::to_owned);
             if out.is_truncated() != Some(true) || (key_marker.is_none() && id_marker.is_none()) {
-                return Ok(best.map(|(_, id)| id));
+                return Ok(found);
             }
         }
     }

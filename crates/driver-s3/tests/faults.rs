@@ -47,6 +47,7 @@ fn stalls_are_bounded() {
         let params = params.with("rootdirectory", common::root("stalls"));
         driver_testsuite::faults::stalls("s3", params.clone(), "regionendpoint").await;
         let params = params.with("chunksize", S3_PART as u64);
-        driver_testsuite::faults::killed("s3", params, "regionendpoint", S3_PART).await;
+        let line = driver_testsuite::faults::killed("s3", params, "regionendpoint", S3_PART).await;
+        assert!(line.contains("found as an orphan"), "{line}");
     });
 }

@@ -925,9 +925,74 @@ pub async fn killed(
         ),
         Err(e) => panic!("stat /killed on the server: {e}"),
     }
-    let line = format!("{name}: writer, backend killed after 2 parts: failed in {took:.1?}: {e}\n");
+    let mut line =
+        format!("{name}: writer, backend killed after 2 parts: failed in {took:.1?}: {e}\n");
+    line.push_str(&leftovers(name, &direct, &chunk).await);
     print!("{line}");
     line
+}
+
+/// What interrupted uploads leave is found by `uploads` and purged, and nothing else is
+/// touched: run after [`killed`] (whose writer could not abort its upload), with a writer
+/// closed over committed content (parked) beside it. Where the service lists its uploads
+/// (S3 and OSS), the killed writer's upload is found as an orphan. Returns the line it
+/// prints.
+pub async fn leftovers(name: &str, direct: &Driver, chunk: &Bytes) -> String {
+    use driver_api::LeftoverKind;
+    let keep = Bytes::from_static(b"committed, never to be purged");
+    direct
+        .put_content("/keep", keep.clone())
+        .await
+        .expect("put");
+    direct
+        .put_content("/parked", keep.clone())
+        .await
+        .expect("put");
+    let mut w = direct.writer("/parked", false).await.expect("writer");
+    w.write(chunk.clone()).await.expect("write");
+    w.close().await.expect("close");
+
+    let found = direct.uploads("/").await.expect("uploads");
+    let kinds: Vec<String> = found
+        .iter()
+        .map(|l| format!("{} {} {}", l.kind, l.path, l.id))
+        .collect();
+    assert!(
+        found
+            .iter()
+            .any(|l| l.path.as_str() == "/parked" && l.kind == LeftoverKind::Parked),
+        "the closed writer's upload is not listed: {kinds:?}"
+    );
+    let orphan = found
+        .iter()
+        .any(|l| l.path.as_str() == "/killed" && l.kind == LeftoverKind::Orphan);
+    for l in &found {
+        assert!(
+            l.path.as_str() != "/keep",
+            "committed content listed as an upload: {kinds:?}"
+        );
+        direct
+            .purge_upload(l)
+            .await
+            .unwrap_or_else(|e| panic!("purge {} {}: {e}", l.kind, l.path));
+    }
+    let after = direct.uploads("/").await.expect("uploads");
+    assert!(after.is_empty(), "left after purge: {after:?}");
+    assert_eq!(direct.get_content("/keep").await.expect("get"), keep);
+    assert_eq!(
+        direct.get_content("/parked").await.expect("get"),
+        keep,
+        "purging a parked upload touched the committed content"
+    );
+    for p in ["/keep", "/parked"] {
+        direct.delete(p).await.ok();
+    }
+    format!(
+        "{name}: uploads found {} ({}), all purged; committed content untouched; killed writer's upload {}\n",
+        found.len(),
+        kinds.join(", "),
+        if orphan { "found as an orphan" } else { "not listable on this service" }
+    )
 }
 
 /// Prints `line` at once (a later step may hang or panic) and keeps it for the table.

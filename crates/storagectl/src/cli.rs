@@ -212,6 +212,13 @@ pub enum Command {
         #[arg(long, default_value_t = 1000, value_name = "N")]
         walk_files: usize,
     },
+    /// Uploads that never completed: resumable uploads left closed, uploads whose writer
+    /// was killed or whose answer was lost, temporary files of interrupted writes.
+    Uploads {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: UploadsAction,
+    },
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -226,6 +233,39 @@ pub enum Command {
 pub enum ConfigAction {
     /// Print the effective storage configuration, secrets redacted.
     Show,
+}
+
+/// `uploads` sub-actions.
+#[derive(Debug, Subcommand)]
+pub enum UploadsAction {
+    /// List them with their kind, age and size.
+    Ls {
+        /// Where to look, at and below (default: the root).
+        #[arg(default_value = "/")]
+        path: String,
+        /// Only those unchanged for at least this long (`30m`, `24h`, `7d` as `168h`).
+        #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+        older_than: Option<std::time::Duration>,
+    },
+    /// Remove those older than --older-than; committed files are never touched.
+    Purge {
+        /// Where to look, at and below (default: the root).
+        #[arg(default_value = "/")]
+        path: String,
+        /// Only those unchanged for at least this long: an upload in progress keeps
+        /// writing, so a generous age spares it.
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_age)]
+        older_than: std::time::Duration,
+        /// Only report what would be removed.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+}
+
+/// An age for `--older-than`: Go's duration syntax (`90s`, `30m`, `24h`).
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    driver_api::factory::parse_go_duration(s.trim())
+        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 30m, 24h)"))
 }
 
 /// Methods for `url`.

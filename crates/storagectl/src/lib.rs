@@ -22,13 +22,14 @@ pub mod sync;
 mod checkcmd;
 mod listing;
 mod transfer;
+mod uploads;
 
 use std::io::{IsTerminal, Write};
 
 use driver_api::{factory, Driver, RedirectRequest, StorageError};
 use serde_json::json;
 
-use crate::cli::{Cli, Command, ConfigAction, UrlMethod};
+use crate::cli::{Cli, Command, ConfigAction, UploadsAction, UrlMethod};
 use crate::config::{ConfigError, CreateError, Sources, StorageConfig};
 use crate::interrupt::Interrupt;
 use crate::progress::Progress;
@@ -218,6 +219,14 @@ pub async fn run(cli: Cli, env: Vec<(String, String)>) -> CliResult {
             files,
         } => listing::walk(&app, &path, start_after.as_deref(), files).await,
         Command::Du { path } => listing::du(&app, &path).await,
+        Command::Uploads { action } => match action {
+            UploadsAction::Ls { path, older_than } => uploads::ls(&app, &path, older_than).await,
+            UploadsAction::Purge {
+                path,
+                older_than,
+                dry_run,
+            } => uploads::purge(&app, &path, older_than, dry_run).await,
+        },
         Command::Url {
             path,
             method,

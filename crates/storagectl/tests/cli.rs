@@ -822,6 +822,110 @@ fn ctrl_c_cancels_an_upload_cleanly() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// `kill -9` in the middle of a put leaves its upload; `uploads ls` finds it (and a
+/// temporary file of an interrupted write), `uploads purge` removes them and nothing else.
+#[test]
+fn uploads_finds_and_purges_what_a_killed_put_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let rootparam = format!("rootdirectory={}", root.display());
+    let base = ["--driver", "filesystem", "--param", rootparam.as_str()];
+    let keep = tmp.path().join("keep");
+    std::fs::write(&keep, b"committed").unwrap();
+    assert!(sc(tmp.path())
+        .args(base)
+        .args(["put", keep.to_str().unwrap(), "/uploads/keep"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let mut child = StdCommand::new(BIN)
+        .current_dir(tmp.path())
+        .args(base)
+        .args(["put", "-", "/uploads/x"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, &payload(3 << 20, 7)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let upload = root.join("uploads").join("x#upload");
+    while !upload.exists() {
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(StdCommand::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    child.wait().unwrap();
+    drop(stdin);
+    // A crash between writing a temporary file and renaming it leaves this.
+    std::fs::write(root.join("uploads").join("y#tmp.4242.0"), b"torn").unwrap();
+
+    let out = sc(tmp.path())
+        .args(base)
+        .args(["--json", "uploads", "ls"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = json_of(&out.stdout);
+    let kinds: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["kind"].as_str().unwrap().to_owned(),
+                l["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("parked".to_owned(), "/uploads/x".to_owned()),
+            ("tempfile".to_owned(), "/uploads/y".to_owned())
+        ]
+    );
+    // Younger than the default 24 h: kept.
+    let out = sc(tmp.path())
+        .args(base)
+        .args(["uploads", "purge"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("purged 0 upload(s)"));
+    assert!(upload.exists());
+    let out = sc(tmp.path())
+        .args(base)
+        .args(["uploads", "purge", "--older-than", "0s"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("purged 2 upload(s)"), "{text}");
+    let left: Vec<_> = walkdir(&root);
+    assert_eq!(left, [root.join("uploads").join("keep")], "left: {left:?}");
+    let out = sc(tmp.path())
+        .args(base)
+        .args(["cat", "/uploads/keep"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"committed");
+}
+
 fn walkdir(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_owned()];
