@@ -85,7 +85,7 @@ impl Default for HttpConfig {
             max_retries: 5,
             retry_delay: Duration::from_millis(100),
             max_retry_delay: Duration::from_secs(5),
-            retry_budget: Duration::from_secs(30),
+            retry_budget: Duration::from_secs(60),
             skip_verify: false,
             user_agent: None,
         }

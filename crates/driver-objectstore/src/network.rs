@@ -8,7 +8,7 @@
 //! | `max_retries` | `5` | retries after the first attempt of an idempotent request (`-1` or `0`: none) |
 //! | `retry_delay` | `100ms` | backoff before the first retry; it doubles on each retry, with full jitter |
 //! | `max_retry_delay` | `5s` | cap of the backoff |
-//! | `retry_budget` | `30s` | no new attempt starts this long after the first: with `idle_timeout`, it bounds an unanswered request (at most about `retry_budget` + `idle_timeout`) |
+//! | `retry_budget` | `60s` | no new attempt starts this long after the first: with `idle_timeout`, it bounds an unanswered request (at most about `retry_budget` + `idle_timeout`) |
 //! | `idle_timeout` | `30s` | a transfer that moves no byte for this long (waiting for an answer, a download or an upload that stalls) fails as a timeout, which is retried or resumed |
 //! | `connect_timeout` | `10s` | time to open a connection (TCP and TLS) |
 //!
@@ -44,7 +44,7 @@ impl Default for Network {
             max_retries: 5,
             retry_delay: Duration::from_millis(100),
             max_retry_delay: Duration::from_secs(5),
-            retry_budget: Duration::from_secs(30),
+            retry_budget: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
         }
@@ -61,7 +61,7 @@ macro_rules! network_params {
             $crate::__private::ParamSpec::new("max_retries", $crate::__private::ParamKind::Any, "retries after the first attempt of an idempotent request (timeouts, broken connections, 408/429/5xx); -1 or 0: none").default_value("5"),
             $crate::__private::ParamSpec::new("retry_delay", $crate::__private::ParamKind::Duration, "backoff before the first retry; it doubles on each retry, with full jitter, up to max_retry_delay").default_value("100ms"),
             $crate::__private::ParamSpec::new("max_retry_delay", $crate::__private::ParamKind::Duration, "cap of the retry backoff").default_value("5s"),
-            $crate::__private::ParamSpec::new("retry_budget", $crate::__private::ParamKind::Duration, "no new attempt of a request starts this long after its first (an unanswered request fails within about retry_budget + idle_timeout)").default_value("30s"),
+            $crate::__private::ParamSpec::new("retry_budget", $crate::__private::ParamKind::Duration, "no new attempt of a request starts this long after its first (an unanswered request fails after about retry_budget, at most retry_budget + idle_timeout)").default_value("60s"),
             $crate::__private::ParamSpec::new("idle_timeout", $crate::__private::ParamKind::Duration, "a transfer that moves no byte for this long fails as a timeout (retried, or a read resumed)").default_value("30s"),
             $crate::__private::ParamSpec::new("connect_timeout", $crate::__private::ParamKind::Duration, "time to open a connection (TCP and TLS)").default_value("10s"),
         ]

@@ -35,12 +35,13 @@ pub async fn build(p: &S3Params, endpoint: Option<&str>) -> Result<Client> {
         .timeout_config(
             // An attempt that moves no byte for idle_timeout fails (`crate::idle`; the
             // answer's body: stalled-stream protection below). Requests that carry no
-            // data are also bounded as a whole, every attempt within retry_budget +
-            // idle_timeout; those that carry data or work long on the server opt out
-            // (`long_call`), as a slow but moving transfer must not be cut.
+            // data are also bounded as a whole, all attempts within retry_budget (the
+            // SDK cannot stop starting attempts at the budget, so the budget ends the
+            // last one instead); those that carry data or work long on the server opt
+            // out (`long_call`), as a slow but moving transfer must not be cut.
             TimeoutConfig::builder()
                 .connect_timeout(n.connect_timeout)
-                .operation_timeout(n.retry_budget + n.idle_timeout)
+                .operation_timeout(n.retry_budget.max(n.idle_timeout))
                 .build(),
         )
         .stalled_stream_protection(

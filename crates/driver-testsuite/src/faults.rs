@@ -770,18 +770,26 @@ pub async fn prove(name: &str, params: driver_api::Parameters, url_key: &str, pa
 /// stall mid-transfer is absorbed, with `idle_timeout` 2 s and `retry_budget` 3 s (the
 /// driver must take the network parameters of `driver_objectstore::network`). Asserts:
 /// a `stat` against a black hole fails as retryable within 10 s (`retry_budget` +
-/// `idle_timeout` + slack); a download that stalls after its first kilobyte is resumed and
+/// `idle_timeout` + slack; with `STALL_DEFAULTS` set, the defaults and 70 s); a download
+/// that stalls after its first kilobyte is resumed and
 /// byte-exact; an upload that stalls is retried and lands, or fails within the bound.
 /// Returns the table it prints.
 pub async fn stalls(name: &str, params: driver_api::Parameters, url_key: &str) -> String {
     use crate::proxy::{Fault, FaultPlan};
     use std::time::{Duration, Instant};
-    let params = params
-        .with("idle_timeout", "2s")
-        .with("retry_budget", "3s")
-        .with("connect_timeout", "2s");
+    // STALL_DEFAULTS=1 measures the driver's default network parameters instead (an
+    // unanswered request then takes up to retry_budget + idle_timeout, 60 s).
+    let defaults = std::env::var_os("STALL_DEFAULTS").is_some();
+    let (params, bound) = if defaults {
+        (params, Duration::from_secs(70))
+    } else {
+        let tight = params
+            .with("idle_timeout", "2s")
+            .with("retry_budget", "3s")
+            .with("connect_timeout", "2s");
+        (tight, Duration::from_secs(10))
+    };
     let (proxy, faulty, direct) = behind_proxy(name, params, url_key).await;
-    let bound = Duration::from_secs(10);
     let mut table = String::new();
     let data = DataGen::new(5).bytes(1 << 20);
     direct
