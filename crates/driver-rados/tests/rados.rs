@@ -447,8 +447,11 @@ async fn an_operation_the_cluster_does_not_answer_fails_after_optimeout() {
     )
     .await;
     drop(resume);
+    // librados times the operation on its own (coarse) clock: it was seen to fire 40 µs
+    // before 2 s of ours. What matters is that it waited for `optimeout`, not that it
+    // agrees with our clock to the microsecond.
     assert!(
-        started.elapsed() >= Duration::from_secs(2),
+        started.elapsed() >= Duration::from_millis(1900),
         "{:?}",
         started.elapsed()
     );
