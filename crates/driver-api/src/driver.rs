@@ -149,9 +149,10 @@ pub enum LeftoverKind {
     /// resume it (object stores: the parked `<key>#upload` object and the service's
     /// upload it names).
     Parked,
-    /// An upload the service holds that no writer state names: its writer was killed
-    /// before it closed, or the answer that started it was lost (S3 and OSS multipart
-    /// uploads).
+    /// An upload whose writer never closed: it was killed (or is still running), or the
+    /// answer that started it was lost. Not resumable. (S3 and OSS multipart uploads,
+    /// Azure uncommitted blocks, GCS sessions and Swift segments recorded when they
+    /// started.)
     Orphan,
     /// A temporary file of a write that never finished (filesystem `#tmp.` files).
     TempFile,

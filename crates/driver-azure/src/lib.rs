@@ -59,7 +59,7 @@ use driver_api::{
 };
 use driver_http::RestClient as _;
 use driver_objectstore::{
-    Cx, Got, ListPage, ListRequest, MultipartWriter, ObjectBackend, ObjectMeta,
+    Cx, Got, ListPage, ListRequest, MultipartWriter, ObjectBackend, ObjectMeta, OpenUpload,
 };
 use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, Response, StatusCode};
@@ -178,6 +178,58 @@ impl AzureBackend {
                 }
             }
         }
+    }
+
+    /// One `List Blobs` page; with `uncommitted`, blobs with only uncommitted blocks too
+    /// (`include=uncommittedblobs`).
+    async fn list_blobs(
+        &self,
+        cx: Cx<'_>,
+        req: &ListRequest<'_>,
+        uncommitted: bool,
+    ) -> Result<ListPage> {
+        let mut url = self
+            .client
+            .container_url(&[("restype", "container"), ("comp", "list")]);
+        {
+            let mut q = url.query_pairs_mut();
+            if uncommitted {
+                q.append_pair("include", "uncommittedblobs");
+            }
+
+            if !req.prefix.is_empty() {
+                q.append_pair("prefix", req.prefix);
+            }
+            if req.delimiter {
+                q.append_pair("delimiter", "/");
+            }
+            if let Some(m) = req.token {
+                q.append_pair("marker", m);
+            }
+            if let Some(n) = req.max {
+                q.append_pair("maxresults", &n.to_string());
+            }
+        }
+        let answer = self
+            .client
+            .fetch(Call::new(cx.op, cx.path, Method::GET, url), &[200])
+            .await?;
+        let results: EnumerationResults = xml::parse(&answer.text(), cx.op, cx.path)?;
+        let mut page = ListPage {
+            next: results.next(),
+            ..ListPage::default()
+        };
+        for item in results.blobs.items {
+            match item {
+                Item::Blob(b) => page.objects.push(ObjectMeta::new(
+                    b.name,
+                    b.properties.content_length,
+                    parse_time(&b.properties.last_modified),
+                )),
+                Item::BlobPrefix(p) => page.prefixes.push(p.name),
+            }
+        }
+        Ok(page)
     }
 
     /// A ranged `Get Blob` from `offset` (the whole blob at 0).
@@ -335,44 +387,18 @@ impl ObjectBackend for AzureBackend {
 
     /// One `List Blobs` page; `next` is its `NextMarker`.
     async fn list_page(&self, cx: Cx<'_>, req: &ListRequest<'_>) -> Result<ListPage> {
-        let mut url = self
-            .client
-            .container_url(&[("restype", "container"), ("comp", "list")]);
-        {
-            let mut q = url.query_pairs_mut();
-            if !req.prefix.is_empty() {
-                q.append_pair("prefix", req.prefix);
-            }
-            if req.delimiter {
-                q.append_pair("delimiter", "/");
-            }
-            if let Some(m) = req.token {
-                q.append_pair("marker", m);
-            }
-            if let Some(n) = req.max {
-                q.append_pair("maxresults", &n.to_string());
-            }
-        }
-        let answer = self
-            .client
-            .fetch(Call::new(cx.op, cx.path, Method::GET, url), &[200])
-            .await?;
-        let results: EnumerationResults = xml::parse(&answer.text(), cx.op, cx.path)?;
-        let mut page = ListPage {
-            next: results.next(),
-            ..ListPage::default()
-        };
-        for item in results.blobs.items {
-            match item {
-                Item::Blob(b) => page.objects.push(ObjectMeta::new(
-                    b.name,
-                    b.properties.content_length,
-                    parse_time(&b.properties.last_modified),
-                )),
-                Item::BlobPrefix(p) => page.prefixes.push(p.name),
-            }
-        }
-        Ok(page)
+        self.list_blobs(cx, req, false).await
+    }
+
+    /// Blobs that hold only uncommitted blocks (a writer killed before it closed, on a
+    /// path without committed content), by their newest session; see the `writer` module.
+    async fn list_uploads(&self, cx: Cx<'_>, prefix: &str) -> Result<Vec<OpenUpload>> {
+        self.uncommitted_sessions(cx, prefix).await
+    }
+
+    /// Discards session `upload`'s blocks of blob `key` (the writer's abort).
+    async fn abort_upload(&self, cx: Cx<'_>, key: &str, upload: &str) -> Result<()> {
+        driver_objectstore::MultipartBackend::abort(self, cx, key, upload, &[]).await
     }
 
     /// A read-only SAS URL.

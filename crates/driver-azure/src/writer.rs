@@ -32,7 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use driver_api::{async_trait, Result};
 use driver_http::RestClient as _;
-use driver_objectstore::{Cx, MultipartBackend, Part};
+use driver_objectstore::{Cx, ListRequest, MultipartBackend, OpenUpload, Part};
 use reqwest::Method;
 
 use crate::client::{Call, Client};
@@ -99,6 +99,12 @@ fn new_session() -> String {
     format!("{:016x}{}", now_nanos(), random_hex())
 }
 
+/// When session `id` was started (its first 16 hex digits are nanoseconds).
+fn session_time(id: &str) -> Option<SystemTime> {
+    let ns = u64::from_str_radix(id.get(..16)?, 16).ok()?;
+    Some(UNIX_EPOCH + std::time::Duration::from_nanos(ns))
+}
+
 /// The session to resume in a block list: the newest, unless it was cancelled.
 fn live_session(list: &BlockList) -> Option<String> {
     let ours: Vec<_> = list
@@ -138,6 +144,43 @@ impl AzureBackend {
             Err(e) => return Err(e),
         };
         crate::xml::parse(&answer.text(), cx.op, cx.path)
+    }
+
+    /// The live sessions of blobs under `prefix` that hold only uncommitted blocks: a
+    /// listing with `include=uncommittedblobs` shows them with size 0, and their block
+    /// list names the session. (Uncommitted blocks on a blob with committed content are
+    /// not in any listing; Azure discards them after a week, or at the blob's next
+    /// commit.)
+    pub(crate) async fn uncommitted_sessions(
+        &self,
+        cx: Cx<'_>,
+        prefix: &str,
+    ) -> Result<Vec<OpenUpload>> {
+        let mut found = Vec::new();
+        let mut token = None;
+        loop {
+            let req = ListRequest {
+                prefix,
+                delimiter: false,
+                token: token.as_deref(),
+                start_after: None,
+                max: None,
+            };
+            let page = self.list_blobs(cx, &req, true).await?;
+            for o in page.objects.iter().filter(|o| o.size == 0) {
+                if let Some(id) = live_session(&self.block_list(cx, &o.key).await?) {
+                    found.push(OpenUpload {
+                        key: o.key.clone(),
+                        started: session_time(&id),
+                        id,
+                    });
+                }
+            }
+            match page.next {
+                Some(next) if token.as_ref() != Some(&next) => token = Some(next),
+                _ => return Ok(found),
+            }
+        }
     }
 
     /// `Put Block`: stages `data` as block `id` of blob `key`.

@@ -180,6 +180,21 @@ impl Client {
         url
     }
 
+    /// A session URI from an upload state, sent to this client's endpoint: the state may
+    /// have been written by an instance that reached the service by another address (a
+    /// proxy, another name for the same endpoint), and the session is the service's, not
+    /// the address's. The path and query (which carry the session) are kept.
+    pub fn session_at_endpoint(&self, mut session: Url) -> Url {
+        if session.origin() != self.endpoint.origin() {
+            // Both are absolute http(s) URLs, so setting the parts cannot fail; if one
+            // did, the URI stays as it was recorded.
+            let _ = session.set_scheme(self.endpoint.scheme());
+            let _ = session.set_host(self.endpoint.host_str());
+            let _ = session.set_port(self.endpoint.port());
+        }
+        session
+    }
+
     /// `…/storage/v1/b/<bucket>/o/<name>` (the name is one segment: `/` is encoded).
     pub fn object_url(&self, name: &str) -> Url {
         self.url(&["storage", "v1", "b", &self.bucket, "o", name])

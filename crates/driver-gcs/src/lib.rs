@@ -244,6 +244,12 @@ impl ObjectBackend for GcsBackend {
         }
     }
 
+    /// Ends upload `upload` at `key`, one an open parked object names (the core records
+    /// every upload when it starts: the service cannot list them): its session (`DELETE` of the session URI).
+    async fn abort_upload(&self, cx: Cx<'_>, key: &str, upload: &str) -> Result<()> {
+        driver_objectstore::MultipartBackend::abort(self, cx, key, upload, &[]).await
+    }
+
     /// One `objects.list` page. `startOffset` is sent on every page of a listing, with
     /// the page token too (fake-gcs-server's tokens count from it).
     async fn list_page(&self, cx: Cx<'_>, req: &ListRequest<'_>) -> Result<ListPage> {

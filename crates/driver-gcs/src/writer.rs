@@ -31,9 +31,10 @@ use crate::{GcsBackend, DRIVER};
 
 impl GcsBackend {
     /// The session URI `upload` (the core's upload id).
-    fn session(cx: Cx<'_>, upload: &str) -> Result<Url> {
+    fn session(&self, cx: Cx<'_>, upload: &str) -> Result<Url> {
         // The parse error does not quote its input: the URI stays out of the message.
         Url::parse(upload)
+            .map(|u| self.client.session_at_endpoint(u))
             .map_err(|e| fail(cx, format!("bad session URI in the upload state: {e}")))
     }
 
@@ -82,6 +83,10 @@ impl MultipartBackend for GcsBackend {
     /// Only a status query would say (see the module docs).
     const LISTS_PARTS: bool = false;
 
+    /// Sessions cannot be listed: record each one when it starts, so a killed writer's
+    /// session is found and cancelled (`storagectl uploads`).
+    const PARK_AT_START: bool = true;
+
     /// A session takes bytes in order.
     fn max_concurrency(&self) -> usize {
         1
@@ -120,7 +125,7 @@ impl MultipartBackend for GcsBackend {
         offset: u64,
         data: Bytes,
     ) -> Result<Part> {
-        let session = Self::session(cx, upload)?;
+        let session = self.session(cx, upload)?;
         let mut sent = 0usize;
         for _ in 0..16 {
             let rest = data.slice(sent..);
@@ -164,7 +169,7 @@ impl MultipartBackend for GcsBackend {
         offset: u64,
         data: Bytes,
     ) -> Result<Option<Part>> {
-        let session = Self::session(cx, upload)?;
+        let session = self.session(cx, upload)?;
         let size = data.len() as u64;
         let total = offset + size;
         let range = if data.is_empty() {
@@ -194,7 +199,7 @@ impl MultipartBackend for GcsBackend {
 
     /// `DELETE` of the session URI (499: cancelled; 404/410: already gone).
     async fn abort(&self, cx: Cx<'_>, _key: &str, upload: &str, _: &[Part]) -> Result<()> {
-        let session = Self::session(cx, upload)?;
+        let session = self.session(cx, upload)?;
         let resp = self
             .client
             .send(Call::new(cx.op, cx.path, Method::DELETE, session))

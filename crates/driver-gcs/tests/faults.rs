@@ -40,6 +40,8 @@ fn stalls_are_bounded() {
         let params = params.with("rootdirectory", common::root("stalls"));
         driver_testsuite::faults::stalls("gcs", params.clone(), "endpoint").await;
         let params = params.with("chunksize", PART as u64);
-        driver_testsuite::faults::killed("gcs", params, "endpoint", PART).await;
+        let line = driver_testsuite::faults::killed("gcs", params, "endpoint", PART).await;
+        // Recorded when it started (the service cannot list them), its session are found.
+        assert!(line.contains("found as an orphan"), "{line}");
     });
 }

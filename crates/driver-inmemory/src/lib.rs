@@ -23,8 +23,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use driver_api::{
-    walk, ByteStream, Capabilities, Driver, FileInfo, FileWriter, ParamSpec, Parameters, Result,
-    StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
+    walk, ByteStream, Capabilities, Driver, FileInfo, FileWriter, Leftover, LeftoverKind,
+    ParamSpec, Parameters, Result, StorageDriver, StorageError, StoragePath, WalkFn, WalkOptions,
 };
 
 /// The registered name.
@@ -53,6 +53,8 @@ struct File {
 struct Upload {
     chunks: Vec<Bytes>,
     size: u64,
+    /// When it was last parked (closed or dropped): its age for `uploads`.
+    parked: Option<SystemTime>,
 }
 
 impl Upload {
@@ -482,6 +484,38 @@ impl StorageDriver for InMemoryDriver {
         Ok(())
     }
 
+    /// The parked uploads at or below `path`; the id is the path (one upload per path).
+    async fn uploads(&self, path: &StoragePath) -> Result<Vec<Leftover>> {
+        let st = self.read();
+        let mut found: Vec<Leftover> = st
+            .uploads
+            .iter()
+            .filter(|(k, _)| *k == path || path.is_ancestor_of(k))
+            .map(|(k, u)| Leftover {
+                path: k.clone(),
+                kind: LeftoverKind::Parked,
+                id: k.to_string(),
+                modified: u.parked,
+                size: Some(u.size),
+            })
+            .collect();
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(found)
+    }
+
+    async fn purge_upload(&self, leftover: &Leftover) -> Result<()> {
+        if leftover.kind != LeftoverKind::Parked || leftover.id != leftover.path.as_str() {
+            return Err(StorageError::backend(
+                NAME,
+                "purge_upload",
+                &leftover.path,
+                format!("{} is not an upload of this path", leftover.id),
+            ));
+        }
+        self.write().uploads.remove(&leftover.path);
+        Ok(())
+    }
+
     async fn walk(
         &self,
         path: &StoragePath,
@@ -540,7 +574,8 @@ impl FileWriter for MemWriter {
     }
 
     async fn close(&mut self) -> Result<()> {
-        if let Some(u) = self.upload.take() {
+        if let Some(mut u) = self.upload.take() {
+            u.parked = Some(SystemTime::now());
             self.driver.write().uploads.insert(self.path.clone(), u);
         }
         Ok(())
@@ -564,7 +599,8 @@ impl FileWriter for MemWriter {
 impl Drop for MemWriter {
     /// A writer dropped without close keeps its upload resumable, like a closed one.
     fn drop(&mut self) {
-        if let Some(u) = self.upload.take() {
+        if let Some(mut u) = self.upload.take() {
+            u.parked = Some(SystemTime::now());
             if let Ok(mut st) = self.driver.state.write() {
                 st.uploads.insert(self.path.clone(), u);
             }

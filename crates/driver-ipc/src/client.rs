@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use driver_api::{
-    async_trait, ByteStream, FileInfo, FileWriter, RedirectMethod, RedirectRequest, Result,
-    StorageDriver, StorageError, StoragePath, WalkControl, WalkFn, WalkOptions,
+    async_trait, ByteStream, FileInfo, FileWriter, Leftover, RedirectMethod, RedirectRequest,
+    Result, StorageDriver, StorageError, StoragePath, WalkControl, WalkFn, WalkOptions,
 };
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -30,8 +30,8 @@ use crate::chan::{Chan, ChanError, DirectSink, Gather, Outbox, Router};
 use crate::frame::{Frame, FrameCodec, Kind};
 use crate::shm::HostOffer;
 use crate::wire::{
-    size_hint, Action, Finish, Hello, Info, Request, SizeHint, SizeReply, UrlReply, MIN_PROTOCOL,
-    PROTOCOL,
+    size_hint, Action, Finish, Hello, Info, Request, SizeHint, SizeReply, UploadsReply, UrlReply,
+    WireLeftover, MIN_PROTOCOL, PROTOCOL,
 };
 
 /// How to run a driver executable.
@@ -843,6 +843,35 @@ impl StorageDriver for IpcDriver {
         };
         let r = h.simple("redirect_url", p, req).await?;
         Ok(h.json::<UrlReply>("redirect_url", p, &r)?.url)
+    }
+
+    async fn uploads(&self, path: &StoragePath) -> Result<Vec<Leftover>> {
+        let (h, p) = (&self.host, path.as_str());
+        let r = h
+            .simple("uploads", p, Request::Uploads { path: p.into() })
+            .await?;
+        h.json::<UploadsReply>("uploads", p, &r)?
+            .uploads
+            .into_iter()
+            .map(|w| {
+                let shown = format!("{w:?}");
+                w.into_leftover().ok_or_else(|| {
+                    h.err(
+                        "uploads",
+                        p,
+                        ChanError::Protocol(format!("invalid upload {shown} in uploads")),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_upload(&self, leftover: &Leftover) -> Result<()> {
+        let p = leftover.path.as_str();
+        let req = Request::PurgeUpload {
+            upload: WireLeftover::from(leftover),
+        };
+        self.host.simple("purge_upload", p, req).await.map(drop)
     }
 
     async fn walk(

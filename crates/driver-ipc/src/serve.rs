@@ -26,8 +26,8 @@ use tokio_util::codec::FramedRead;
 use crate::chan::{Chan, ChanError, Gather, Outbox, Router};
 use crate::frame::{Frame, FrameCodec, FrameError, FrameWriter, Kind};
 use crate::wire::{
-    size_hint, Action, Finish, Hello, Info, Request, SizeHint, SizeReply, UrlReply, WireError,
-    PROTOCOL,
+    size_hint, Action, Finish, Hello, Info, Request, SizeHint, SizeReply, UploadsReply, UrlReply,
+    WireError, WireLeftover, PROTOCOL,
 };
 
 /// Walk entries sent per batch (the child walks again after the last one sent).
@@ -495,6 +495,24 @@ async fn run(d: &Driver, chan: &mut Chan, req: Request) -> Result<(), Fail> {
             chan.send_json(Kind::Response, &UrlReply { url }).await?;
         }
         Request::Walk { path, start_after } => walk(d, chan, &path, start_after).await?,
+        Request::Uploads { path } => {
+            let uploads = d.uploads(&path).await?;
+            let reply = UploadsReply {
+                uploads: uploads.iter().map(WireLeftover::from).collect(),
+            };
+            chan.send_json(Kind::Response, &reply).await?;
+        }
+        Request::PurgeUpload { upload } => {
+            let path = upload.path.clone();
+            let Some(leftover) = upload.into_leftover() else {
+                return Err(Fail::Wire(WireError {
+                    path: Some(path),
+                    ..WireError::backend("not an upload this driver reports (bad path or kind)")
+                }));
+            };
+            d.purge_upload(&leftover).await?;
+            ok(chan).await?;
+        }
     }
     Ok(())
 }

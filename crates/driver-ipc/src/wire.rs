@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use driver_api::{FileInfo, StorageError, StoragePath};
+use driver_api::{FileInfo, Leftover, LeftoverKind, StorageError, StoragePath};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks (1.1: shared memory, negotiated).
@@ -107,6 +107,74 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         start_after: Option<String>,
     },
+    /// Uploads that never completed, at or below `path` (protocol 1.1; older children
+    /// answer `unsupported`).
+    Uploads {
+        /// Path.
+        path: String,
+    },
+    /// Remove one upload that `uploads` reported.
+    PurgeUpload {
+        /// The upload, as `uploads` reported it.
+        upload: WireLeftover,
+    },
+}
+
+/// `uploads`' answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UploadsReply {
+    /// The uploads, in path order.
+    pub uploads: Vec<WireLeftover>,
+}
+
+/// A [`Leftover`] on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireLeftover {
+    /// The path it was for.
+    pub path: String,
+    /// `parked`, `orphan` or `tempfile`.
+    pub kind: String,
+    /// The driver's id for it.
+    pub id: String,
+    /// Last written, nanoseconds since the Unix epoch, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_ns: Option<u64>,
+    /// Bytes it holds, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+impl From<&Leftover> for WireLeftover {
+    fn from(l: &Leftover) -> Self {
+        WireLeftover {
+            path: l.path.as_str().to_owned(),
+            kind: l.kind.as_str().to_owned(),
+            id: l.id.clone(),
+            modified_ns: l.modified.map(nanos),
+            size: l.size,
+        }
+    }
+}
+
+impl WireLeftover {
+    /// Back to the API's type; `None` if the path or the kind is not valid.
+    pub fn into_leftover(self) -> Option<Leftover> {
+        let kind = match self.kind.as_str() {
+            "parked" => LeftoverKind::Parked,
+            "orphan" => LeftoverKind::Orphan,
+            "tempfile" => LeftoverKind::TempFile,
+            _ => return None,
+        };
+        Some(Leftover {
+            path: StoragePath::new(&self.path).ok()?,
+            kind,
+            id: self.id,
+            modified: self
+                .modified_ns
+                .map(|ns| UNIX_EPOCH + Duration::from_nanos(ns)),
+            size: self.size,
+        })
+    }
 }
 
 /// What a writer's final `END` asks for.

@@ -1,12 +1,19 @@
 //! Uploads that never completed ([`Leftover`]), found and purged once for every object
-//! store: the parked objects of closed writers (`<key>#upload`, in the store's own
-//! listing) and the uploads the service holds that no parked object names
-//! ([`ObjectBackend::list_uploads`]: S3 and OSS list their multipart uploads).
+//! store, in one listing of the store plus one of the service's uploads:
+//!
+//! * a parked object of a closed writer (`<key>#upload`) is `Parked`;
+//! * an *open* parked object (written when the upload started, on services that cannot
+//!   list uploads: [`MultipartBackend::PARK_AT_START`](crate::MultipartBackend::PARK_AT_START))
+//!   is an `Orphan` whose id is the parked object: its writer never closed;
+//! * an upload the service lists ([`ObjectBackend::list_uploads`]: S3 and OSS multipart
+//!   uploads, Azure blobs with only uncommitted blocks) that no parked object names is an
+//!   `Orphan` whose id is the service's.
 //!
 //! Purging a parked upload resumes it and cancels it, so the writer protocol's own
 //! cancel (abort the service's upload, remove the parked object) does the work; an
-//! orphan is aborted ([`ObjectBackend::abort_upload`]). Committed content is never
-//! touched: neither step writes or deletes the object at the path.
+//! orphan is aborted ([`ObjectBackend::abort_upload`]), and an open parked object goes
+//! after it. Committed content is never touched: no step writes or deletes the object at
+//! the path.
 
 use std::collections::HashSet;
 use std::time::SystemTime;
@@ -64,16 +71,21 @@ impl<B: ObjectBackend> ObjectStore<B> {
                 let Some(at) = path_of(target) else {
                     continue;
                 };
-                // The upload it names is not an orphan (an unreadable state is listed
-                // all the same: purging it removes the parked object).
+                // The upload it names is not an orphan of the service's listing (an
+                // unreadable state is listed all the same: purging it removes the
+                // parked object).
+                let mut kind = LeftoverKind::Parked;
                 if let Ok(Some(body)) = read_all(&self.backend, cx, &o.key).await {
                     if let Ok(p) = ParkedUpload::parse(B::NAME, &at, body) {
+                        if p.open {
+                            kind = LeftoverKind::Orphan;
+                        }
                         named.extend(p.upload);
                     }
                 }
                 found.push(Leftover {
                     path: at,
-                    kind: LeftoverKind::Parked,
+                    kind,
                     id: o.key.clone(),
                     modified: Some(o.mod_time),
                     size: Some(o.size),
@@ -124,6 +136,30 @@ impl<B: ObjectBackend> ObjectStore<B> {
                         self.backend.delete(cx, &leftover.id, false).await.map(drop)
                     }
                 }
+            }
+            // An open parked object: the upload it names, then the object.
+            LeftoverKind::Orphan if leftover.id == park_key(&key) => {
+                if let Some(body) = read_all(&self.backend, cx, &leftover.id).await? {
+                    let state = ParkedUpload::parse(B::NAME, path, body);
+                    if let Ok(ParkedUpload {
+                        upload: Some(upload),
+                        open: true,
+                        ..
+                    }) = &state
+                    {
+                        self.backend.abort_upload(cx, &key, upload).await?;
+                    } else if matches!(state, Ok(ParkedUpload { open: false, .. })) {
+                        // Closed since it was listed: a resumable upload stays.
+                        return Err(StorageError::backend(
+                            B::NAME,
+                            "purge_upload",
+                            path,
+                            "the upload was closed since it was listed; list it again",
+                        ));
+                    }
+                    self.backend.delete(cx, &leftover.id, false).await?;
+                }
+                Ok(())
             }
             LeftoverKind::Orphan => self.backend.abort_upload(cx, &key, &leftover.id).await,
             _ => Err(StorageError::Unsupported {

@@ -271,7 +271,8 @@ pub trait ObjectBackend: fmt::Debug + Send + Sync + Sized + 'static {
     }
 
     /// The uploads the service holds for keys starting with `prefix`, where it can list
-    /// them (S3 and OSS multipart uploads), in any order; the core reports those that no
+    /// them (S3 and OSS multipart uploads, Azure blobs with only uncommitted blocks), in
+    /// any order; the core reports those that no
     /// parked object names as orphans (`storagectl uploads`). Default: none (the service
     /// cannot list them, or keeps nothing between requests).
     async fn list_uploads(&self, _cx: Cx<'_>, _prefix: &str) -> Result<Vec<OpenUpload>> {
@@ -279,7 +280,9 @@ pub trait ObjectBackend: fmt::Debug + Send + Sync + Sized + 'static {
     }
 
     /// Aborts the upload `upload` at `key`, one that [`list_uploads`](Self::list_uploads)
-    /// reported. Default: `Unsupported`.
+    /// reported or an open parked object names (see
+    /// [`MultipartBackend::PARK_AT_START`](crate::MultipartBackend::PARK_AT_START)).
+    /// Default: `Unsupported`.
     async fn abort_upload(&self, cx: Cx<'_>, _key: &str, _upload: &str) -> Result<()> {
         Err(StorageError::Unsupported {
             driver: Self::NAME.into(),

@@ -92,6 +92,14 @@ pub trait MultipartBackend: ObjectBackend {
     /// itself then).
     const SWEEPS: bool = false;
 
+    /// Whether the core records a started upload at once, in an *open* parked object (the
+    /// upload's id, no parts, not resumable), for a service that cannot list its uploads
+    /// (GCS sessions, Swift segments): a writer killed before `close` then leaves a state
+    /// that `uploads` finds (as an orphan) and `purge_upload` ends through
+    /// [`ObjectBackend::abort_upload`]. One more request per multipart upload (a small
+    /// PUT; commit removes the object in the same round trip as before).
+    const PARK_AT_START: bool = false;
+
     /// Parts a writer keeps in flight (the `maxconcurrency` parameter).
     fn max_concurrency(&self) -> usize {
         1
@@ -166,18 +174,43 @@ struct Parked {
     /// The parts stored when it was parked, as `[number, size, etag]`.
     #[serde(default)]
     parts: Vec<(u32, u64, String)>,
+    /// Written when the upload started ([`MultipartBackend::PARK_AT_START`]) by a writer
+    /// that has not closed: not resumable, only a record of what to abort.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    open: bool,
 }
 
 /// The parked object: the JSON line of [`Parked`], a newline, the tail.
 fn park_body(upload: Option<&str>, parts: &[Part], tail: &[u8]) -> Bytes {
-    let head = Parked {
-        v: 1,
-        upload: upload.map(str::to_owned),
-        parts: parts
-            .iter()
-            .map(|p| (p.number, p.size, p.etag.clone()))
-            .collect(),
-    };
+    park_line(
+        Parked {
+            v: 1,
+            upload: upload.map(str::to_owned),
+            parts: parts
+                .iter()
+                .map(|p| (p.number, p.size, p.etag.clone()))
+                .collect(),
+            open: false,
+        },
+        tail,
+    )
+}
+
+/// The open parked object of upload `upload`, just started (see
+/// [`MultipartBackend::PARK_AT_START`]).
+fn open_park_body(upload: &str) -> Bytes {
+    park_line(
+        Parked {
+            v: 1,
+            upload: Some(upload.to_owned()),
+            parts: Vec::new(),
+            open: true,
+        },
+        &[],
+    )
+}
+
+fn park_line(head: Parked, tail: &[u8]) -> Bytes {
     // Serialising plain strings and numbers cannot fail.
     let line = serde_json::to_vec(&head).unwrap_or_default();
     let mut b = BytesMut::with_capacity(line.len() + 1 + tail.len());
@@ -187,12 +220,8 @@ fn park_body(upload: Option<&str>, parts: &[Part], tail: &[u8]) -> Bytes {
     b.freeze()
 }
 
-/// The upload, recorded parts and tail of a parked object.
-fn parse_park(
-    name: &'static str,
-    path: &StoragePath,
-    body: Bytes,
-) -> Result<(Option<String>, Vec<Part>, Bytes)> {
+/// The state of a parked object: its header and the tail.
+fn parse_park(name: &'static str, path: &StoragePath, body: Bytes) -> Result<(Parked, Bytes)> {
     let bad = |why: String| {
         StorageError::backend(
             name,
@@ -209,12 +238,20 @@ fn parse_park(
     if head.v != 1 {
         return Err(bad(format!("version {}", head.v)));
     }
-    let parts = head
-        .parts
-        .into_iter()
-        .map(|(number, size, etag)| Part { number, size, etag })
-        .collect();
-    Ok((head.upload, parts, body.slice(nl + 1..)))
+    Ok((head, body.slice(nl + 1..)))
+}
+
+impl Parked {
+    fn parts(&self) -> Vec<Part> {
+        self.parts
+            .iter()
+            .map(|(number, size, etag)| Part {
+                number: *number,
+                size: *size,
+                etag: etag.clone(),
+            })
+            .collect()
+    }
 }
 
 /// What a parked object records, for a backend that must clean up after an upload it
@@ -225,13 +262,20 @@ pub struct ParkedUpload {
     pub upload: Option<String>,
     /// The parts recorded when it was parked.
     pub parts: Vec<Part>,
+    /// Recorded when the upload started, by a writer that never closed (it may still be
+    /// running, or was killed): see [`MultipartBackend::PARK_AT_START`].
+    pub open: bool,
 }
 
 impl ParkedUpload {
     /// Reads the body of a parked object (`<key>#upload`) of driver `name` at `path`.
     pub fn parse(name: &'static str, path: &StoragePath, body: Bytes) -> Result<Self> {
-        let (upload, parts, _) = parse_park(name, path, body)?;
-        Ok(Self { upload, parts })
+        let (head, _) = parse_park(name, path, body)?;
+        Ok(Self {
+            parts: head.parts(),
+            upload: head.upload,
+            open: head.open,
+        })
     }
 }
 
@@ -292,15 +336,20 @@ impl<B: MultipartBackend> MultipartWriter<B> {
     async fn resume(mut self) -> Result<Self> {
         let b = self.b.clone();
         let cx = Cx::new("writer", &self.path);
-        let (upload, recorded, tail) =
-            match crate::read::read_all(&b, cx, &park_key(&self.key)).await? {
-                Some(body) => {
-                    self.from_parked = true;
-                    let (upload, parts, tail) = parse_park(B::NAME, &self.path, body)?;
-                    (upload, parts, Some(tail))
-                }
-                None => (b.find_upload(cx, &self.key).await?, Vec::new(), None),
-            };
+        let parked = match crate::read::read_all(&b, cx, &park_key(&self.key)).await? {
+            Some(body) => Some(parse_park(B::NAME, &self.path, body)?),
+            None => None,
+        };
+        let (upload, recorded, tail) = match parked {
+            // An open state is not resumable (its writer never said what it stored): the
+            // path is as if it had none, and a commit here removes it.
+            Some((head, tail)) if !head.open => {
+                self.from_parked = true;
+                let parts = head.parts();
+                (head.upload, parts, Some(tail))
+            }
+            _ => (b.find_upload(cx, &self.key).await?, Vec::new(), None),
+        };
         if upload.is_none() && tail.is_none() {
             // Committed content: only an empty object may be appended to (replaced).
             return match b.head(cx, &self.key).await? {
@@ -357,6 +406,16 @@ impl<B: MultipartBackend> MultipartWriter<B> {
                 Err(e) => return Err(e),
             }
         };
+        if B::PARK_AT_START {
+            let park = park_key(&self.key);
+            if let Err(e) = self.b.put(cx, &park, open_park_body(&id)).await {
+                // Unrecorded, the upload could never be found again: it goes now.
+                if let Err(e) = self.b.abort(cx, &self.key, &id, &[]).await {
+                    tracing::warn!(driver = B::NAME, path = %self.path, error = %e, "aborting an upload that could not be recorded failed");
+                }
+                return Err(e);
+            }
+        }
         self.upload = Some(id.clone());
         Ok(id)
     }
@@ -544,11 +603,18 @@ mod tests {
         }];
         for (id, tail) in [(Some("ab\"c\\d"), &b"xyz\n1"[..]), (None, &b""[..])] {
             let body = park_body(id, &parts, tail);
-            let (got, recorded, rest) = parse_park("t", &p, body).unwrap();
-            assert_eq!(got.as_deref(), id);
-            assert_eq!(recorded, parts);
+            let (got, rest) = parse_park("t", &p, body).unwrap();
+            assert_eq!(got.upload.as_deref(), id);
+            assert_eq!(got.parts(), parts);
+            assert!(!got.open);
             assert_eq!(&rest[..], tail);
         }
+        let open = ParkedUpload::parse("t", &p, open_park_body("s-1")).unwrap();
+        assert_eq!(open.upload.as_deref(), Some("s-1"));
+        assert!(open.open && open.parts.is_empty());
+        // A state written before `open` existed reads as closed.
+        let old = Bytes::from_static(b"{\"v\":1,\"upload\":\"u\",\"parts\":[]}\n");
+        assert!(!ParkedUpload::parse("t", &p, old).unwrap().open);
         assert!(parse_park("t", &p, Bytes::from_static(b"garbage")).is_err());
     }
 }

@@ -691,6 +691,12 @@ impl ObjectBackend for SwiftBackend {
         self.list_container(cx, &self.p.container, req).await
     }
 
+    /// Ends upload `upload` at `key`, one an open parked object names (the core records
+    /// every upload when it starts: the service cannot list them): its segments.
+    async fn abort_upload(&self, cx: Cx<'_>, key: &str, upload: &str) -> Result<()> {
+        driver_objectstore::MultipartBackend::abort(self, cx, key, upload, &[]).await
+    }
+
     /// Discards the uncommitted upload parked for the key itself (`<key>#upload` is not
     /// below `<key>/`, so the tree delete did not list it), with its segments; those
     /// parked below the key went with their batches (see

@@ -176,6 +176,10 @@ impl MultipartBackend for SwiftBackend {
 
     const LISTS_PARTS: bool = false;
 
+    /// Segments cannot be listed by the path they are for: record each upload when it
+    /// starts, so a killed writer's segments are found (`storagectl uploads`).
+    const PARK_AT_START: bool = true;
+
     fn max_concurrency(&self) -> usize {
         self.p.max_concurrency
     }

@@ -37,9 +37,13 @@ fn stalls_are_bounded() {
             println!("SKIP: SWIFT_AUTH_URL is not set (run through cargo xtask test-all)");
             return;
         };
-        let params = params.with("rootdirectory", common::root("stalls"));
+        let root = common::root("stalls");
+        let params = params.with("rootdirectory", root.clone());
         driver_testsuite::faults::stalls("swift", params.clone(), "authurl").await;
         let params = params.with("chunksize", PART as u64);
-        driver_testsuite::faults::killed("swift", params, "authurl", PART).await;
+        let line = driver_testsuite::faults::killed("swift", params, "authurl", PART).await;
+        // Recorded when it started (the service cannot list them), its segments are found.
+        assert!(line.contains("found as an orphan"), "{line}");
+        common::assert_no_segments(&root, "after purging the killed writer's upload").await;
     });
 }

@@ -36,55 +36,6 @@ async fn driver(root: &str) -> Driver {
         .expect("creating the swift driver")
 }
 
-/// A token and storage URL from TempAuth, by hand (no driver code involved).
-async fn raw_auth() -> Option<(String, String)> {
-    let url = common::var("SWIFT_AUTH_URL")?;
-    if !url.contains("/auth/v1") {
-        eprintln!("raw requests skipped: they use TempAuth (v1) only");
-        return None;
-    }
-    let resp = driver_testsuite::http_client()
-        .get(url)
-        .header("x-auth-user", common::var("SWIFT_USERNAME")?)
-        .header("x-auth-key", common::var("SWIFT_PASSWORD")?)
-        .send()
-        .await
-        .unwrap();
-    let h = |n: &str| resp.headers()[n].to_str().unwrap().to_owned();
-    Some((h("x-auth-token"), h("x-storage-url")))
-}
-
-/// Every object name under `root/` in the segments container (segments), listed by
-/// hand.
-async fn segment_names(root: &str) -> Option<Vec<String>> {
-    let (token, storage) = raw_auth().await?;
-    let v: serde_json::Value = driver_testsuite::http_client()
-        .get(format!(
-            "{storage}/{}_segments?format=json&prefix={root}/",
-            common::container()
-        ))
-        .header("x-auth-token", token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap_or(serde_json::Value::Array(vec![]));
-    Some(
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|o| o["name"].as_str().unwrap().to_owned())
-            .collect(),
-    )
-}
-
-async fn assert_no_segments(root: &str, when: &str) {
-    if let Some(names) = segment_names(root).await {
-        assert!(names.is_empty(), "{when}: segments left: {names:?}");
-    }
-}
-
 /// Writes `first`, closes, resumes from a new instance, checks the size, writes `second`,
 /// commits, and checks the content.
 async fn resume_case(first: usize, second: usize) {
@@ -92,7 +43,7 @@ async fn resume_case(first: usize, second: usize) {
     let (a, b) = (driver(&root).await, driver(&root).await);
     driver_testsuite::checks::resume_from_new_instance(&a, &b, "/obj", first, second).await;
     b.delete("/obj").await.unwrap();
-    assert_no_segments(&root, "after delete").await;
+    common::assert_no_segments(&root, "after delete").await;
 }
 
 #[test]
@@ -109,7 +60,7 @@ fn resume_at_a_segment_boundary_and_with_nothing_written() {
         let root = common::root("resume-twice");
         let d = driver_testsuite::checks::resume_twice(|| driver(&root), "/e", CHUNK).await;
         d.delete("/e").await.unwrap();
-        assert_no_segments(&root, "after delete").await;
+        common::assert_no_segments(&root, "after delete").await;
     });
 }
 
@@ -126,14 +77,14 @@ fn no_orphaned_segments_after_overwrite_delete_cancel_and_restart() {
             w.write(big.clone()).await.unwrap();
             w.commit().await.unwrap();
         }
-        let n = segment_names(&root).await.map(|v| v.len());
+        let n = common::segment_names(&root).await.map(|v| v.len());
         if let Some(n) = n {
             assert_eq!(n, 4, "one object's segments");
         }
         d.put_content("/a/big", Bytes::from_static(b"small"))
             .await
             .unwrap();
-        assert_no_segments(&root, "after put_content over a large object").await;
+        common::assert_no_segments(&root, "after put_content over a large object").await;
         assert_eq!(&d.get_content("/a/big").await.unwrap()[..], b"small");
 
         // Delete of a directory holding a large object and a plain one.
@@ -141,19 +92,19 @@ fn no_orphaned_segments_after_overwrite_delete_cancel_and_restart() {
         w.write(big.clone()).await.unwrap();
         w.commit().await.unwrap();
         d.delete("/a").await.unwrap();
-        assert_no_segments(&root, "after delete").await;
+        common::assert_no_segments(&root, "after delete").await;
 
         // Cancel, fresh and after a close.
         let mut w = d.writer("/c", false).await.unwrap();
         w.write(big.clone()).await.unwrap();
         w.cancel().await.unwrap();
-        assert_no_segments(&root, "after cancel").await;
+        common::assert_no_segments(&root, "after cancel").await;
         let mut w = d.writer("/c", false).await.unwrap();
         w.write(big.clone()).await.unwrap();
         w.close().await.unwrap();
         let mut w = driver(&root).await.writer("/c", true).await.unwrap();
         w.cancel().await.unwrap();
-        assert_no_segments(&root, "after cancel of a resumed upload").await;
+        common::assert_no_segments(&root, "after cancel of a resumed upload").await;
         assert!(d.stat("/c").await.unwrap_err().is_not_found());
 
         // A fresh writer supersedes an abandoned upload.
@@ -163,7 +114,7 @@ fn no_orphaned_segments_after_overwrite_delete_cancel_and_restart() {
         let mut w = d.writer("/f", false).await.unwrap();
         w.write(Bytes::from_static(b"newer")).await.unwrap();
         w.commit().await.unwrap();
-        assert_no_segments(&root, "after a fresh writer replaced an upload").await;
+        common::assert_no_segments(&root, "after a fresh writer replaced an upload").await;
 
         // An abandoned upload under a deleted directory goes with it.
         let mut w = d.writer("/g/h", false).await.unwrap();
@@ -173,18 +124,33 @@ fn no_orphaned_segments_after_overwrite_delete_cancel_and_restart() {
             .await
             .unwrap();
         d.delete("/g").await.unwrap();
-        assert_no_segments(&root, "after deleting a directory with an open upload").await;
+        common::assert_no_segments(&root, "after deleting a directory with an open upload").await;
 
         // And one at the deleted path itself (its state is not below `<path>/`).
         let mut w = d.writer("/k", false).await.unwrap();
         w.write(big.clone()).await.unwrap();
         w.close().await.unwrap();
         assert!(d.delete("/k").await.unwrap_err().is_not_found());
-        assert_no_segments(&root, "after deleting a path with an open upload").await;
+        common::assert_no_segments(&root, "after deleting a path with an open upload").await;
         match d.writer("/k", true).await {
             Ok(_) => panic!("resumed an upload whose path was deleted"),
             Err(e) => assert!(e.is_not_found(), "{e}"),
         }
+
+        // A writer that never closed (dropped, as a killed one): its upload was recorded
+        // when it started, so `uploads` finds it as an orphan; it is not resumable.
+        let mut w = d.writer("/o", false).await.unwrap();
+        w.write(big.clone()).await.unwrap();
+        drop(w);
+        match d.writer("/o", true).await {
+            Err(e) => assert!(e.is_not_found(), "{e}"),
+            Ok(_) => panic!("resumed the upload of a writer that never closed"),
+        }
+        let found = d.uploads("/o").await.unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].kind, driver_api::LeftoverKind::Orphan);
+        d.purge_upload(&found[0]).await.unwrap();
+        assert!(d.uploads("/").await.unwrap().is_empty());
 
         d.delete("/f").await.unwrap();
         assert!(d.list("/").await.unwrap().is_empty());
@@ -208,7 +174,7 @@ fn a_large_segmented_object_is_moved_by_its_manifest() {
             w.write(data.slice_ref(part)).await.unwrap();
         }
         w.commit().await.unwrap();
-        let before = segment_names(&root).await;
+        let before = common::segment_names(&root).await;
 
         let t = Instant::now();
         d.rename("/src/blob", "/dst/blob").await.unwrap();
@@ -216,7 +182,7 @@ fn a_large_segmented_object_is_moved_by_its_manifest() {
         assert!(d.stat("/src/blob").await.unwrap_err().is_not_found());
         assert_eq!(d.stat("/dst/blob").await.unwrap().size, data.len() as u64);
         // Copied by the manifest: the same segments, no new ones.
-        assert_eq!(segment_names(&root).await, before);
+        assert_eq!(common::segment_names(&root).await, before);
         let mut s = d.reader("/dst/blob", 0).await.unwrap();
         let mut got = Vec::with_capacity(data.len());
         while let Some(c) = s.next().await {
@@ -239,14 +205,14 @@ fn a_large_segmented_object_is_moved_by_its_manifest() {
         d.rename("/other", "/dst/blob").await.unwrap();
         assert_eq!(d.stat("/dst/blob").await.unwrap().size, (6 * MIB) as u64);
         d.delete("/dst").await.unwrap();
-        assert_no_segments(&root, "after move over and delete").await;
+        common::assert_no_segments(&root, "after move over and delete").await;
     });
 }
 
 #[test]
 fn walk_pages_through_more_than_ten_thousand_objects() {
     rt().block_on(async {
-        let Some((token, storage)) = raw_auth().await else {
+        let Some((token, storage)) = common::raw_auth().await else {
             return;
         };
         let root = common::root("many");
@@ -363,7 +329,7 @@ fn tree_delete_across_listing_pages() {
         w.write(big.clone()).await.unwrap();
         w.close().await.unwrap();
         // The upload's state is parked in the main container (`upload#upload`).
-        if let Some(n) = segment_names(&root).await.map(|v| v.len()) {
+        if let Some(n) = common::segment_names(&root).await.map(|v| v.len()) {
             assert_eq!(n, 3 * 3 + 3, "the objects' and the upload's segments");
         }
         assert_eq!(fresh.walk_collect("/slo").await.unwrap().len(), 3 + 15);
@@ -374,7 +340,7 @@ fn tree_delete_across_listing_pages() {
             swift.delete_requests() - batches >= 3,
             "a batch a page at least"
         );
-        assert_no_segments(&root, "after a paged delete of large objects").await;
+        common::assert_no_segments(&root, "after a paged delete of large objects").await;
         assert_eq!(
             fresh.list("/").await.unwrap(),
             [fresh.path("/tree").unwrap()]
@@ -576,7 +542,7 @@ fn a_token_revoked_mid_upload_is_renewed_without_losing_data() {
             "one renewal for all"
         );
         d.delete("/obj").await.unwrap();
-        assert_no_segments(&root, "after delete").await;
+        common::assert_no_segments(&root, "after delete").await;
     });
 }
 
@@ -609,7 +575,9 @@ async fn stamped(
     ts: &str,
     body: &'static [u8],
 ) -> u16 {
-    let (token, storage) = raw_auth().await.expect("TempAuth on the local node");
+    let (token, storage) = common::raw_auth()
+        .await
+        .expect("TempAuth on the local node");
     driver_testsuite::http_client()
         .request(
             method,
@@ -668,14 +636,14 @@ fn writes_that_lose_to_a_newer_write_succeed_and_orphan_nothing() {
         let mut w = d.writer("/obj", false).await.unwrap();
         w.write(big.clone()).await.unwrap();
         w.commit().await.unwrap();
-        assert_no_segments(&root, "after a segmented commit that lost").await;
+        common::assert_no_segments(&root, "after a segmented commit that lost").await;
         let mut w = d.writer("/obj", false).await.unwrap();
         w.write(big.clone()).await.unwrap();
         w.close().await.unwrap();
         let mut w = driver(&root).await.writer("/obj", true).await.unwrap();
         w.write(big.slice(..7)).await.unwrap();
         w.commit().await.unwrap();
-        assert_no_segments(&root, "after a resumed commit that lost").await;
+        common::assert_no_segments(&root, "after a resumed commit that lost").await;
         assert_eq!(&newer().await[..], b"newer");
 
         // Moves onto it (a COPY): the sources go, with their segments.
@@ -690,7 +658,7 @@ fn writes_that_lose_to_a_newer_write_succeed_and_orphan_nothing() {
         for gone in ["/src", "/big"] {
             assert!(d.stat(gone).await.unwrap_err().is_not_found(), "{gone}");
         }
-        assert_no_segments(&root, "after a move of a large object that lost").await;
+        common::assert_no_segments(&root, "after a move of a large object that lost").await;
         assert_eq!(&newer().await[..], b"newer");
 
         // A delete: Swift answers 409 to the object's own DELETE, and inside the bulk

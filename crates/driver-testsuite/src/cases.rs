@@ -1201,6 +1201,70 @@ pub async fn cancel_leaves_nothing(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
+/// `uploads` lists closed uploads at or below a path (a sibling sharing a name prefix is
+/// not below it), and `purge_upload` removes each and nothing else: committed content
+/// stays, a purged upload is no longer resumable, and purging it again is fine. Drivers
+/// that do not list uploads (`Unsupported`) skip it.
+pub async fn uploads_listed_and_purged(ctx: Ctx) -> CaseResult {
+    let dir = random_path(1);
+    let fresh = format!("{dir}/a/file");
+    let over = format!("{dir}/ab");
+    ctx.driver.put_content(&over, "old").await?;
+    for (path, data) in [(&fresh, random_bytes(64 << 10)), (&over, random_bytes(10))] {
+        let mut w = ctx.driver.writer(path, false).await?;
+        w.write(data).await?;
+        w.close().await?;
+    }
+    let found = match ctx.driver.uploads(&dir).await {
+        Err(StorageError::Unsupported { .. }) => {
+            return ctx.skip("the driver does not list uploads (uploads is Unsupported)")
+        }
+        other => other?,
+    };
+    let paths = |v: &[driver_api::Leftover]| {
+        v.iter()
+            .map(|l| l.path.to_string())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        paths(&found),
+        BTreeSet::from([fresh.clone(), over.clone()]),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|l| l.kind == driver_api::LeftoverKind::Parked),
+        "closed uploads are parked: {found:?}"
+    );
+    let below_a = ctx.driver.uploads(&format!("{dir}/a")).await?;
+    assert_eq!(
+        paths(&below_a),
+        BTreeSet::from([fresh.clone()]),
+        "{below_a:?}"
+    );
+    assert!(ctx.driver.uploads(&random_path(1)).await?.is_empty());
+
+    for l in &below_a {
+        ctx.driver.purge_upload(l).await?;
+    }
+    let left = ctx.driver.uploads(&dir).await?;
+    assert_eq!(paths(&left), BTreeSet::from([over.clone()]), "{left:?}");
+    for l in &left {
+        ctx.driver.purge_upload(l).await?;
+        ctx.driver.purge_upload(l).await?;
+    }
+    assert!(ctx.driver.uploads(&dir).await?.is_empty());
+    assert_eq!(&ctx.driver.get_content(&over).await?[..], b"old");
+    assert_not_found(
+        &ctx,
+        ctx.driver.writer(&fresh, true).await.map(|_| ()),
+        &fresh,
+    );
+    assert_eq!(list_names(&ctx.driver, &dir).await?, vec![over.clone()]);
+    Ok(())
+}
+
 /// Uncommitted bytes are not readable, and do not disturb committed content.
 pub async fn uncommitted_upload_invisible(ctx: Ctx) -> CaseResult {
     let path = random_path(2);

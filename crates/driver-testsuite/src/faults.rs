@@ -943,7 +943,9 @@ pub async fn killed(
 /// What interrupted uploads leave is found by `uploads` and purged, and nothing else is
 /// touched: run after [`killed`] (whose writer could not abort its upload), with a writer
 /// closed over committed content (parked) beside it. Where the service lists its uploads
-/// (S3 and OSS), the killed writer's upload is found as an orphan. Returns the line it
+/// (S3 and OSS multipart uploads, Azure blobs with only uncommitted blocks) or records
+/// each upload when it starts (GCS sessions, Swift segments), the killed writer's upload
+/// is found as an orphan. Returns the line it
 /// prints.
 pub async fn leftovers(name: &str, direct: &Driver, chunk: &Bytes) -> String {
     use driver_api::LeftoverKind;

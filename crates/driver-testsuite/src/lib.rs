@@ -418,7 +418,7 @@ macro_rules! __for_each_case {
             writer_misuse_after_commit, writer_misuse_after_cancel, writer_misuse_after_close,
             writer_cancel_after_failed_commit,
             resume_from_new_instance, resume_twice_from_new_instances, cancel_leaves_nothing,
-            uncommitted_upload_invisible,
+            uncommitted_upload_invisible, uploads_listed_and_purged,
             append_to_missing_path, append_to_committed_content, errors_name_driver,
             implicit_directories, files_and_directories_not_confused,
             concurrent_put_content_never_torn, cancellation_safety,

@@ -63,3 +63,52 @@ pub async fn create(params: Parameters) -> driver_api::Result<driver_api::Driver
 pub fn root(name: &str) -> String {
     format!("tests/{name}-{}", driver_testsuite::data::random_name(10))
 }
+
+/// A token and storage URL from TempAuth, by hand (no driver code involved).
+pub async fn raw_auth() -> Option<(String, String)> {
+    let url = var("SWIFT_AUTH_URL")?;
+    if !url.contains("/auth/v1") {
+        eprintln!("raw requests skipped: they use TempAuth (v1) only");
+        return None;
+    }
+    let resp = driver_testsuite::http_client()
+        .get(url)
+        .header("x-auth-user", var("SWIFT_USERNAME")?)
+        .header("x-auth-key", var("SWIFT_PASSWORD")?)
+        .send()
+        .await
+        .unwrap();
+    let h = |n: &str| resp.headers()[n].to_str().unwrap().to_owned();
+    Some((h("x-auth-token"), h("x-storage-url")))
+}
+
+/// Every object name under `root/` in the segments container (segments), listed by
+/// hand.
+pub async fn segment_names(root: &str) -> Option<Vec<String>> {
+    let (token, storage) = raw_auth().await?;
+    let v: serde_json::Value = driver_testsuite::http_client()
+        .get(format!(
+            "{storage}/{}_segments?format=json&prefix={root}/",
+            container()
+        ))
+        .header("x-auth-token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(serde_json::Value::Array(vec![]));
+    Some(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_owned())
+            .collect(),
+    )
+}
+
+pub async fn assert_no_segments(root: &str, when: &str) {
+    if let Some(names) = segment_names(root).await {
+        assert!(names.is_empty(), "{when}: segments left: {names:?}");
+    }
+}
