@@ -155,7 +155,40 @@ pub enum StorageError {
         offset: u64,
     },
 
-    /// Any other failure of the backend (I/O, network, permission, service errors).
+    /// The backend refused the credentials: missing, wrong, expired, or a signature it
+    /// does not accept (HTTP 401; S3 and OSS `InvalidAccessKeyId`, `SignatureDoesNotMatch`,
+    /// `ExpiredToken`; Azure `AuthenticationFailed`; an identity service's refusal). Not
+    /// retryable: fix the configuration.
+    #[error("{driver}: {operation} {path}: not authenticated: {source}")]
+    Unauthenticated {
+        /// Driver name.
+        driver: DriverName,
+        /// The operation that failed.
+        operation: &'static str,
+        /// The path involved (empty if none).
+        path: String,
+        /// What the backend said.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The backend knows who is asking and refuses this operation (HTTP 403 without an
+    /// authentication code; S3 `AccessDenied`; Azure `AuthorizationPermissionMismatch`;
+    /// a file the process may not read or write, `EACCES`). Not retryable.
+    #[error("{driver}: {operation} {path}: permission denied: {source}")]
+    PermissionDenied {
+        /// Driver name.
+        driver: DriverName,
+        /// The operation that failed.
+        operation: &'static str,
+        /// The path involved (empty if none).
+        path: String,
+        /// What the backend said.
+        #[source]
+        source: BoxError,
+    },
+
+    /// Any other failure of the backend (I/O, network, service errors).
     #[error("{driver}: {operation} {path}: {source}")]
     Backend {
         /// Driver name.
@@ -296,6 +329,52 @@ impl StorageError {
         }
     }
 
+    /// `Unauthenticated`: the backend refused the credentials.
+    pub fn unauthenticated(
+        driver: impl Into<DriverName>,
+        operation: &'static str,
+        path: &StoragePath,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        StorageError::Unauthenticated {
+            driver: driver.into(),
+            operation,
+            path: path.as_str().to_owned(),
+            source: source.into(),
+        }
+    }
+
+    /// `PermissionDenied`: the backend refused the operation to these credentials.
+    ///
+    /// ```
+    /// use driver_api::{StorageError, StoragePath};
+    /// let e = StorageError::permission_denied("s3", "stat", &StoragePath::new("/a").unwrap(), "AccessDenied (HTTP 403)");
+    /// assert_eq!(e.to_string(), "s3: stat /a: permission denied: AccessDenied (HTTP 403)");
+    /// assert!(e.is_auth() && !e.is_retryable());
+    /// ```
+    pub fn permission_denied(
+        driver: impl Into<DriverName>,
+        operation: &'static str,
+        path: &StoragePath,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        StorageError::PermissionDenied {
+            driver: driver.into(),
+            operation,
+            path: path.as_str().to_owned(),
+            source: source.into(),
+        }
+    }
+
+    /// True for `Unauthenticated` and `PermissionDenied`: retrying with the same
+    /// credentials will not help.
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Unauthenticated { .. } | StorageError::PermissionDenied { .. }
+        )
+    }
+
     /// Marks a `Backend` error as retryable (other variants are unchanged).
     pub fn with_retryable(mut self, value: bool) -> Self {
         if let StorageError::Backend { retryable, .. } = &mut self {
@@ -315,6 +394,8 @@ impl StorageError {
             | StorageError::InvalidParameter { driver, .. }
             | StorageError::Config { driver, .. }
             | StorageError::Changed { driver, .. }
+            | StorageError::Unauthenticated { driver, .. }
+            | StorageError::PermissionDenied { driver, .. }
             | StorageError::Backend { driver, .. } => driver,
             StorageError::InvalidStorageDriver { name, .. } => name,
         }
@@ -328,7 +409,13 @@ impl StorageError {
             | StorageError::InvalidOffset { path, .. }
             | StorageError::WriterFinished { path, .. }
             | StorageError::Changed { path, .. } => Some(path),
-            StorageError::Backend { path, .. } if !path.is_empty() => Some(path),
+            StorageError::Backend { path, .. }
+            | StorageError::Unauthenticated { path, .. }
+            | StorageError::PermissionDenied { path, .. }
+                if !path.is_empty() =>
+            {
+                Some(path)
+            }
             StorageError::Unsupported { path, .. } => path.as_deref(),
             _ => None,
         }
@@ -344,6 +431,8 @@ impl StorageError {
             | StorageError::InvalidOffset { path, .. }
             | StorageError::WriterFinished { path, .. }
             | StorageError::Changed { path, .. }
+            | StorageError::Unauthenticated { path, .. }
+            | StorageError::PermissionDenied { path, .. }
             | StorageError::Backend { path, .. } => *path = f(path),
             StorageError::Unsupported {
                 path: Some(path), ..
@@ -381,6 +470,9 @@ impl From<StorageError> for std::io::Error {
             | StorageError::InvalidOffset { .. }
             | StorageError::InvalidParameter { .. } => std::io::ErrorKind::InvalidInput,
             StorageError::Unsupported { .. } => std::io::ErrorKind::Unsupported,
+            StorageError::Unauthenticated { .. } | StorageError::PermissionDenied { .. } => {
+                std::io::ErrorKind::PermissionDenied
+            }
             _ => std::io::ErrorKind::Other,
         };
         std::io::Error::new(kind, e)

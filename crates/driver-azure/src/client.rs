@@ -163,6 +163,16 @@ impl Client {
         let message = driver_http::xml_tag(&body, "Message")
             .map(|m| m.lines().next().unwrap_or("").to_owned())
             .unwrap_or_default();
+        // Azurite answers a bad signature with `AuthorizationFailure` (Azure's code for a
+        // request it will not allow) and Azure's `AuthenticationFailed` message: judged
+        // by that message, it is what Azure would call it.
+        let code = if code == "AuthorizationFailure"
+            && message.starts_with("Server failed to authenticate the request")
+        {
+            "AuthenticationFailed".to_owned()
+        } else {
+            code
+        };
         if code == "BlobNotFound" || (status == StatusCode::NOT_FOUND && code.is_empty()) {
             return StorageError::not_found(DRIVER, path);
         }
@@ -176,11 +186,11 @@ impl Client {
             || status == StatusCode::FORBIDDEN
         {
             detail =
-                format!("authentication failed ({code}): check accountkey / credentials: {detail}");
+                format!("check accountkey / credentials and their role on the container: {detail}");
         } else if code == "ContainerNotFound" {
             detail = format!("container {:?} does not exist: {detail}", self.container);
         }
-        driver_http::status_error(DRIVER, op, path, status, &detail)
+        driver_http::status_error(DRIVER, op, path, status, &code, &detail)
     }
 
     async fn sign(&self, call: &Call<'_>) -> Result<reqwest::Request> {

@@ -365,6 +365,7 @@ impl ObjectBackend for AzureBackend {
                             cx.op,
                             cx.path,
                             StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                            "",
                             "a blob of the batch was not deleted",
                         )),
                     };

@@ -353,8 +353,9 @@ fn a_wrong_key_fails_clearly_and_is_not_retried() {
         // Creating the container is the first signed request.
         let e = d.unwrap_err();
         let text = e.to_string();
-        assert!(matches!(e, StorageError::Backend { .. }), "{e:?}");
-        assert!(text.contains("authentication failed"), "{text}");
+        assert!(matches!(e, StorageError::Unauthenticated { .. }), "{e:?}");
+        assert!(text.contains("not authenticated"), "{text}");
+        assert!(text.contains("Server failed to authenticate"), "{text}");
         assert!(!e.is_retryable());
         assert!(!text.contains(wrong), "the key never appears: {text}");
 
@@ -365,7 +366,7 @@ fn a_wrong_key_fails_clearly_and_is_not_retried() {
         .await
         .unwrap();
         let e = d.put_content("/x", "x").await.unwrap_err();
-        assert!(e.to_string().contains("authentication failed"), "{e}");
+        assert!(matches!(e, StorageError::Unauthenticated { .. }), "{e:?}");
         let e = d.stat("/x").await.unwrap_err();
         assert!(
             !e.is_not_found(),

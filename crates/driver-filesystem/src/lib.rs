@@ -209,6 +209,8 @@ fn io_error(op: &'static str, path: &StoragePath, e: io::Error) -> StorageError 
     };
     if missing {
         StorageError::not_found(NAME, path)
+    } else if e.kind() == io::ErrorKind::PermissionDenied {
+        StorageError::permission_denied(NAME, op, path, e)
     } else {
         let retryable = matches!(
             e.kind(),
@@ -931,5 +933,30 @@ impl FileWriter for FsWriter {
             (None, res)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A refused open (`EACCES`: tests run as root, who is never refused, so the error is
+    /// made by hand) is `PermissionDenied`, a missing file `PathNotFound`.
+    #[test]
+    fn io_errors_are_typed() {
+        let p = StoragePath::new("/a/b").unwrap();
+        let e = io_error(
+            "get_content",
+            &p,
+            io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert!(matches!(e, StorageError::PermissionDenied { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "filesystem: get_content /a/b: permission denied: Permission denied (os error 13)"
+        );
+        let e = io_error("get_content", &p, io::ErrorKind::NotFound.into());
+        assert!(e.is_not_found());
     }
 }

@@ -278,15 +278,15 @@ impl Client {
         match status.as_u16() {
             401 | 403 => {
                 detail = format!(
-                    "authentication failed: check keyfile / credentials and the account's \
-                     rights on bucket {:?}: {detail}",
+                    "check keyfile / credentials and the account's rights on bucket {:?}: \
+                     {detail}",
                     self.bucket
                 )
             }
             404 => detail = format!("bucket {:?} does not exist: {detail}", self.bucket),
             _ => {}
         }
-        driver_http::status_error(DRIVER, op, path, status, &detail)
+        driver_http::status_error(DRIVER, op, path, status, "", &detail)
     }
 }
 
@@ -327,12 +327,13 @@ impl RestClient for Client {
     }
 }
 
+/// Credentials that cannot be had: a transient failure (the token service unreachable)
+/// is a retryable `Backend` error, a refusal `Unauthenticated`.
 fn auth_error(call: &Call<'_>, e: &google_cloud_auth::errors::CredentialsError) -> StorageError {
-    StorageError::backend(
-        DRIVER,
-        call.op,
-        call.path,
-        format!("cannot obtain credentials: {e}"),
-    )
-    .with_retryable(e.is_transient())
+    let text = format!("cannot obtain credentials: {e}");
+    if e.is_transient() {
+        StorageError::backend(DRIVER, call.op, call.path, text).with_retryable(true)
+    } else {
+        StorageError::unauthenticated(DRIVER, call.op, call.path, text)
+    }
 }

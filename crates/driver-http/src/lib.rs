@@ -32,7 +32,7 @@
 //! if !resp.status().is_success() {
 //!     let status = resp.status();
 //!     let body = driver_http::error_body(resp).await;
-//!     return Err(driver_http::status_error("demo", "get_content", &path, status, &body));
+//!     return Err(driver_http::status_error("demo", "get_content", &path, status, "", &body));
 //! }
 //! # Ok(()) }
 //! ```
@@ -289,13 +289,17 @@ pub fn transport_error(
     StorageError::backend(driver, operation, path, text).with_retryable(retryable)
 }
 
-/// An unexpected status as a `Backend` error whose message is the service's `detail`
-/// (its error code and message, already extracted by the driver) and the status.
+/// An unexpected status as an error whose message is the service's `detail` (its error
+/// code and message, already extracted by the driver) and the status: `Unauthenticated`
+/// or `PermissionDenied` where the status and the service's error `code` (empty if
+/// none) say so ([`AuthFailure::of`](driver_objectstore::auth::AuthFailure::of)), a
+/// `Backend` error otherwise (retryable for 408, 429 and 5xx).
 pub fn status_error(
     driver: &'static str,
     operation: &'static str,
     path: &StoragePath,
     status: StatusCode,
+    code: &str,
     detail: &str,
 ) -> StorageError {
     let detail = detail.trim();
@@ -304,6 +308,9 @@ pub fn status_error(
     } else {
         format!("{detail} (HTTP {})", status.as_u16())
     };
+    if let Some(auth) = driver_objectstore::auth::AuthFailure::of(status.as_u16(), code) {
+        return auth.error(driver, operation, path, text);
+    }
     StorageError::backend(driver, operation, path, text).with_retryable(retryable_status(status))
 }
 

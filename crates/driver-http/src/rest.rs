@@ -25,7 +25,7 @@ use crate::{transport_error, Call, Retry, SendRetry};
 ///         call.request(Self::DRIVER, parts)
 ///     }
 ///     async fn error(&self, op: &'static str, path: &StoragePath, r: reqwest::Response) -> StorageError {
-///         driver_http::status_error(Self::DRIVER, op, path, r.status(), "")
+///         driver_http::status_error(Self::DRIVER, op, path, r.status(), "", "")
 ///     }
 /// }
 /// ```

@@ -348,6 +348,17 @@ impl WireError {
                 w.path = (!path.is_empty()).then(|| path.clone());
                 w.retryable = *retryable;
             }
+            StorageError::Unauthenticated { path, source, .. }
+            | StorageError::PermissionDenied { path, source, .. } => {
+                w.kind = if matches!(e, StorageError::Unauthenticated { .. }) {
+                    "unauthenticated"
+                } else {
+                    "permission_denied"
+                }
+                .into();
+                w.message = source.to_string();
+                w.path = (!path.is_empty()).then(|| path.clone());
+            }
             other => {
                 w.kind = "backend".into();
                 w.retryable = other.is_retryable();
@@ -382,6 +393,18 @@ impl WireError {
             "config" => StorageError::Config {
                 driver,
                 message: self.message,
+            },
+            "unauthenticated" => StorageError::Unauthenticated {
+                driver,
+                operation: op,
+                path: at,
+                source: self.message.into(),
+            },
+            "permission_denied" => StorageError::PermissionDenied {
+                driver,
+                operation: op,
+                path: at,
+                source: self.message.into(),
             },
             _ => StorageError::Backend {
                 driver,
@@ -441,6 +464,18 @@ mod tests {
                 path: "/a/b".into(),
                 retryable: true,
                 source: "No space left on device (os error 28)".into(),
+            },
+            StorageError::Unauthenticated {
+                driver: driver.clone(),
+                operation: "write",
+                path: "/a/b".into(),
+                source: "InvalidAccessKeyId (HTTP 403)".into(),
+            },
+            StorageError::PermissionDenied {
+                driver: driver.clone(),
+                operation: "write",
+                path: "/a/b".into(),
+                source: "Permission denied (os error 13)".into(),
             },
         ];
         for e in cases {

@@ -48,6 +48,7 @@
 //! pub type MyDriver = driver_objectstore::ObjectStore<MyStore>;
 //! ```
 
+pub mod auth;
 mod delete;
 mod leftovers;
 pub mod network;
@@ -281,7 +282,7 @@ pub trait ObjectBackend: fmt::Debug + Send + Sync + Sized + 'static {
 
     /// Aborts the upload `upload` at `key`, one that [`list_uploads`](Self::list_uploads)
     /// reported or an open parked object names (see
-    /// [`MultipartBackend::PARK_AT_START`](crate::MultipartBackend::PARK_AT_START)).
+    /// [`MultipartBackend::PARK_AT_START`]).
     /// Default: `Unsupported`.
     async fn abort_upload(&self, cx: Cx<'_>, _key: &str, _upload: &str) -> Result<()> {
         Err(StorageError::Unsupported {

@@ -14,6 +14,7 @@ use driver_api::async_trait;
 use driver_api::{Result, StorageError, StoragePath};
 pub use driver_http::Call;
 use driver_http::{HttpConfig, RestClient, Retry};
+use driver_objectstore::auth::AuthFailure;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqsign_aliyun_oss::{Credential, RequestSigner, SigningVersion, StaticCredentialProvider};
 use reqsign_core::{Context, Signer};
@@ -36,9 +37,11 @@ pub fn encode(s: &str) -> String {
     utf8_percent_encode(s, STRICT).to_string()
 }
 
-/// An error answer from OSS: the typed source of the driver's `Backend` errors, so
-/// callers can match on [`code`](Self::code) (`SignatureDoesNotMatch`, `NoSuchBucket`,
-/// ...).
+/// An error answer from OSS: the typed source of the driver's `Backend`,
+/// `Unauthenticated` and `PermissionDenied` errors, so callers can match on
+/// [`code`](Self::code) (`SignatureDoesNotMatch`, `NoSuchBucket`, ...). For refused
+/// credentials, matching `StorageError::Unauthenticated` is enough (the same for every
+/// driver); the helper below reads the code itself.
 ///
 /// ```
 /// # use driver_oss::ServiceError;
@@ -233,6 +236,10 @@ impl Client {
         } else {
             None
         };
+        // The typed ServiceError stays the source, whichever variant carries it.
+        if let Some(auth) = AuthFailure::of(e.status, &e.code) {
+            return auth.error(DRIVER, op, path, e);
+        }
         let retryable = driver_http::retryable_status(status);
         StorageError::backend(DRIVER, op, path, e).with_retryable(retryable)
     }

@@ -251,6 +251,7 @@ fn wrong_credentials_are_rejected_clearly() {
             let se = service_error(&e);
             assert_eq!(se.code, "SignatureDoesNotMatch", "V{version}: {e}");
             assert!(se.is_auth() && se.status == 403);
+            assert!(matches!(e, StorageError::Unauthenticated { .. }), "{e:?}");
             let text = e.to_string();
             assert!(
                 text.contains("check accesskeyid, accesskeysecret"),

@@ -313,6 +313,11 @@ pub(crate) fn err(
     e: impl Into<RadosDriverError>,
 ) -> StorageError {
     let e = e.into();
+    if let RadosDriverError::Rados(r) = &e {
+        if matches!(r.errno, libc::EACCES | libc::EPERM) {
+            return StorageError::permission_denied(DRIVER, op, path, e);
+        }
+    }
     let retryable = matches!(&e, RadosDriverError::Rados(r) if r.is_retryable());
     StorageError::backend(DRIVER, op, path, e).with_retryable(retryable)
 }

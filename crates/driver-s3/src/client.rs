@@ -11,6 +11,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::tls;
 use driver_api::{Result, StorageError, StoragePath};
+use driver_objectstore::auth::AuthFailure;
 
 use crate::params::S3Params;
 use crate::DRIVER;
@@ -198,17 +199,9 @@ where
         (SdkError::TimeoutError(_), _) => format!("timed out: {}", driver_api::error_chain(&e)),
         _ => driver_api::error_chain(&e),
     };
-    if matches!(
-        code_str,
-        "SignatureDoesNotMatch"
-            | "InvalidAccessKeyId"
-            | "AccessDenied"
-            | "InvalidToken"
-            | "ExpiredToken"
-    ) {
-        text = format!(
-            "authentication failed ({code_str}): check accesskey/secretkey/sessiontoken: {text}"
-        );
+    if let Some(auth) = status.and_then(|s| AuthFailure::of(s, code_str)) {
+        text = format!("check accesskey/secretkey/sessiontoken and the bucket policy: {text}");
+        return auth.error(DRIVER, operation, path, text);
     }
     StorageError::backend(DRIVER, operation, path, text).with_retryable(retryable)
 }

@@ -324,11 +324,9 @@ fn sigv4_is_verified_by_s3s_fs() {
         .unwrap();
         let e = bad.put_content("/a/c", "x").await.unwrap_err();
         let text = e.to_string();
-        assert!(matches!(e, StorageError::Backend { .. }), "{e:?}");
-        assert!(
-            text.contains("authentication failed (SignatureDoesNotMatch)"),
-            "{text}"
-        );
+        assert!(matches!(e, StorageError::Unauthenticated { .. }), "{e:?}");
+        assert!(text.contains("not authenticated"), "{text}");
+        assert!(text.contains("SignatureDoesNotMatch"), "{text}");
         assert!(!e.is_retryable());
         assert!(
             !text.contains("not-the-secret"),

@@ -260,8 +260,15 @@ impl Client {
         self.renew(stale).await.map(drop)
     }
 
+    /// A refusal of the credentials is `Unauthenticated` (the typed [`AuthError`] its
+    /// source); an unusable answer or catalog a `Backend` error.
     fn auth_error(&self, e: AuthError) -> StorageError {
-        StorageError::backend(DRIVER, "authenticate", &auth_path(), e)
+        match e {
+            AuthError::Rejected { .. } => {
+                StorageError::unauthenticated(DRIVER, "authenticate", &auth_path(), e)
+            }
+            _ => StorageError::backend(DRIVER, "authenticate", &auth_path(), e),
+        }
     }
 
     async fn authenticate(&self) -> Result<Session> {
@@ -683,11 +690,11 @@ pub(crate) async fn status_error(
     let body = driver_http::error_body(resp).await;
     let mut detail = body_text(&body);
     match status.as_u16() {
-        401 | 403 => detail = format!("not authorized (check the account's rights): {detail}"),
+        401 | 403 => detail = format!("check the account's rights: {detail}"),
         404 => detail = format!("container missing: {detail}"),
         _ => {}
     }
-    driver_http::status_error(DRIVER, op, path, status, &detail)
+    driver_http::status_error(DRIVER, op, path, status, "", &detail)
 }
 
 #[cfg(test)]

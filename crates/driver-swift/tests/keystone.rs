@@ -252,7 +252,9 @@ async fn keystone_v3_password_project_scope() {
 
 fn source_of(e: &StorageError) -> Option<&AuthError> {
     match e {
-        StorageError::Backend { source, .. } => source.downcast_ref::<AuthError>(),
+        StorageError::Backend { source, .. } | StorageError::Unauthenticated { source, .. } => {
+            source.downcast_ref::<AuthError>()
+        }
         _ => None,
     }
 }

@@ -464,17 +464,14 @@ fn a_wrong_password_fails_clearly() {
         let text = e.to_string();
         assert!(!text.contains("not-the-password-123"), "{text}");
         assert!(text.starts_with("swift:"), "{text}");
-        let StorageError::Backend {
-            operation,
-            source,
-            retryable,
-            ..
+        let StorageError::Unauthenticated {
+            operation, source, ..
         } = &e
         else {
-            panic!("expected a Backend error, got {e:?}");
+            panic!("expected an Unauthenticated error, got {e:?}");
         };
         assert_eq!(*operation, "authenticate");
-        assert!(!retryable);
+        assert!(!e.is_retryable() && e.is_auth());
         match source.downcast_ref::<AuthError>() {
             Some(AuthError::Rejected { status, .. }) => assert_eq!(*status, 401),
             other => panic!("expected AuthError::Rejected, got {other:?} ({text})"),
