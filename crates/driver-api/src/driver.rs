@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use crate::error::Result;
+use crate::operation::Operation;
 use crate::path::StoragePath;
 
 /// A stream of an object's bytes, as returned by [`StorageDriver::reader`].
@@ -283,7 +284,8 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
     async fn uploads(&self, path: &StoragePath) -> Result<Vec<Leftover>> {
         Err(crate::StorageError::Unsupported {
             driver: self.name().to_owned().into(),
-            operation: "uploads".into(),
+            operation: Operation::Uploads,
+            feature: "listing uploads".into(),
             path: Some(path.to_string()),
         })
     }
@@ -294,7 +296,8 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
     async fn purge_upload(&self, leftover: &Leftover) -> Result<()> {
         Err(crate::StorageError::Unsupported {
             driver: self.name().to_owned().into(),
-            operation: "purge_upload".into(),
+            operation: Operation::PurgeUpload,
+            feature: "purging uploads".into(),
             path: Some(leftover.path.to_string()),
         })
     }

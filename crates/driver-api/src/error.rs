@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::operation::Operation;
 use crate::path::{InvalidPathError, StoragePath};
 
 /// A driver's name as carried by errors: static for built-in drivers, owned for drivers
@@ -90,13 +91,15 @@ pub enum StorageError {
         size: u64,
     },
 
-    /// The driver does not implement `operation` (for this path or at all).
-    #[error("{driver}: unsupported: {operation}{}", fmt_path(path))]
+    /// The driver does not do `feature` (for this path or at all).
+    #[error("{driver}: unsupported: {feature}{}", fmt_path(path))]
     Unsupported {
         /// Driver name.
         driver: DriverName,
-        /// What was asked for.
-        operation: Cow<'static, str>,
+        /// The operation that was asked for.
+        operation: Operation,
+        /// What exactly is not supported, in words (`appending to committed content`).
+        feature: Cow<'static, str>,
         /// The path involved, if any.
         path: Option<String>,
     },
@@ -164,7 +167,7 @@ pub enum StorageError {
         /// Driver name.
         driver: DriverName,
         /// The operation that failed.
-        operation: &'static str,
+        operation: Operation,
         /// The path involved (empty if none).
         path: String,
         /// What the backend said.
@@ -180,7 +183,7 @@ pub enum StorageError {
         /// Driver name.
         driver: DriverName,
         /// The operation that failed.
-        operation: &'static str,
+        operation: Operation,
         /// The path involved (empty if none).
         path: String,
         /// What the backend said.
@@ -194,7 +197,7 @@ pub enum StorageError {
         /// Driver name.
         driver: DriverName,
         /// The operation that failed (`put_content`, `list`, ...).
-        operation: &'static str,
+        operation: Operation,
         /// The path involved (empty if none).
         path: String,
         /// Whether trying again may succeed (timeouts, throttling, 5xx).
@@ -284,7 +287,8 @@ impl StorageError {
     ) -> Self {
         StorageError::Unsupported {
             driver: driver.into(),
-            operation: format!("appending to committed content ({size} bytes)").into(),
+            operation: Operation::Writer,
+            feature: format!("appending to committed content ({size} bytes)").into(),
             path: Some(path.as_str().to_owned()),
         }
     }
@@ -316,7 +320,7 @@ impl StorageError {
     /// A non-retryable `Backend` error.
     pub fn backend(
         driver: impl Into<DriverName>,
-        operation: &'static str,
+        operation: Operation,
         path: &StoragePath,
         source: impl Into<BoxError>,
     ) -> Self {
@@ -332,7 +336,7 @@ impl StorageError {
     /// `Unauthenticated`: the backend refused the credentials.
     pub fn unauthenticated(
         driver: impl Into<DriverName>,
-        operation: &'static str,
+        operation: Operation,
         path: &StoragePath,
         source: impl Into<BoxError>,
     ) -> Self {
@@ -347,14 +351,14 @@ impl StorageError {
     /// `PermissionDenied`: the backend refused the operation to these credentials.
     ///
     /// ```
-    /// use driver_api::{StorageError, StoragePath};
-    /// let e = StorageError::permission_denied("s3", "stat", &StoragePath::new("/a").unwrap(), "AccessDenied (HTTP 403)");
+    /// use driver_api::{Operation, StorageError, StoragePath};
+    /// let e = StorageError::permission_denied("s3", Operation::Stat, &StoragePath::new("/a").unwrap(), "AccessDenied (HTTP 403)");
     /// assert_eq!(e.to_string(), "s3: stat /a: permission denied: AccessDenied (HTTP 403)");
     /// assert!(e.is_auth() && !e.is_retryable());
     /// ```
     pub fn permission_denied(
         driver: impl Into<DriverName>,
-        operation: &'static str,
+        operation: Operation,
         path: &StoragePath,
         source: impl Into<BoxError>,
     ) -> Self {
@@ -363,6 +367,18 @@ impl StorageError {
             operation,
             path: path.as_str().to_owned(),
             source: source.into(),
+        }
+    }
+
+    /// The operation that failed, for the variants that carry one (`Backend`,
+    /// `Unauthenticated`, `PermissionDenied`, `Unsupported`).
+    pub fn operation(&self) -> Option<Operation> {
+        match self {
+            StorageError::Backend { operation, .. }
+            | StorageError::Unauthenticated { operation, .. }
+            | StorageError::PermissionDenied { operation, .. }
+            | StorageError::Unsupported { operation, .. } => Some(*operation),
+            _ => None,
         }
     }
 

@@ -17,6 +17,7 @@ use crate::driver::{
     WalkControl, WalkOptions,
 };
 use crate::error::{Result, StorageError, WriterStatus};
+use crate::operation::Operation;
 use crate::path::StoragePath;
 
 /// A cheap-to-clone handle on any driver: takes `&str` paths, validates them (so errors name
@@ -45,8 +46,8 @@ impl fmt::Debug for Driver {
 }
 
 macro_rules! op_span {
-    ($self:expr, $op:literal, $path:expr) => {
-        tracing::debug_span!("storage", op = $op, driver = $self.name(), path = %$path)
+    ($self:expr, $op:expr, $path:expr) => {
+        tracing::debug_span!("storage", op = $op.as_str(), driver = $self.name(), path = %$path)
     };
 }
 
@@ -99,14 +100,14 @@ impl Driver {
     /// See [`StorageDriver::get_content`].
     pub async fn get_content(&self, path: &str) -> Result<Bytes> {
         let p = self.file_path(path)?;
-        let span = op_span!(self, "get_content", p);
+        let span = op_span!(self, Operation::GetContent, p);
         self.inner.get_content(&p).instrument(span).await
     }
 
     /// See [`StorageDriver::put_content`].
     pub async fn put_content(&self, path: &str, content: impl Into<Bytes>) -> Result<()> {
         let p = self.file_path(path)?;
-        let span = op_span!(self, "put_content", p);
+        let span = op_span!(self, Operation::PutContent, p);
         self.inner
             .put_content(&p, content.into())
             .instrument(span)
@@ -116,7 +117,7 @@ impl Driver {
     /// See [`StorageDriver::reader`].
     pub async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream> {
         let p = self.file_path(path)?;
-        let span = op_span!(self, "reader", p);
+        let span = op_span!(self, Operation::Reader, p);
         self.inner.reader(&p, offset).instrument(span).await
     }
 
@@ -152,7 +153,7 @@ impl Driver {
     /// See [`StorageDriver::writer`]; the returned [`Writer`] enforces the protocol.
     pub async fn writer(&self, path: &str, append: bool) -> Result<Writer> {
         let p = self.file_path(path)?;
-        let span = op_span!(self, "writer", p);
+        let span = op_span!(self, Operation::Writer, p);
         let inner = self.inner.writer(&p, append).instrument(span).await?;
         Ok(Writer {
             inner,
@@ -175,7 +176,7 @@ impl Driver {
                 Ok(c) => w.write(c).await,
                 Err(e) => Err(StorageError::backend(
                     self.name().to_owned(),
-                    "write_stream",
+                    Operation::Write,
                     &w.path,
                     e,
                 )),
@@ -198,14 +199,14 @@ impl Driver {
     /// See [`StorageDriver::stat`].
     pub async fn stat(&self, path: &str) -> Result<FileInfo> {
         let p = self.path(path)?;
-        let span = op_span!(self, "stat", p);
+        let span = op_span!(self, Operation::Stat, p);
         self.inner.stat(&p).instrument(span).await
     }
 
     /// See [`StorageDriver::list`].
     pub async fn list(&self, path: &str) -> Result<Vec<StoragePath>> {
         let p = self.path(path)?;
-        let span = op_span!(self, "list", p);
+        let span = op_span!(self, Operation::List, p);
         self.inner.list(&p).instrument(span).await
     }
 
@@ -213,14 +214,14 @@ impl Driver {
     pub async fn rename(&self, src: &str, dst: &str) -> Result<()> {
         let s = self.file_path(src)?;
         let d = self.file_path(dst)?;
-        let span = tracing::debug_span!("storage", op = "rename", driver = self.name(), path = %s, dst = %d);
+        let span = tracing::debug_span!("storage", op = Operation::Rename.as_str(), driver = self.name(), path = %s, dst = %d);
         self.inner.rename(&s, &d).instrument(span).await
     }
 
     /// See [`StorageDriver::delete`].
     pub async fn delete(&self, path: &str) -> Result<()> {
         let p = self.file_path(path)?;
-        let span = op_span!(self, "delete", p);
+        let span = op_span!(self, Operation::Delete, p);
         self.inner.delete(&p).instrument(span).await
     }
 
@@ -231,7 +232,7 @@ impl Driver {
         path: &str,
     ) -> Result<Option<String>> {
         let p = self.file_path(path)?;
-        let span = op_span!(self, "redirect_url", p);
+        let span = op_span!(self, Operation::RedirectUrl, p);
         self.inner.redirect_url(request, &p).instrument(span).await
     }
 
@@ -241,21 +242,21 @@ impl Driver {
         F: FnMut(&FileInfo) -> WalkControl + Send,
     {
         let p = self.path(path)?;
-        let span = op_span!(self, "walk", p);
+        let span = op_span!(self, Operation::Walk, p);
         self.inner.walk(&p, options, &mut f).instrument(span).await
     }
 
     /// See [`StorageDriver::uploads`]; `path` may be the root.
     pub async fn uploads(&self, path: &str) -> Result<Vec<Leftover>> {
         let p = self.path(path)?;
-        let span = op_span!(self, "uploads", p);
+        let span = op_span!(self, Operation::Uploads, p);
         self.inner.uploads(&p).instrument(span).await
     }
 
     /// See [`StorageDriver::purge_upload`].
     pub async fn purge_upload(&self, leftover: &Leftover) -> Result<()> {
         let p = &leftover.path;
-        let span = op_span!(self, "purge_upload", p);
+        let span = op_span!(self, Operation::PurgeUpload, p);
         self.inner.purge_upload(leftover).instrument(span).await
     }
 
@@ -332,7 +333,7 @@ impl Writer {
         match self.status {
             None => {
                 self.status = Some(WriterStatus::Closed);
-                let span = op_span!(self.driver, "writer.close", self.path);
+                let span = op_span!(self.driver, Operation::Close, self.path);
                 self.inner.close().instrument(span).await
             }
             Some(WriterStatus::Closed) => Err(self.finished(WriterStatus::Closed)),
@@ -347,7 +348,7 @@ impl Writer {
     /// left), and `write` and `commit` are refused.
     pub async fn commit(&mut self) -> Result<()> {
         self.check_open()?;
-        let span = op_span!(self.driver, "writer.commit", self.path);
+        let span = op_span!(self.driver, Operation::Commit, self.path);
         let res = self.inner.commit().instrument(span).await;
         self.status = Some(match res {
             Ok(()) => WriterStatus::Committed,
@@ -362,7 +363,7 @@ impl Writer {
         match self.status {
             None | Some(WriterStatus::Closed) | Some(WriterStatus::CommitFailed) => {
                 self.status = Some(WriterStatus::Cancelled);
-                let span = op_span!(self.driver, "writer.cancel", self.path);
+                let span = op_span!(self.driver, Operation::Cancel, self.path);
                 self.inner.cancel().instrument(span).await
             }
             Some(s) => Err(self.finished(s)),

@@ -47,6 +47,7 @@ mod error;
 pub mod factory;
 mod handle;
 pub mod keys;
+mod operation;
 mod path;
 pub mod prefix;
 mod version;
@@ -60,6 +61,7 @@ pub use driver::{
 pub use error::{error_chain, BoxError, DriverName, Result, StorageError, WriterStatus};
 pub use factory::{DriverFactory, DriverFallback, ParamKind, ParamReader, ParamSpec, Parameters};
 pub use handle::{AsyncWriter, Driver, Writer};
+pub use operation::{Operation, UnknownOperation};
 pub use path::{cmp_paths, validate_component, InvalidPathError, StoragePath};
 pub use version::{Version, CURRENT_VERSION};
 

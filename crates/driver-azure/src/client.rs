@@ -5,6 +5,7 @@
 //! signer), retried by [`driver_http::Retry`] when idempotent, and its failures become
 //! [`StorageError`]s naming the driver, the operation and the path.
 
+use driver_api::Operation;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,7 +55,7 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn internal(op: &'static str, path: &StoragePath, what: impl std::fmt::Display) -> StorageError {
+fn internal(op: Operation, path: &StoragePath, what: impl std::fmt::Display) -> StorageError {
     StorageError::backend(DRIVER, op, path, what.to_string())
 }
 
@@ -144,12 +145,7 @@ impl Client {
 
     /// Maps an unsuccessful response: `BlobNotFound` (and a bare 404 on a blob) is
     /// `PathNotFound`; authentication failures say which credentials to check.
-    async fn map_error(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        resp: Response,
-    ) -> StorageError {
+    async fn map_error(&self, op: Operation, path: &StoragePath, resp: Response) -> StorageError {
         let status = resp.status();
         let header_code = resp
             .headers()
@@ -233,7 +229,13 @@ impl Client {
             )
             .with_version(API_VERSION)
             .token()
-            .map_err(|e| internal("redirect_url", path, format_args!("cannot sign a SAS: {e}")))?;
+            .map_err(|e| {
+                internal(
+                    Operation::RedirectUrl,
+                    path,
+                    format_args!("cannot sign a SAS: {e}"),
+                )
+            })?;
             url.query_pairs_mut().extend_pairs(sas);
             return Ok(Some(url.into()));
         }
@@ -252,7 +254,7 @@ impl Client {
             .await
             .map_err(|e| {
                 internal(
-                    "redirect_url",
+                    Operation::RedirectUrl,
                     path,
                     format_args!("cannot get a user delegation SAS: {e}"),
                 )
@@ -263,7 +265,7 @@ impl Client {
                 Ok(Some(url.into()))
             }
             _ => Err(internal(
-                "redirect_url",
+                Operation::RedirectUrl,
                 path,
                 "the granter returned no SAS token",
             )),
@@ -275,7 +277,7 @@ impl Client {
     /// (then the caller deletes one by one).
     pub async fn delete_batch(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
         names: &[String],
     ) -> Result<Option<Vec<u16>>> {
@@ -330,7 +332,7 @@ impl Client {
     pub async fn container_op(&self, method: Method, ok: &[u16]) -> Result<()> {
         let root = StoragePath::root();
         let url = self.container_url(&[("restype", "container")]);
-        self.expect(Call::new("container", &root, method, url), ok)
+        self.expect(Call::new(Operation::Connect, &root, method, url), ok)
             .await
             .map(drop)
     }
@@ -357,7 +359,7 @@ impl RestClient for Client {
         self.sign(call).await
     }
 
-    async fn error(&self, op: &'static str, path: &StoragePath, resp: Response) -> StorageError {
+    async fn error(&self, op: Operation, path: &StoragePath, resp: Response) -> StorageError {
         self.map_error(op, path, resp).await
     }
 }

@@ -1,5 +1,6 @@
 //! The XML bodies the driver reads: blob listings and block lists.
 
+use driver_api::Operation;
 use driver_api::{Result, StorageError, StoragePath};
 use serde::Deserialize;
 
@@ -8,7 +9,7 @@ use crate::DRIVER;
 /// Parses an XML response body of operation `op`.
 pub fn parse<T: for<'de> Deserialize<'de>>(
     body: &str,
-    op: &'static str,
+    op: Operation,
     path: &StoragePath,
 ) -> Result<T> {
     quick_xml::de::from_str(body)
@@ -131,7 +132,7 @@ mod tests {
 <NextMarker>m2</NextMarker>
 </EnumerationResults>"#;
         let p = StoragePath::new("/a").unwrap();
-        let r: EnumerationResults = parse(xml, "list", &p).unwrap();
+        let r: EnumerationResults = parse(xml, Operation::List, &p).unwrap();
         assert_eq!(r.blobs.items.len(), 3);
         assert!(
             matches!(&r.blobs.items[0], Item::Blob(b) if b.name == "a/b" && b.properties.content_length == 12)
@@ -141,7 +142,7 @@ mod tests {
         assert_eq!(r.next().as_deref(), Some("m2"));
 
         let empty = r#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults><Blobs /><NextMarker /></EnumerationResults>"#;
-        let r: EnumerationResults = parse(empty, "list", &p).unwrap();
+        let r: EnumerationResults = parse(empty, Operation::List, &p).unwrap();
         assert!(r.blobs.items.is_empty());
         assert_eq!(r.next(), None);
     }
@@ -150,7 +151,7 @@ mod tests {
     fn block_lists() {
         let xml = r#"<?xml version="1.0" encoding="utf-8"?><BlockList><CommittedBlocks /><UncommittedBlocks><Block><Name>QUFB</Name><Size>5</Size></Block><Block><Name>QkJC</Name><Size>1</Size></Block></UncommittedBlocks></BlockList>"#;
         let p = StoragePath::new("/a").unwrap();
-        let l: BlockList = parse(xml, "writer", &p).unwrap();
+        let l: BlockList = parse(xml, Operation::Writer, &p).unwrap();
         let names: Vec<_> = l.uncommitted().map(|b| (b.name.as_str(), b.size)).collect();
         assert_eq!(names, [("QUFB", 5), ("QkJC", 1)]);
     }

@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+use driver_api::Operation;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -164,7 +165,7 @@ impl FilesystemDriver {
     }
 
     /// Runs blocking `f` on the pool, mapping io errors for `op` on `path`.
-    async fn run<T, F>(&self, op: &'static str, path: &StoragePath, f: F) -> Result<T>
+    async fn run<T, F>(&self, op: Operation, path: &StoragePath, f: F) -> Result<T>
     where
         F: FnOnce() -> io::Result<T> + Send + 'static,
         T: Send + 'static,
@@ -174,7 +175,7 @@ impl FilesystemDriver {
 
     /// As [`FilesystemDriver::run`], for brief metadata calls (see
     /// [`BlockingPool::run_brief`]).
-    async fn run_brief<T, F>(&self, op: &'static str, path: &StoragePath, f: F) -> Result<T>
+    async fn run_brief<T, F>(&self, op: Operation, path: &StoragePath, f: F) -> Result<T>
     where
         F: FnOnce() -> io::Result<T> + Send + 'static,
         T: Send + 'static,
@@ -183,26 +184,48 @@ impl FilesystemDriver {
     }
 
     fn mapped<T>(
-        op: &'static str,
+        op: Operation,
+        path: &StoragePath,
+        res: std::result::Result<io::Result<T>, driver_api::blocking::BlockingError>,
+    ) -> Result<T> {
+        Self::mapped_as(op, creates(op), path, res)
+    }
+
+    /// As [`FilesystemDriver::mapped`], saying whether `op` creates `path` (a rename
+    /// creates its destination, not its source).
+    fn mapped_as<T>(
+        op: Operation,
+        creating: bool,
         path: &StoragePath,
         res: std::result::Result<io::Result<T>, driver_api::blocking::BlockingError>,
     ) -> Result<T> {
         match res {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(io_error(op, path, e)),
+            Ok(Err(e)) => Err(io_error_as(op, creating, path, e)),
             Err(e) => Err(StorageError::backend(NAME, op, path, e)),
         }
     }
 }
 
-/// Operations that create entries: for them, a file where a directory is needed
-/// (`ENOTDIR`) is a conflict, not a missing path.
-const CREATING_OPS: [&str; 4] = ["put_content", "writer", "commit", "rename_to"];
+/// Operations that create their path: for them, a file where a directory is needed
+/// (`ENOTDIR`) is a conflict, not a missing path. (A rename creates its destination;
+/// see [`FilesystemDriver::mapped_as`].)
+fn creates(op: Operation) -> bool {
+    matches!(
+        op,
+        Operation::PutContent | Operation::Writer | Operation::Commit
+    )
+}
 
 /// Maps an io error: a missing file (or, when reading, a file where a directory was
 /// expected) is `PathNotFound`; everything else is a backend error.
-fn io_error(op: &'static str, path: &StoragePath, e: io::Error) -> StorageError {
-    let missing = if CREATING_OPS.contains(&op) {
+fn io_error(op: Operation, path: &StoragePath, e: io::Error) -> StorageError {
+    io_error_as(op, creates(op), path, e)
+}
+
+/// [`io_error`] for an operation that does (`creating`) or does not create `path`.
+fn io_error_as(op: Operation, creating: bool, path: &StoragePath, e: io::Error) -> StorageError {
+    let missing = if creating {
         e.kind() == io::ErrorKind::NotFound
     } else {
         is_missing(&e)
@@ -445,7 +468,7 @@ impl StorageDriver for FilesystemDriver {
         // Opening is brief, and so is reading a small file (link files, manifests, most of
         // what a registry reads): both in one brief call; larger contents on the pool.
         let opened = self
-            .run_brief("get_content", path, move || {
+            .run_brief(Operation::GetContent, path, move || {
                 let mut f = File::open(&full)?;
                 let md = f.metadata()?;
                 if md.is_dir() {
@@ -463,7 +486,7 @@ impl StorageDriver for FilesystemDriver {
             Ok(small) => Ok(small),
             Err((f, len)) => {
                 let mut buf = driver_api::buffer::read_buffer(len as usize);
-                self.run("get_content", path, move || {
+                self.run(Operation::GetContent, path, move || {
                     buf.fill_from(&mut &f)?;
                     Ok(buf.freeze())
                 })
@@ -474,7 +497,7 @@ impl StorageDriver for FilesystemDriver {
 
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
         let (root, full) = (self.root.clone(), self.full(path));
-        self.run("put_content", path, move || {
+        self.run(Operation::PutContent, path, move || {
             write_atomic(&root, &full, &content)
         })
         .await
@@ -484,7 +507,7 @@ impl StorageDriver for FilesystemDriver {
         let full = self.full(path);
         // Opening is a brief metadata call; the chunks are read on the blocking pool.
         let (file, size) = self
-            .run_brief("reader", path, move || {
+            .run_brief(Operation::Reader, path, move || {
                 let mut f = File::open(&full)?;
                 let md = f.metadata()?;
                 if md.is_dir() {
@@ -517,7 +540,7 @@ impl StorageDriver for FilesystemDriver {
         let (root, full) = (self.root.clone(), self.full(path));
         let p = path.clone();
         let (file, size) = self
-            .run("writer", path, move || {
+            .run(Operation::Writer, path, move || {
                 let up = upload_path(&full);
                 match OpenOptions::new().append(true).open(&up) {
                     Ok(f) => {
@@ -530,7 +553,8 @@ impl StorageDriver for FilesystemDriver {
                         if md.is_dir() {
                             return Ok(Err(StorageError::Unsupported {
                                 driver: NAME.into(),
-                                operation: "appending to a directory".into(),
+                                operation: Operation::Writer,
+                                feature: "appending to a directory".into(),
                                 path: Some(p.to_string()),
                             }));
                         }
@@ -555,7 +579,7 @@ impl StorageDriver for FilesystemDriver {
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let full = self.full(path);
         let p = path.clone();
-        self.run_brief("stat", path, move || match fs::metadata(&full) {
+        self.run_brief(Operation::Stat, path, move || match fs::metadata(&full) {
             // The root exists before anything is written (as it lists empty).
             Err(e) if p.is_root() && is_missing(&e) => Ok(FileInfo {
                 path: p,
@@ -572,7 +596,7 @@ impl StorageDriver for FilesystemDriver {
         let full = self.full(path);
         let p = path.clone();
         let cache = self.lists.clone();
-        self.run_brief("list", path, move || {
+        self.run_brief(Operation::List, path, move || {
             let read_at = SystemTime::now();
             let md = match fs::metadata(&full) {
                 Err(e) if p.is_root() && is_missing(&e) => return Ok(Vec::new()),
@@ -596,25 +620,28 @@ impl StorageDriver for FilesystemDriver {
         let (root, from, to) = (self.root.clone(), self.full(src), self.full(dst));
         // Check the source first so a missing source reports the source path.
         let from2 = from.clone();
-        self.run("rename", src, move || {
+        self.run(Operation::Rename, src, move || {
             fs::symlink_metadata(&from2).map(|_| ())
         })
         .await?;
-        self.run("rename_to", dst, move || {
-            if let Some(dir) = to.parent() {
-                ensure_dir(&root, dir)?;
-            }
-            fs::rename(&from, &to)?;
-            sync_dir(to.parent().unwrap_or(&root))?;
-            prune_empty_dirs(&root, from.parent());
-            Ok(())
-        })
-        .await
+        let moved = self
+            .pool
+            .run(move || {
+                if let Some(dir) = to.parent() {
+                    ensure_dir(&root, dir)?;
+                }
+                fs::rename(&from, &to)?;
+                sync_dir(to.parent().unwrap_or(&root))?;
+                prune_empty_dirs(&root, from.parent());
+                Ok(())
+            })
+            .await;
+        Self::mapped_as(Operation::Rename, true, dst, moved)
     }
 
     async fn delete(&self, path: &StoragePath) -> Result<()> {
         let (root, full) = (self.root.clone(), self.full(path));
-        self.run("delete", path, move || {
+        self.run(Operation::Delete, path, move || {
             let removed_upload = fs::remove_file(upload_path(&full)).is_ok();
             let res = match fs::symlink_metadata(&full) {
                 Ok(md) if md.is_dir() => fs::remove_dir_all(&full),
@@ -634,7 +661,7 @@ impl StorageDriver for FilesystemDriver {
         let (root, full) = (self.root.clone(), self.full(path));
         let at_root = path.is_root();
         let mut found = self
-            .run("uploads", path, move || {
+            .run(Operation::Uploads, path, move || {
                 let mut found = Vec::new();
                 if !at_root {
                     // The path's own upload and temporary files, beside it.
@@ -683,13 +710,13 @@ impl StorageDriver for FilesystemDriver {
         if !ok || path.is_root() {
             return Err(StorageError::backend(
                 NAME,
-                "purge_upload",
+                Operation::PurgeUpload,
                 path,
                 format!("{} is not a {} of this path", leftover.id, leftover.kind),
             ));
         }
         let (root, file) = (self.root.clone(), self.root.join(&leftover.id));
-        self.run("purge_upload", path, move || {
+        self.run(Operation::PurgeUpload, path, move || {
             match fs::remove_file(&file) {
                 Err(e) if !is_missing(&e) => return Err(e),
                 _ => {}
@@ -710,7 +737,7 @@ impl StorageDriver for FilesystemDriver {
             let full = self.full(&dir);
             let d = dir.clone();
             async move {
-                self.run("walk", &dir, move || {
+                self.run(Operation::Walk, &dir, move || {
                     let children = match read_children(&full, &d) {
                         Err(e) if d.is_root() && is_missing(&e) => return Ok(Vec::new()),
                         other => other?,
@@ -752,7 +779,7 @@ impl ReadState {
         let mut buf = driver_api::buffer::read_buffer(want);
         let res = self
             .driver
-            .run("reader", &self.path, move || {
+            .run(Operation::Reader, &self.path, move || {
                 let n = buf.fill_from(&mut &file)?;
                 Ok((file, buf, n))
             })
@@ -765,7 +792,7 @@ impl ReadState {
                     return Some((
                         Err(StorageError::backend(
                             NAME,
-                            "reader",
+                            Operation::Reader,
                             &self.path,
                             "unexpected end of file",
                         )),
@@ -819,13 +846,18 @@ impl FsWriter {
     }
 
     fn gone(&self) -> StorageError {
-        StorageError::backend(NAME, "writer", &self.path, "upload file is no longer open")
+        StorageError::backend(
+            NAME,
+            Operation::Writer,
+            &self.path,
+            "upload file is no longer open",
+        )
     }
 
     /// Runs `f` with the upload file (created first if this is a fresh upload's first
     /// call) and the pending chunks on the blocking pool; the file comes back unless `f`
     /// consumes it.
-    async fn with_file<T, F>(&mut self, op: &'static str, f: F) -> Result<T>
+    async fn with_file<T, F>(&mut self, op: Operation, f: F) -> Result<T>
     where
         F: FnOnce(File, Vec<Bytes>) -> (Option<File>, io::Result<T>) + Send + 'static,
         T: Send + 'static,
@@ -868,7 +900,7 @@ impl FsWriter {
         if self.pending.is_empty() && !self.create {
             return Ok(());
         }
-        self.with_file("write", |mut file, chunks| {
+        self.with_file(Operation::Write, |mut file, chunks| {
             let res = write_chunks(&mut file, &chunks);
             (Some(file), res)
         })
@@ -907,7 +939,7 @@ impl FileWriter for FsWriter {
         self.create = false;
         let (root, full) = (self.driver.root.clone(), self.driver.full(&self.path));
         self.driver
-            .run("cancel", &self.path, move || {
+            .run(Operation::Cancel, &self.path, move || {
                 let up = upload_path(&full);
                 match fs::remove_file(&up) {
                     Ok(()) => {}
@@ -922,7 +954,7 @@ impl FileWriter for FsWriter {
 
     async fn commit(&mut self) -> Result<()> {
         let (root, full) = (self.driver.root.clone(), self.driver.full(&self.path));
-        self.with_file("commit", move |mut file, chunks| {
+        self.with_file(Operation::Commit, move |mut file, chunks| {
             let res = write_chunks(&mut file, &chunks)
                 .and_then(|_| file.sync_data())
                 .and_then(|_| {
@@ -947,7 +979,7 @@ mod tests {
     fn io_errors_are_typed() {
         let p = StoragePath::new("/a/b").unwrap();
         let e = io_error(
-            "get_content",
+            Operation::GetContent,
             &p,
             io::Error::from_raw_os_error(libc::EACCES),
         );
@@ -956,7 +988,7 @@ mod tests {
             e.to_string(),
             "filesystem: get_content /a/b: permission denied: Permission denied (os error 13)"
         );
-        let e = io_error("get_content", &p, io::ErrorKind::NotFound.into());
+        let e = io_error(Operation::GetContent, &p, io::ErrorKind::NotFound.into());
         assert!(e.is_not_found());
     }
 }

@@ -5,6 +5,7 @@
 //! by [`driver_http::Retry`] when idempotent, and its failures become [`StorageError`]s
 //! naming the driver, the operation and the path.
 
+use driver_api::Operation;
 use driver_api::{async_trait, Result, StorageError, StoragePath};
 use driver_http::{Call, HttpConfig, RestClient, Retry};
 use google_cloud_auth::credentials::{self, CacheableResource, Credentials};
@@ -242,7 +243,7 @@ impl Client {
     /// does not exist.
     pub async fn list_error(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
         resp: Response,
     ) -> StorageError {
@@ -251,7 +252,7 @@ impl Client {
 
     async fn status_error(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
         resp: Response,
     ) -> StorageError {
@@ -319,7 +320,7 @@ impl RestClient for Client {
 
     /// Maps an unsuccessful answer about an object: 404 is `PathNotFound`;
     /// authentication failures say which credentials to check.
-    async fn error(&self, op: &'static str, path: &StoragePath, resp: Response) -> StorageError {
+    async fn error(&self, op: Operation, path: &StoragePath, resp: Response) -> StorageError {
         if resp.status() == StatusCode::NOT_FOUND {
             return StorageError::not_found(DRIVER, path);
         }

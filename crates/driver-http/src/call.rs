@@ -8,10 +8,11 @@
 //!
 //! ```
 //! # fn main() -> driver_api::Result<()> {
+//! use driver_api::Operation;
 //! use driver_http::Call;
 //! let path = driver_api::StoragePath::new("/a").unwrap();
 //! let url = reqwest::Url::parse("http://127.0.0.1:1/bucket/a").unwrap();
-//! let call = Call::new("put_content", &path, reqwest::Method::PUT, url)
+//! let call = Call::new(Operation::PutContent, &path, reqwest::Method::PUT, url)
 //!     .header("content-type", "application/octet-stream")
 //!     .body(bytes::Bytes::from_static(b"hi"));
 //! let mut parts = call.parts("demo")?;
@@ -22,6 +23,7 @@
 //! ```
 
 use bytes::Bytes;
+use driver_api::Operation;
 use driver_api::{Result, StorageError, StoragePath};
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use reqwest::{Method, Url};
@@ -30,7 +32,7 @@ use reqwest::{Method, Url};
 #[derive(Debug, Clone)]
 pub struct Call<'a> {
     /// Operation name, for errors.
-    pub op: &'static str,
+    pub op: Operation,
     /// Path, for errors.
     pub path: &'a StoragePath,
     /// Method.
@@ -50,7 +52,7 @@ pub struct Call<'a> {
 
 impl<'a> Call<'a> {
     /// An idempotent request without a body.
-    pub fn new(op: &'static str, path: &'a StoragePath, method: Method, url: Url) -> Self {
+    pub fn new(op: Operation, path: &'a StoragePath, method: Method, url: Url) -> Self {
         Self {
             op,
             path,

@@ -20,6 +20,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> driver_api::Result<()> {
+//! use driver_api::Operation;
 //! use driver_http::{HttpConfig, Retry, SendRetry};
 //! let path = driver_api::StoragePath::new("/a").unwrap();
 //! let cfg = HttpConfig::default();
@@ -28,11 +29,11 @@
 //! let resp = retry
 //!     .send(|| client.get("http://127.0.0.1:1/a").send())
 //!     .await
-//!     .map_err(|e| driver_http::transport_error("demo", "get_content", &path, e))?;
+//!     .map_err(|e| driver_http::transport_error("demo", Operation::GetContent, &path, e))?;
 //! if !resp.status().is_success() {
 //!     let status = resp.status();
 //!     let body = driver_http::error_body(resp).await;
-//!     return Err(driver_http::status_error("demo", "get_content", &path, status, "", &body));
+//!     return Err(driver_http::status_error("demo", Operation::GetContent, &path, status, "", &body));
 //! }
 //! # Ok(()) }
 //! ```
@@ -45,6 +46,7 @@ pub use driver_objectstore::network::Retry;
 pub use call::Call;
 pub use rest::{Answer, RestClient};
 
+use driver_api::Operation;
 use std::future::Future;
 use std::time::Duration;
 
@@ -267,7 +269,7 @@ fn retry_after(r: &Response) -> Option<Duration> {
 /// signature.
 pub fn transport_error(
     driver: &'static str,
-    operation: &'static str,
+    operation: Operation,
     path: &StoragePath,
     e: reqwest::Error,
 ) -> StorageError {
@@ -296,7 +298,7 @@ pub fn transport_error(
 /// `Backend` error otherwise (retryable for 408, 429 and 5xx).
 pub fn status_error(
     driver: &'static str,
-    operation: &'static str,
+    operation: Operation,
     path: &StoragePath,
     status: StatusCode,
     code: &str,
@@ -333,7 +335,7 @@ pub async fn error_body(resp: Response) -> String {
 /// whole body in memory; a broken connection ends the stream with a retryable error.
 pub fn body_stream(
     driver: &'static str,
-    operation: &'static str,
+    operation: Operation,
     path: &StoragePath,
     resp: Response,
 ) -> ByteStream {
@@ -352,7 +354,7 @@ pub fn body_stream(
 /// [`Body`]: driver_objectstore::Body
 pub fn object_body(
     driver: &'static str,
-    operation: &'static str,
+    operation: Operation,
     path: &StoragePath,
     resp: Response,
     version_header: &str,
@@ -447,7 +449,7 @@ mod tests {
         })
         .send(|| client.get(&url).send())
         .await
-        .map_err(|e| transport_error("t", "stat", &p, e))
+        .map_err(|e| transport_error("t", Operation::Stat, &p, e))
         .unwrap_err();
         assert!(err.is_retryable(), "{err}");
         assert!(err.to_string().contains("cannot connect"), "{err}");

@@ -1,6 +1,7 @@
 //! [`RestClient`]: sending a [`Call`], retried and mapped, written once for every REST
 //! driver.
 
+use driver_api::Operation;
 use driver_api::{async_trait, Result, StorageError, StoragePath};
 use reqwest::Response;
 
@@ -11,7 +12,7 @@ use crate::{transport_error, Call, Retry, SendRetry};
 /// answer is read. [`send`](Self::send) and [`expect`](Self::expect) come with it.
 ///
 /// ```
-/// use driver_api::{async_trait, Result, StorageError, StoragePath};
+/// use driver_api::{async_trait, Operation, Result, StorageError, StoragePath};
 /// use driver_http::{Call, RestClient, Retry};
 /// struct Demo(reqwest::Client);
 /// #[async_trait]
@@ -24,7 +25,7 @@ use crate::{transport_error, Call, Retry, SendRetry};
 ///         parts.headers.insert("authorization", "Bearer t".parse().unwrap());
 ///         call.request(Self::DRIVER, parts)
 ///     }
-///     async fn error(&self, op: &'static str, path: &StoragePath, r: reqwest::Response) -> StorageError {
+///     async fn error(&self, op: Operation, path: &StoragePath, r: reqwest::Response) -> StorageError {
 ///         driver_http::status_error(Self::DRIVER, op, path, r.status(), "", "")
 ///     }
 /// }
@@ -44,7 +45,7 @@ pub trait RestClient: Sync {
     async fn build(&self, call: &Call<'_>) -> Result<reqwest::Request>;
 
     /// Maps an unsuccessful answer (not found, authentication, service errors).
-    async fn error(&self, op: &'static str, path: &StoragePath, resp: Response) -> StorageError;
+    async fn error(&self, op: Operation, path: &StoragePath, resp: Response) -> StorageError;
 
     /// Whether the client renews credentials that the service calls stale: then
     /// [`send`](Self::send) keeps the headers of each attempt for [`stale`](Self::stale).
@@ -106,7 +107,7 @@ pub trait RestClient: Sync {
         {
             tracing::debug!(
                 driver = Self::DRIVER,
-                op = call.op,
+                op = %call.op,
                 path = %call.path,
                 "a retried delete found nothing: the attempt whose answer was lost deleted it"
             );
@@ -187,7 +188,7 @@ impl Answer {
     pub fn json<T: serde::de::DeserializeOwned>(
         &self,
         driver: &'static str,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
     ) -> Result<T> {
         serde_json::from_slice(&self.body)

@@ -15,6 +15,7 @@
 //!
 //! Registered with the factory as `"inmemory"`; it takes no parameters.
 
+use driver_api::Operation;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -154,7 +155,7 @@ impl Dir {
     }
 }
 
-fn conflict(path: &StoragePath, op: &'static str, what: &'static str) -> StorageError {
+fn conflict(path: &StoragePath, op: Operation, what: &'static str) -> StorageError {
     StorageError::backend(NAME, op, path, what)
 }
 
@@ -200,7 +201,7 @@ impl State {
 
     /// Checks that a file can be created at `path`: no ancestor is a file and `path` is not
     /// a directory.
-    fn check_file_slot(&self, path: &StoragePath, op: &'static str) -> Result<()> {
+    fn check_file_slot(&self, path: &StoragePath, op: Operation) -> Result<()> {
         let mut cur = &self.root;
         for c in path.components() {
             match cur.entries.get(c) {
@@ -220,7 +221,7 @@ impl State {
         &mut self,
         path: &StoragePath,
         now: SystemTime,
-        op: &'static str,
+        op: Operation,
     ) -> Result<&mut Dir> {
         let full = path.as_str();
         let mut end = 0;
@@ -243,7 +244,7 @@ impl State {
     }
 
     /// Stores `node` at `path`, replacing a file there.
-    fn insert(&mut self, path: &StoragePath, node: Node, op: &'static str) -> Result<()> {
+    fn insert(&mut self, path: &StoragePath, node: Node, op: Operation) -> Result<()> {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(conflict(path, op, "the root is a directory"));
         };
@@ -369,7 +370,8 @@ impl StorageDriver for InMemoryDriver {
             data: content,
             mod_time: SystemTime::now(),
         };
-        self.write().insert(path, Node::File(file), "put_content")
+        self.write()
+            .insert(path, Node::File(file), Operation::PutContent)
     }
 
     async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
@@ -387,7 +389,7 @@ impl StorageDriver for InMemoryDriver {
 
     async fn writer(&self, path: &StoragePath, append: bool) -> Result<Box<dyn FileWriter>> {
         let mut st = self.write();
-        st.check_file_slot(path, "writer")?;
+        st.check_file_slot(path, Operation::Writer)?;
         let upload = if append {
             match st.uploads.remove(path) {
                 Some(u) => u,
@@ -444,14 +446,18 @@ impl StorageDriver for InMemoryDriver {
         if src.is_ancestor_of(dst) {
             return Err(conflict(
                 dst,
-                "rename",
+                Operation::Rename,
                 "cannot move a directory into itself",
             ));
         }
         let is_dir = matches!(node, Node::Dir(_));
-        match st.check_file_slot(dst, "rename") {
+        match st.check_file_slot(dst, Operation::Rename) {
             Err(_) if is_dir && st.dir(dst).is_some() => {
-                return Err(conflict(dst, "rename", "destination directory exists"))
+                return Err(conflict(
+                    dst,
+                    Operation::Rename,
+                    "destination directory exists",
+                ))
             }
             other => other?,
         }
@@ -462,7 +468,7 @@ impl StorageDriver for InMemoryDriver {
             Node::Dir(d) => Node::Dir(d.rebased(dst)?),
             file => file,
         };
-        st.insert(dst, node, "rename")
+        st.insert(dst, node, Operation::Rename)
     }
 
     async fn delete(&self, path: &StoragePath) -> Result<()> {
@@ -507,7 +513,7 @@ impl StorageDriver for InMemoryDriver {
         if leftover.kind != LeftoverKind::Parked || leftover.id != leftover.path.as_str() {
             return Err(StorageError::backend(
                 NAME,
-                "purge_upload",
+                Operation::PurgeUpload,
                 &leftover.path,
                 format!("{} is not an upload of this path", leftover.id),
             ));

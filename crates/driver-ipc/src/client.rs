@@ -10,6 +10,7 @@
 //! operation waits on it is killed, and a child that breaks the protocol (garbage on
 //! stdout) is killed: the host never hangs and never panics on what a child sends.
 
+use driver_api::Operation;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,7 +149,7 @@ impl std::fmt::Debug for IpcDriver {
     }
 }
 
-fn backend(name: &str, op: &'static str, path: &str, retryable: bool, msg: String) -> StorageError {
+fn backend(name: &str, op: Operation, path: &str, retryable: bool, msg: String) -> StorageError {
     StorageError::Backend {
         driver: name.to_owned().into(),
         operation: op,
@@ -171,7 +172,7 @@ impl IpcDriver {
                 shared_state: std::sync::atomic::AtomicBool::new(true),
             }),
         };
-        d.host.conn("create").await?;
+        d.host.conn(Operation::Connect).await?;
         Ok(d)
     }
 
@@ -195,7 +196,7 @@ impl IpcDriver {
 }
 
 impl Host {
-    fn err(&self, op: &'static str, path: &str, e: ChanError) -> StorageError {
+    fn err(&self, op: Operation, path: &str, e: ChanError) -> StorageError {
         match e {
             ChanError::Remote(w) => w.into_storage(&self.name, op, path),
             ChanError::Closed(why) => backend(&self.name, op, path, true, why),
@@ -214,7 +215,7 @@ impl Host {
     }
 
     /// The live connection, starting a child if there is none (or it died).
-    async fn conn(&self, op: &'static str) -> Result<Arc<Conn>> {
+    async fn conn(&self, op: Operation) -> Result<Arc<Conn>> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref() {
             if c.router.dead_reason().is_none() {
@@ -246,7 +247,7 @@ impl Host {
         Ok(c)
     }
 
-    async fn start(&self, op: &'static str) -> Result<Conn> {
+    async fn start(&self, op: Operation) -> Result<Conn> {
         let fail = |m: String| backend(&self.name, op, "", true, m);
         let program = &self.opts.program;
         let mut cmd = Command::new(program);
@@ -393,7 +394,7 @@ impl Host {
             message,
         };
         if let Some(e) = &h.error {
-            return Err(e.clone().into_storage(&self.name, "create", ""));
+            return Err(e.clone().into_storage(&self.name, Operation::Connect, ""));
         }
         match driver_api::Version::parse(&h.protocol) {
             Some(v) if MIN_PROTOCOL.accepts(v) => {}
@@ -415,13 +416,13 @@ impl Host {
     }
 
     /// Sends `req` and returns its channel.
-    async fn call(&self, op: &'static str, path: &str, req: &Request) -> Result<Chan> {
+    async fn call(&self, op: Operation, path: &str, req: &Request) -> Result<Chan> {
         self.open(op, path, req, true).await
     }
 
     /// Like [`call`](Self::call); with `flush` false the request waits in the pipe's
     /// buffer for the frames that follow it (one write, one wake-up of the child).
-    async fn open(&self, op: &'static str, path: &str, req: &Request, flush: bool) -> Result<Chan> {
+    async fn open(&self, op: Operation, path: &str, req: &Request, flush: bool) -> Result<Chan> {
         let conn = self.conn(op).await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let inbox = conn
@@ -447,7 +448,7 @@ impl Host {
     }
 
     /// The next frame; a timeout stops the child (it is stuck).
-    async fn next(&self, chan: &mut Chan, op: &'static str, path: &str) -> Result<Frame> {
+    async fn next(&self, chan: &mut Chan, op: Operation, path: &str) -> Result<Frame> {
         match chan.next().await {
             Ok(f) => Ok(f),
             Err(e) => {
@@ -467,7 +468,7 @@ impl Host {
     }
 
     /// Expects `RESPONSE` and returns its payload.
-    async fn response(&self, chan: &mut Chan, op: &'static str, path: &str) -> Result<Bytes> {
+    async fn response(&self, chan: &mut Chan, op: Operation, path: &str) -> Result<Bytes> {
         let f = self.next(chan, op, path).await?;
         match f.kind {
             Kind::Response => Ok(f.payload),
@@ -481,7 +482,7 @@ impl Host {
 
     fn json<T: serde::de::DeserializeOwned>(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &str,
         b: &[u8],
     ) -> Result<T> {
@@ -498,7 +499,7 @@ impl Host {
     async fn collect(
         &self,
         chan: &mut Chan,
-        op: &'static str,
+        op: Operation,
         path: &str,
         capacity: usize,
     ) -> Result<Bytes> {
@@ -522,7 +523,7 @@ impl Host {
         }
     }
 
-    async fn simple(&self, op: &'static str, path: &str, req: Request) -> Result<Bytes> {
+    async fn simple(&self, op: Operation, path: &str, req: Request) -> Result<Bytes> {
         let mut chan = self.call(op, path, &req).await?;
         let r = self.response(&mut chan, op, path).await?;
         chan.finish();
@@ -565,11 +566,11 @@ impl IpcWriter {
                         path: p.clone(),
                         append: true,
                     };
-                    let mut chan = match self.host.call("writer.cancel", &p, &req).await {
+                    let mut chan = match self.host.call(Operation::Cancel, &p, &req).await {
                         Ok(c) => c,
                         Err(e) => return Err(e),
                     };
-                    match self.host.response(&mut chan, "writer.cancel", &p).await {
+                    match self.host.response(&mut chan, Operation::Cancel, &p).await {
                         Ok(_) => {}
                         Err(e) if e.is_not_found() => return Ok(()),
                         Err(e) => return Err(e),
@@ -580,7 +581,7 @@ impl IpcWriter {
         };
         if let Some(e) = chan.pending_error() {
             chan.finish();
-            return Err(self.host.err("writer", &p, e));
+            return Err(self.host.err(Operation::Writer, &p, e));
         }
         let _ = &mut chan;
         self.send_finish(chan, action).await
@@ -589,9 +590,9 @@ impl IpcWriter {
     async fn send_finish(&mut self, mut chan: Chan, action: Action) -> Result<()> {
         let p = self.path.as_str().to_owned();
         let op = match action {
-            Action::Commit => "writer.commit",
-            Action::Close => "writer.close",
-            Action::Cancel => "writer.cancel",
+            Action::Commit => Operation::Commit,
+            Action::Close => Operation::Close,
+            Action::Cancel => Operation::Cancel,
         };
         chan.send_json(Kind::End, &Finish { action })
             .await
@@ -615,7 +616,7 @@ impl FileWriter for IpcWriter {
         let Some(chan) = self.chan.as_mut() else {
             return Err(backend(
                 &self.host.name,
-                "writer.write",
+                Operation::Write,
                 p,
                 false,
                 "the upload is finished".into(),
@@ -624,12 +625,12 @@ impl FileWriter for IpcWriter {
         if let Some(e) = chan.pending_error() {
             chan.finish();
             self.chan = None;
-            return Err(self.host.err("writer.write", p, e));
+            return Err(self.host.err(Operation::Write, p, e));
         }
         let n = data.len() as u64;
         chan.send_data(data)
             .await
-            .map_err(|e| self.host.err("writer.write", p, e))?;
+            .map_err(|e| self.host.err(Operation::Write, p, e))?;
         self.size += n;
         Ok(())
     }
@@ -665,13 +666,17 @@ impl StorageDriver for IpcDriver {
     async fn get_content(&self, path: &StoragePath) -> Result<Bytes> {
         let (h, p) = (&self.host, path.as_str());
         let mut chan = h
-            .call("get_content", p, &Request::GetContent { path: p.into() })
+            .call(
+                Operation::GetContent,
+                p,
+                &Request::GetContent { path: p.into() },
+            )
             .await?;
-        let r = h.response(&mut chan, "get_content", p).await?;
+        let r = h.response(&mut chan, Operation::GetContent, p).await?;
         let size = serde_json::from_slice::<SizeHint>(&r)
             .unwrap_or_default()
             .size;
-        h.collect(&mut chan, "get_content", p, size_hint(size))
+        h.collect(&mut chan, Operation::GetContent, p, size_hint(size))
             .await
     }
 
@@ -682,14 +687,14 @@ impl StorageDriver for IpcDriver {
             size: Some(content.len() as u64),
         };
         // Request, data and end in as few writes as the pipe takes.
-        let mut chan = h.open("put_content", p, &req, false).await?;
+        let mut chan = h.open(Operation::PutContent, p, &req, false).await?;
         chan.feed_data(content)
             .await
-            .map_err(|e| h.err("put_content", p, e))?;
+            .map_err(|e| h.err(Operation::PutContent, p, e))?;
         chan.send(Kind::End, Bytes::new())
             .await
-            .map_err(|e| h.err("put_content", p, e))?;
-        h.response(&mut chan, "put_content", p).await?;
+            .map_err(|e| h.err(Operation::PutContent, p, e))?;
+        h.response(&mut chan, Operation::PutContent, p).await?;
         chan.finish();
         Ok(())
     }
@@ -699,7 +704,7 @@ impl StorageDriver for IpcDriver {
         let p = path.as_str().to_owned();
         let mut chan = h
             .call(
-                "reader",
+                Operation::Reader,
                 &p,
                 &Request::Reader {
                     path: p.clone(),
@@ -707,10 +712,10 @@ impl StorageDriver for IpcDriver {
                 },
             )
             .await?;
-        h.response(&mut chan, "reader", &p).await?;
+        h.response(&mut chan, Operation::Reader, &p).await?;
         let s = futures::stream::unfold(Some((h, chan, p)), |st| async move {
             let (h, mut chan, p) = st?;
-            match h.next(&mut chan, "reader", &p).await {
+            match h.next(&mut chan, Operation::Reader, &p).await {
                 Ok(f) if f.kind == Kind::Data => {
                     // Lent from the child's region while this side holds at most half
                     // of it: a reader's consumer passes chunks on and drops them.
@@ -723,7 +728,7 @@ impl StorageDriver for IpcDriver {
                 }
                 Ok(f) => {
                     let e = h.err(
-                        "reader",
+                        Operation::Reader,
                         &p,
                         ChanError::Protocol(format!("unexpected {:?} in a stream", f.kind)),
                     );
@@ -753,11 +758,11 @@ impl StorageDriver for IpcDriver {
         };
         // A fresh upload's request goes out with its first data (or its end): one write
         // and one wake-up of the child less.
-        let mut chan = h.open("writer", p, &req, append).await?;
+        let mut chan = h.open(Operation::Writer, p, &req, append).await?;
         let size = match append {
             true => {
-                let r = h.response(&mut chan, "writer", p).await?;
-                h.json::<SizeReply>("writer", p, &r)?.size
+                let r = h.response(&mut chan, Operation::Writer, p).await?;
+                h.json::<SizeReply>(Operation::Writer, p, &r)?.size
             }
             false => 0,
         };
@@ -773,12 +778,12 @@ impl StorageDriver for IpcDriver {
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let (h, p) = (&self.host, path.as_str());
         let r = h
-            .simple("stat", p, Request::Stat { path: p.into() })
+            .simple(Operation::Stat, p, Request::Stat { path: p.into() })
             .await?;
-        let info: Info = h.json("stat", p, &r)?;
+        let info: Info = h.json(Operation::Stat, p, &r)?;
         info.into_file_info().ok_or_else(|| {
             h.err(
-                "stat",
+                Operation::Stat,
                 p,
                 ChanError::Protocol("an invalid path in stat".into()),
             )
@@ -787,17 +792,24 @@ impl StorageDriver for IpcDriver {
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
         let (h, p) = (&self.host, path.as_str());
-        let mut chan = h.call("list", p, &Request::List { path: p.into() }).await?;
-        h.response(&mut chan, "list", p).await?;
-        let body = h.collect(&mut chan, "list", p, 0).await?;
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| h.err("list", p, ChanError::Protocol("list is not UTF-8".into())))?;
+        let mut chan = h
+            .call(Operation::List, p, &Request::List { path: p.into() })
+            .await?;
+        h.response(&mut chan, Operation::List, p).await?;
+        let body = h.collect(&mut chan, Operation::List, p, 0).await?;
+        let text = std::str::from_utf8(&body).map_err(|_| {
+            h.err(
+                Operation::List,
+                p,
+                ChanError::Protocol("list is not UTF-8".into()),
+            )
+        })?;
         text.lines()
             .filter(|l| !l.is_empty())
             .map(|l| {
                 StoragePath::new(l).map_err(|_| {
                     h.err(
-                        "list",
+                        Operation::List,
                         p,
                         ChanError::Protocol(format!("invalid path {l:?} in list")),
                     )
@@ -812,7 +824,7 @@ impl StorageDriver for IpcDriver {
             dst: dst.as_str().into(),
         };
         self.host
-            .simple("rename", src.as_str(), req)
+            .simple(Operation::Rename, src.as_str(), req)
             .await
             .map(drop)
     }
@@ -820,7 +832,7 @@ impl StorageDriver for IpcDriver {
     async fn delete(&self, path: &StoragePath) -> Result<()> {
         let p = path.as_str();
         self.host
-            .simple("delete", p, Request::Delete { path: p.into() })
+            .simple(Operation::Delete, p, Request::Delete { path: p.into() })
             .await
             .map(drop)
     }
@@ -841,23 +853,23 @@ impl StorageDriver for IpcDriver {
                 .expires_in
                 .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
         };
-        let r = h.simple("redirect_url", p, req).await?;
-        Ok(h.json::<UrlReply>("redirect_url", p, &r)?.url)
+        let r = h.simple(Operation::RedirectUrl, p, req).await?;
+        Ok(h.json::<UrlReply>(Operation::RedirectUrl, p, &r)?.url)
     }
 
     async fn uploads(&self, path: &StoragePath) -> Result<Vec<Leftover>> {
         let (h, p) = (&self.host, path.as_str());
         let r = h
-            .simple("uploads", p, Request::Uploads { path: p.into() })
+            .simple(Operation::Uploads, p, Request::Uploads { path: p.into() })
             .await?;
-        h.json::<UploadsReply>("uploads", p, &r)?
+        h.json::<UploadsReply>(Operation::Uploads, p, &r)?
             .uploads
             .into_iter()
             .map(|w| {
                 let shown = format!("{w:?}");
                 w.into_leftover().ok_or_else(|| {
                     h.err(
-                        "uploads",
+                        Operation::Uploads,
                         p,
                         ChanError::Protocol(format!("invalid upload {shown} in uploads")),
                     )
@@ -871,7 +883,10 @@ impl StorageDriver for IpcDriver {
         let req = Request::PurgeUpload {
             upload: WireLeftover::from(leftover),
         };
-        self.host.simple("purge_upload", p, req).await.map(drop)
+        self.host
+            .simple(Operation::PurgeUpload, p, req)
+            .await
+            .map(drop)
     }
 
     async fn walk(
@@ -888,12 +903,12 @@ impl StorageDriver for IpcDriver {
                 .as_ref()
                 .map(|s| s.as_str().to_owned()),
         };
-        let mut chan = h.call("walk", p, &req).await?;
-        h.response(&mut chan, "walk", p).await?;
+        let mut chan = h.call(Operation::Walk, p, &req).await?;
+        h.response(&mut chan, Operation::Walk, p).await?;
         let mut partial = BytesMut::new();
         let mut skip: Option<StoragePath> = None;
         loop {
-            let fr = h.next(&mut chan, "walk", p).await?;
+            let fr = h.next(&mut chan, Operation::Walk, p).await?;
             match fr.kind {
                 Kind::Data => partial.extend_from_slice(&fr.payload),
                 Kind::End => {
@@ -902,7 +917,7 @@ impl StorageDriver for IpcDriver {
                 }
                 k => {
                     return Err(h.err(
-                        "walk",
+                        Operation::Walk,
                         p,
                         ChanError::Protocol(format!("unexpected {k:?} in a stream")),
                     ))
@@ -910,10 +925,10 @@ impl StorageDriver for IpcDriver {
             }
             while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
                 let line = partial.split_to(nl + 1);
-                let info: Info = h.json("walk", p, &line[..nl])?;
+                let info: Info = h.json(Operation::Walk, p, &line[..nl])?;
                 let info = info.into_file_info().ok_or_else(|| {
                     h.err(
-                        "walk",
+                        Operation::Walk,
                         p,
                         ChanError::Protocol("an invalid path in walk".into()),
                     )

@@ -1,5 +1,6 @@
 //! The JSON payloads of frames (docs/ipc-protocol.md, "Handshake", "Requests", "Errors").
 
+use driver_api::Operation;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use driver_api::{FileInfo, Leftover, LeftoverKind, StorageError, StoragePath};
@@ -321,11 +322,9 @@ impl WireError {
                 w.offset = Some(*offset);
                 w.size = Some(*size);
             }
-            StorageError::Unsupported {
-                operation, path, ..
-            } => {
+            StorageError::Unsupported { feature, path, .. } => {
                 w.kind = "unsupported".into();
-                w.message = operation.to_string();
+                w.message = feature.to_string();
                 w.path = path.clone();
             }
             StorageError::InvalidParameter { key, expected, .. } => {
@@ -369,7 +368,7 @@ impl WireError {
 
     /// The host's error for it: `driver` is the name the host knows the driver by,
     /// `op` and `path` the operation that failed.
-    pub fn into_storage(self, driver: &str, op: &'static str, path: &str) -> StorageError {
+    pub fn into_storage(self, driver: &str, op: Operation, path: &str) -> StorageError {
         let driver: driver_api::DriverName = driver.to_owned().into();
         let at = self.path.clone().unwrap_or_else(|| path.to_owned());
         match self.kind.as_str() {
@@ -382,7 +381,8 @@ impl WireError {
             },
             "unsupported" => StorageError::Unsupported {
                 driver,
-                operation: self.message.into(),
+                operation: op,
+                feature: self.message.into(),
                 path: self.path,
             },
             "invalid_parameter" => StorageError::InvalidParameter {
@@ -446,7 +446,8 @@ mod tests {
             },
             StorageError::Unsupported {
                 driver: driver.clone(),
-                operation: "appending to committed content (3 bytes)".into(),
+                operation: Operation::Writer,
+                feature: "appending to committed content (3 bytes)".into(),
                 path: Some("/a/b".into()),
             },
             StorageError::InvalidParameter {
@@ -460,20 +461,20 @@ mod tests {
             },
             StorageError::Backend {
                 driver: driver.clone(),
-                operation: "write",
+                operation: Operation::Write,
                 path: "/a/b".into(),
                 retryable: true,
                 source: "No space left on device (os error 28)".into(),
             },
             StorageError::Unauthenticated {
                 driver: driver.clone(),
-                operation: "write",
+                operation: Operation::Write,
                 path: "/a/b".into(),
                 source: "InvalidAccessKeyId (HTTP 403)".into(),
             },
             StorageError::PermissionDenied {
                 driver: driver.clone(),
-                operation: "write",
+                operation: Operation::Write,
                 path: "/a/b".into(),
                 source: "Permission denied (os error 13)".into(),
             },
@@ -482,7 +483,7 @@ mod tests {
             let wire = WireError::from_storage(&e);
             let json = serde_json::to_vec(&wire).unwrap();
             let back: WireError = serde_json::from_slice(&json).unwrap();
-            let host = back.into_storage("filesystem", "write", "/a/b");
+            let host = back.into_storage("filesystem", Operation::Write, "/a/b");
             assert_eq!(host.to_string(), e.to_string());
             assert_eq!(host.is_retryable(), e.is_retryable());
             assert_eq!(
@@ -499,19 +500,20 @@ mod tests {
     fn a_backend_error_keeps_the_childs_path() {
         let e = StorageError::Backend {
             driver: "filesystem".to_owned().into(),
-            operation: "rename",
+            operation: Operation::Rename,
             path: "/dst".into(),
             retryable: false,
             source: "permission denied".into(),
         };
-        let host = WireError::from_storage(&e).into_storage("filesystem", "rename", "/src");
+        let host =
+            WireError::from_storage(&e).into_storage("filesystem", Operation::Rename, "/src");
         assert_eq!(
             host.to_string(),
             "filesystem: rename /dst: permission denied"
         );
         let none = StorageError::Backend {
             driver: "filesystem".to_owned().into(),
-            operation: "walk",
+            operation: Operation::Walk,
             path: String::new(),
             retryable: false,
             source: "gone".into(),

@@ -3,6 +3,7 @@
 //! [`StorageError::Unauthenticated`] and [`StorageError::PermissionDenied`] whichever
 //! service refused them.
 
+use driver_api::Operation;
 use driver_api::{BoxError, StorageError, StoragePath};
 
 /// Which refusal an answer is.
@@ -60,7 +61,7 @@ impl AuthFailure {
     pub fn error(
         self,
         driver: &'static str,
-        operation: &'static str,
+        operation: Operation,
         path: &StoragePath,
         source: impl Into<BoxError>,
     ) -> StorageError {

@@ -15,6 +15,7 @@
 //! after it. Committed content is never touched: no step writes or deletes the object at
 //! the path.
 
+use driver_api::Operation;
 use std::collections::HashSet;
 use std::time::SystemTime;
 
@@ -40,7 +41,7 @@ const SUFFIX: &str = "#upload";
 impl<B: ObjectBackend> ObjectStore<B> {
     /// See [`driver_api::StorageDriver::uploads`].
     pub(crate) async fn find_leftovers(&self, path: &StoragePath) -> Result<Vec<Leftover>> {
-        let cx = Cx::new("uploads", path);
+        let cx = Cx::new(Operation::Uploads, path);
         let keys = self.backend.keys();
         let root = keys.dir_prefix(&StoragePath::root());
         // At or below `path`: its own parked object and everything under its prefix.
@@ -114,14 +115,14 @@ impl<B: ObjectBackend> ObjectStore<B> {
     /// See [`driver_api::StorageDriver::purge_upload`].
     pub(crate) async fn purge_leftover(&self, leftover: &Leftover) -> Result<()> {
         let path = &leftover.path;
-        let cx = Cx::new("purge_upload", path);
+        let cx = Cx::new(Operation::PurgeUpload, path);
         let key = self.key(path);
         match leftover.kind {
             LeftoverKind::Parked => {
                 if leftover.id != park_key(&key) {
                     return Err(StorageError::backend(
                         B::NAME,
-                        "purge_upload",
+                        Operation::PurgeUpload,
                         path,
                         format!("{} is not the parked object of this path", leftover.id),
                     ));
@@ -152,7 +153,7 @@ impl<B: ObjectBackend> ObjectStore<B> {
                         // Closed since it was listed: a resumable upload stays.
                         return Err(StorageError::backend(
                             B::NAME,
-                            "purge_upload",
+                            Operation::PurgeUpload,
                             path,
                             "the upload was closed since it was listed; list it again",
                         ));
@@ -164,7 +165,8 @@ impl<B: ObjectBackend> ObjectStore<B> {
             LeftoverKind::Orphan => self.backend.abort_upload(cx, &key, &leftover.id).await,
             _ => Err(StorageError::Unsupported {
                 driver: B::NAME.into(),
-                operation: format!("purge_upload of a {}", leftover.kind).into(),
+                operation: Operation::PurgeUpload,
+                feature: format!("purging a {}", leftover.kind).into(),
                 path: Some(path.to_string()),
             }),
         }

@@ -56,6 +56,7 @@ mod pager;
 pub mod read;
 pub mod upload;
 
+use driver_api::Operation;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -86,14 +87,14 @@ pub use crate::upload::{MultipartBackend, MultipartWriter, ParkedUpload, Part};
 #[derive(Debug, Clone, Copy)]
 pub struct Cx<'a> {
     /// The operation (`"stat"`, `"delete"`, ...).
-    pub op: &'static str,
+    pub op: Operation,
     /// The path the operation is on.
     pub path: &'a StoragePath,
 }
 
 impl<'a> Cx<'a> {
     /// `op` on `path`.
-    pub fn new(op: &'static str, path: &'a StoragePath) -> Self {
+    pub fn new(op: Operation, path: &'a StoragePath) -> Self {
         Self { op, path }
     }
 }
@@ -287,7 +288,8 @@ pub trait ObjectBackend: fmt::Debug + Send + Sync + Sized + 'static {
     async fn abort_upload(&self, cx: Cx<'_>, _key: &str, _upload: &str) -> Result<()> {
         Err(StorageError::Unsupported {
             driver: Self::NAME.into(),
-            operation: "abort_upload".into(),
+            operation: cx.op,
+            feature: "aborting an upload".into(),
             path: Some(cx.path.to_string()),
         })
     }
@@ -416,19 +418,19 @@ impl<B: ObjectBackend> StorageDriver for ObjectStore<B> {
     }
 
     async fn get_content(&self, path: &StoragePath) -> Result<Bytes> {
-        let cx = Cx::new("get_content", path);
+        let cx = Cx::new(Operation::GetContent, path);
         read::read_all(&self.backend, cx, &self.key(path))
             .await?
             .ok_or_else(|| StorageError::not_found(B::NAME, path))
     }
 
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<()> {
-        let cx = Cx::new("put_content", path);
+        let cx = Cx::new(Operation::PutContent, path);
         self.backend.put(cx, &self.key(path), content).await
     }
 
     async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
-        let cx = Cx::new("reader", path);
+        let cx = Cx::new(Operation::Reader, path);
         let key = self.key(path);
         match self.backend.get(cx, &key, offset, None).await? {
             Got::Stream(body) => Ok(read::resuming(self.backend.clone(), cx, key, offset, body)),
@@ -446,7 +448,7 @@ impl<B: ObjectBackend> StorageDriver for ObjectStore<B> {
     }
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
-        let cx = Cx::new("stat", path);
+        let cx = Cx::new(Operation::Stat, path);
         let object = || async {
             let o = self.backend.head(cx, &self.key(path)).await?;
             Ok(o.map(|o| (o.size, o.mod_time)))
@@ -462,7 +464,7 @@ impl<B: ObjectBackend> StorageDriver for ObjectStore<B> {
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
-        let cx = Cx::new("list", path);
+        let cx = Cx::new(Operation::List, path);
         let prefix = self.backend.keys().dir_prefix(path);
         let mut children = Children::new(path, &prefix);
         let mut pager = self.pager(cx, &prefix, true);
@@ -478,7 +480,7 @@ impl<B: ObjectBackend> StorageDriver for ObjectStore<B> {
     }
 
     async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {
-        let cx = Cx::new("rename", src);
+        let cx = Cx::new(Operation::Rename, src);
         let object = self.object(cx).await?;
         if src == dst {
             // Copying onto itself then deleting would lose it.
@@ -488,7 +490,7 @@ impl<B: ObjectBackend> StorageDriver for ObjectStore<B> {
     }
 
     async fn delete(&self, path: &StoragePath) -> Result<()> {
-        delete::tree(self, Cx::new("delete", path)).await
+        delete::tree(self, Cx::new(Operation::Delete, path)).await
     }
 
     async fn redirect_url(
@@ -496,7 +498,7 @@ impl<B: ObjectBackend> StorageDriver for ObjectStore<B> {
         request: &RedirectRequest,
         path: &StoragePath,
     ) -> Result<Option<String>> {
-        let cx = Cx::new("redirect_url", path);
+        let cx = Cx::new(Operation::RedirectUrl, path);
         self.backend
             .redirect_url(cx, request, &self.key(path))
             .await
@@ -508,7 +510,7 @@ impl<B: ObjectBackend> StorageDriver for ObjectStore<B> {
         options: &WalkOptions,
         f: &mut WalkFn<'_>,
     ) -> Result<()> {
-        let cx = Cx::new("walk", path);
+        let cx = Cx::new(Operation::Walk, path);
         let prefix = self.backend.keys().dir_prefix(path);
         let mut walk = FlatWalk::new(path, options, f);
         let mut pager = self.pager(cx, &prefix, false);

@@ -257,7 +257,7 @@ fn max_retries(v: Option<Value>, driver: &'static str) -> Result<u32> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use driver_api::{ParamSpec, Parameters};
+    use driver_api::{Operation, ParamSpec, Parameters};
 
     static PARAMS: &[ParamSpec] = crate::network_params![ParamSpec::new(
         "bucket",
@@ -328,7 +328,8 @@ mod tests {
                 let path = path.clone();
                 async move {
                     if n < 3 {
-                        Err(StorageError::backend("t", "stat", &path, "busy").with_retryable(true))
+                        Err(StorageError::backend("t", Operation::Stat, &path, "busy")
+                            .with_retryable(true))
                     } else {
                         Ok(n)
                     }
@@ -342,7 +343,7 @@ mod tests {
             .run(|| {
                 calls += 1;
                 let path = path.clone();
-                async move { Err::<(), _>(StorageError::backend("t", "stat", &path, "denied")) }
+                async move { Err::<(), _>(StorageError::backend("t", Operation::Stat, &path, "denied")) }
             })
             .await
             .unwrap_err();

@@ -77,7 +77,7 @@ impl<'a, B: ObjectBackend> Pager<'a, B> {
             None => self.done = true,
             // A service that answers the same token again would page for ever.
             Some(t) if self.token.as_deref() == Some(t) => {
-                tracing::warn!(driver = B::NAME, op = self.cx.op, path = %self.cx.path,
+                tracing::warn!(driver = B::NAME, op = %self.cx.op, path = %self.cx.path,
                     "the listing returned its own continuation again; stopping");
                 self.done = true;
             }

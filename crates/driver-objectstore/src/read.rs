@@ -21,6 +21,7 @@
 //! stream that fails [`MAX_IDLE_RESUMES`] times in a row without delivering a byte in
 //! between ends with the last error.
 
+use driver_api::Operation;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,7 +81,7 @@ impl std::fmt::Debug for Body {
 /// Where a resuming stream is.
 struct State<B> {
     backend: Arc<B>,
-    op: &'static str,
+    op: Operation,
     path: StoragePath,
     key: String,
     /// Offset of the next byte to deliver.

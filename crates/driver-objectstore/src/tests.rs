@@ -3,6 +3,7 @@
 //! The drivers' own tests run the same loops against their real services.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use driver_api::Operation;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
@@ -76,16 +77,20 @@ impl ObjectBackend for Map {
                     .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
                     .is_ok();
                 let stream = if self.dead.load(Relaxed) {
-                    let e = StorageError::backend("map", "reader", cx.path, "reset");
+                    let e = StorageError::backend("map", Operation::Reader, cx.path, "reset");
                     futures::stream::iter([Err(e.with_retryable(true))]).boxed()
                 } else if cut {
                     let (path, mut chunks) = (cx.path.clone(), Vec::new());
                     for c in part.chunks(3).take(2) {
                         chunks.push(Ok(part.slice_ref(c)));
                     }
-                    chunks
-                        .push(Err(StorageError::backend("map", "reader", &path, "reset")
-                            .with_retryable(true)));
+                    chunks.push(Err(StorageError::backend(
+                        "map",
+                        Operation::Reader,
+                        &path,
+                        "reset",
+                    )
+                    .with_retryable(true)));
                     futures::stream::iter(chunks).boxed()
                 } else {
                     futures::stream::iter([Ok(part)]).boxed()
@@ -165,7 +170,7 @@ impl ObjectBackend for Map {
     ) -> Result<Box<dyn FileWriter>> {
         Err(StorageError::backend(
             "map",
-            "writer",
+            Operation::Writer,
             &StoragePath::root(),
             "no writers",
         ))

@@ -34,6 +34,7 @@
 //! A failed part fails the `write` (or `close`, `commit`) that waits for it and aborts
 //! nothing: parts already stored stay, and so does the upload.
 
+use driver_api::Operation;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -225,7 +226,7 @@ fn parse_park(name: &'static str, path: &StoragePath, body: Bytes) -> Result<(Pa
     let bad = |why: String| {
         StorageError::backend(
             name,
-            "writer",
+            Operation::Writer,
             path,
             format!("unreadable upload state: {why}"),
         )
@@ -327,7 +328,7 @@ impl<B: MultipartBackend> MultipartWriter<B> {
         }
     }
 
-    fn cx(&self, op: &'static str) -> Cx<'_> {
+    fn cx(&self, op: Operation) -> Cx<'_> {
         Cx::new(op, &self.path)
     }
 
@@ -335,7 +336,7 @@ impl<B: MultipartBackend> MultipartWriter<B> {
     /// empty content; anything else is refused.
     async fn resume(mut self) -> Result<Self> {
         let b = self.b.clone();
-        let cx = Cx::new("writer", &self.path);
+        let cx = Cx::new(Operation::Writer, &self.path);
         let parked = match crate::read::read_all(&b, cx, &park_key(&self.key)).await? {
             Some(body) => Some(parse_park(B::NAME, &self.path, body)?),
             None => None,
@@ -393,7 +394,7 @@ impl<B: MultipartBackend> MultipartWriter<B> {
         if let Some(id) = &self.upload {
             return Ok(id.clone());
         }
-        let cx = Cx::new("write", &self.path);
+        let cx = Cx::new(Operation::Write, &self.path);
         let mut tries = 0;
         let id: Arc<str> = loop {
             match self.b.initiate(cx, &self.key).await {
@@ -431,8 +432,15 @@ impl<B: MultipartBackend> MultipartWriter<B> {
         self.sent += data.len() as u64;
         let (b, path, key) = (self.b.clone(), self.path.clone(), self.key.clone());
         self.in_flight.spawn(async move {
-            b.put_part(Cx::new("write", &path), &key, &upload, number, offset, data)
-                .await
+            b.put_part(
+                Cx::new(Operation::Write, &path),
+                &key,
+                &upload,
+                number,
+                offset,
+                data,
+            )
+            .await
         });
         Ok(())
     }
@@ -446,7 +454,12 @@ impl<B: MultipartBackend> MultipartWriter<B> {
                 Ok(())
             }
             Some(Ok(Err(e))) => Err(e),
-            Some(Err(e)) => Err(StorageError::backend(B::NAME, "write", &self.path, e)),
+            Some(Err(e)) => Err(StorageError::backend(
+                B::NAME,
+                Operation::Write,
+                &self.path,
+                e,
+            )),
         }
     }
 
@@ -460,7 +473,7 @@ impl<B: MultipartBackend> MultipartWriter<B> {
 
     async fn remove_parked(&self) -> Result<()> {
         self.b
-            .delete(self.cx("writer"), &park_key(&self.key), false)
+            .delete(self.cx(Operation::Writer), &park_key(&self.key), false)
             .await
             .map(drop)
     }
@@ -469,7 +482,10 @@ impl<B: MultipartBackend> MultipartWriter<B> {
         let Some(id) = self.upload.clone() else {
             // Never reached a part: one put.
             let body = self.chunks.take();
-            return self.b.put(self.cx("commit"), &self.key, body).await;
+            return self
+                .b
+                .put(self.cx(Operation::Commit), &self.key, body)
+                .await;
         };
         let res = self.complete(&id).await;
         if res.is_err() {
@@ -478,7 +494,7 @@ impl<B: MultipartBackend> MultipartWriter<B> {
             // content at the key is untouched.
             self.in_flight.abort_all();
             while self.in_flight.join_next().await.is_some() {}
-            let cx = Cx::new("commit", &self.path);
+            let cx = Cx::new(Operation::Commit, &self.path);
             if let Err(e) = self.b.abort(cx, &self.key, &id, &self.parts).await {
                 tracing::warn!(driver = B::NAME, path = %self.path, error = %e, "aborting the upload after a failed commit failed");
             }
@@ -498,7 +514,7 @@ impl<B: MultipartBackend> MultipartWriter<B> {
         self.drain().await?;
         let last = self.chunks.take();
         let (number, offset) = (self.next_number, self.sent);
-        let cx = Cx::new("commit", &self.path);
+        let cx = Cx::new(Operation::Commit, &self.path);
         if let Some(part) = self
             .b
             .put_last_part(cx, &self.key, id, number, offset, last)
@@ -510,7 +526,7 @@ impl<B: MultipartBackend> MultipartWriter<B> {
         }
         self.parts.sort_by_key(|p| p.number);
         self.b
-            .complete(self.cx("commit"), &self.key, id, &self.parts)
+            .complete(self.cx(Operation::Commit), &self.key, id, &self.parts)
             .await
     }
 }
@@ -554,7 +570,7 @@ impl<B: MultipartBackend> FileWriter for MultipartWriter<B> {
         self.parts.sort_by_key(|p| p.number);
         let body = park_body(self.upload.as_deref(), &self.parts, self.chunks.buffered());
         self.b
-            .put(self.cx("close"), &park_key(&self.key), body)
+            .put(self.cx(Operation::Close), &park_key(&self.key), body)
             .await?;
         self.chunks.clear();
         Ok(())
@@ -565,7 +581,7 @@ impl<B: MultipartBackend> FileWriter for MultipartWriter<B> {
         self.in_flight.abort_all();
         while self.in_flight.join_next().await.is_some() {}
         if let Some(id) = self.upload.take() {
-            let cx = Cx::new("cancel", &self.path);
+            let cx = Cx::new(Operation::Cancel, &self.path);
             if let Err(e) = self.b.abort(cx, &self.key, &id, &self.parts).await {
                 tracing::warn!(driver = B::NAME, path = %self.path, error = %e, "aborting a cancelled upload failed");
             }
@@ -581,7 +597,10 @@ impl<B: MultipartBackend> FileWriter for MultipartWriter<B> {
             // A stale parked object goes in parallel: one round trip, not two.
             let b = self.b.clone();
             let (cx_path, park) = (self.path.clone(), park_key(&self.key));
-            let stale = async move { b.delete(Cx::new("commit", &cx_path), &park, false).await };
+            let stale = async move {
+                b.delete(Cx::new(Operation::Commit, &cx_path), &park, false)
+                    .await
+            };
             let (res, stale) = futures::future::join(self.publish(), stale).await;
             res.and(stale.map(drop))
         }

@@ -6,6 +6,7 @@
 //! [`StorageError::Backend`] whose source is a typed [`ServiceError`] (OSS's error code,
 //! message and request id), naming the driver, the operation and the path.
 
+use driver_api::Operation;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -101,7 +102,7 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn internal(op: &'static str, path: &StoragePath, what: impl std::fmt::Display) -> StorageError {
+fn internal(op: Operation, path: &StoragePath, what: impl std::fmt::Display) -> StorageError {
     StorageError::backend(DRIVER, op, path, what.to_string())
 }
 
@@ -180,19 +181,14 @@ impl Client {
         expiry: Duration,
     ) -> Result<String> {
         let url = self.object_url(key, &[]);
-        let call = Call::new("redirect_url", path, method, url);
+        let call = Call::new(Operation::RedirectUrl, path, method, url);
         let req = self.sign(&call, Some(expiry)).await?;
         Ok(req.url().to_string())
     }
 
     /// Maps an unsuccessful response: `NoSuchKey` (and a bodiless 404) is
     /// `PathNotFound`; everything else a `Backend` error with a [`ServiceError`] source.
-    async fn map_error(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        resp: Response,
-    ) -> StorageError {
+    async fn map_error(&self, op: Operation, path: &StoragePath, resp: Response) -> StorageError {
         let status = resp.status();
         let request_id = resp
             .headers()
@@ -265,7 +261,7 @@ impl Client {
     /// A request with an XML body (idempotent unless the caller marks it
     /// [`Call::once`]).
     pub fn xml_call<'a>(
-        op: &'static str,
+        op: Operation,
         path: &'a StoragePath,
         method: Method,
         url: Url,
@@ -293,7 +289,7 @@ impl RestClient for Client {
         self.sign(call, None).await
     }
 
-    async fn error(&self, op: &'static str, path: &StoragePath, resp: Response) -> StorageError {
+    async fn error(&self, op: Operation, path: &StoragePath, resp: Response) -> StorageError {
         self.map_error(op, path, resp).await
     }
 }

@@ -1,5 +1,6 @@
 //! The XML bodies the driver sends and reads (OSS's, which carry no namespace).
 
+use driver_api::Operation;
 use driver_api::{Result, StorageError, StoragePath};
 use serde::Deserialize;
 
@@ -8,7 +9,7 @@ use crate::DRIVER;
 /// Parses an XML response body of operation `op`.
 pub fn parse<T: for<'de> Deserialize<'de>>(
     body: &str,
-    op: &'static str,
+    op: Operation,
     path: &StoragePath,
 ) -> Result<T> {
     quick_xml::de::from_str(body)
@@ -213,7 +214,7 @@ mod tests {
 <IsTruncated>true</IsTruncated><NextContinuationToken>tok%2B%2F%3D</NextContinuationToken>
 <Contents><Key>a%2Fx%20y</Key><LastModified>2024-01-02T03:04:05.000Z</LastModified><ETag>"E"</ETag><Type>Normal</Type><Size>7</Size><StorageClass>Standard</StorageClass></Contents>
 <CommonPrefixes><Prefix>a%2Fd%2F</Prefix></CommonPrefixes><KeyCount>2</KeyCount></ListBucketResult>"#;
-        let l: ListBucketResult = parse(x, "list", &p).unwrap();
+        let l: ListBucketResult = parse(x, Operation::List, &p).unwrap();
         assert_eq!(l.contents.len(), 1);
         assert_eq!(url_decoded(&l.contents[0].key), "a/x y");
         assert_eq!(l.contents[0].size, 7);
@@ -222,7 +223,7 @@ mod tests {
         assert_eq!(l.next().as_deref(), Some("tok+/="));
         let empty: ListBucketResult = parse(
             "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>",
-            "list",
+            Operation::List,
             &p,
         )
         .unwrap();

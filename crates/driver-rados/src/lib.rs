@@ -45,6 +45,7 @@ pub mod params;
 pub mod sys;
 mod writer;
 
+use driver_api::Operation;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -89,6 +90,9 @@ pub enum RadosDriverError {
     /// A librados call failed.
     #[error(transparent)]
     Rados(#[from] RadosError),
+    /// The configured pool cannot be opened: librados says it does not exist.
+    #[error("cannot open the pool (does it exist?)")]
+    NoPool(#[source] RadosError),
     /// A head, upload or directory entry could not be parsed.
     #[error("corrupt {what} in object {oid:?}: {reason}")]
     Corrupt {
@@ -243,7 +247,7 @@ impl RadosDriver {
         .map_err(|e| {
             StorageError::backend(
                 DRIVER,
-                "connect",
+                Operation::Connect,
                 &root,
                 RadosDriverError::Blocking(e.to_string()),
             )
@@ -259,7 +263,7 @@ impl RadosDriver {
             Err(ConnectError::Rados(e)) if e.call == "rados_connect" && e.is_timeout() => {
                 return Err(StorageError::Backend {
                     driver: DRIVER.into(),
-                    operation: "connect",
+                    operation: Operation::Connect,
                     path: p.pool.clone(),
                     retryable: true,
                     source: Box::new(RadosDriverError::Unreachable(p.connect_timeout, e)),
@@ -267,21 +271,17 @@ impl RadosDriver {
             }
             Err(ConnectError::Rados(e)) => {
                 let retryable = e.is_retryable();
-                let what = if e.call == "rados_ioctx_create" && e.is_not_found() {
-                    "open pool (does it exist?)"
+                let source = if e.call == "rados_ioctx_create" && e.is_not_found() {
+                    RadosDriverError::NoPool(e)
                 } else {
-                    "connect"
+                    RadosDriverError::Rados(e)
                 };
                 return Err(StorageError::Backend {
                     driver: DRIVER.into(),
-                    operation: if what == "connect" {
-                        "connect"
-                    } else {
-                        "open pool"
-                    },
+                    operation: Operation::Connect,
                     path: p.pool.clone(),
                     retryable,
-                    source: Box::new(e),
+                    source: Box::new(source),
                 });
             }
         };
@@ -308,7 +308,7 @@ impl RadosDriver {
 }
 
 pub(crate) fn err(
-    op: &'static str,
+    op: Operation,
     path: &StoragePath,
     e: impl Into<RadosDriverError>,
 ) -> StorageError {
@@ -337,7 +337,7 @@ impl Inner {
     }
 
     /// The head of the file at `path`, if any.
-    pub(crate) async fn head(&self, op: &'static str, path: &StoragePath) -> Result<Option<Head>> {
+    pub(crate) async fn head(&self, op: Operation, path: &StoragePath) -> Result<Option<Head>> {
         let oid = self.head_oid(path);
         match self.io.read(&oid, 0, 64 << 10).await {
             Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
@@ -359,7 +359,7 @@ impl Inner {
     /// One page of `dir`'s entries after `after`; a missing directory object is empty.
     async fn entries_page(
         &self,
-        op: &'static str,
+        op: Operation,
         dir: &StoragePath,
         after: &str,
         max: u64,
@@ -372,7 +372,7 @@ impl Inner {
     }
 
     /// Every entry of `dir`, in key order.
-    async fn entries(&self, op: &'static str, dir: &StoragePath) -> Result<Vec<(String, Entry)>> {
+    async fn entries(&self, op: Operation, dir: &StoragePath) -> Result<Vec<(String, Entry)>> {
         let mut out = Vec::new();
         let mut after = String::new();
         loop {
@@ -400,7 +400,7 @@ impl Inner {
         Ok(out)
     }
 
-    async fn dir_exists(&self, op: &'static str, dir: &StoragePath) -> Result<bool> {
+    async fn dir_exists(&self, op: Operation, dir: &StoragePath) -> Result<bool> {
         Ok(!self.entries_page(op, dir, "", 1).await?.0.is_empty())
     }
 
@@ -408,7 +408,7 @@ impl Inner {
     /// returns the head replaced.
     pub(crate) async fn install_head(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
         new: &Head,
     ) -> Result<Option<Head>> {
@@ -446,12 +446,7 @@ impl Inner {
 
     /// Adds `path` (a file described by `head`) to its directory, then each ancestor to
     /// its parent, bottom-up.
-    pub(crate) async fn link(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        head: &Head,
-    ) -> Result<()> {
+    pub(crate) async fn link(&self, op: Operation, path: &StoragePath, head: &Head) -> Result<()> {
         let mut child = path.clone();
         let mut value = Entry::File {
             size: head.size,
@@ -474,7 +469,7 @@ impl Inner {
     }
 
     /// Removes `path`'s entry from its directory.
-    async fn unlink(&self, op: &'static str, path: &StoragePath) -> Result<()> {
+    async fn unlink(&self, op: Operation, path: &StoragePath) -> Result<()> {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return Ok(());
         };
@@ -493,7 +488,7 @@ impl Inner {
     }
 
     /// Removes `dir` and its ancestors (below the root) while they are empty.
-    async fn prune(&self, op: &'static str, mut dir: StoragePath) -> Result<()> {
+    async fn prune(&self, op: Operation, mut dir: StoragePath) -> Result<()> {
         while !dir.is_root() {
             if self.dir_exists(op, &dir).await? {
                 break;
@@ -559,7 +554,7 @@ impl Inner {
     /// entries, then the replaced content's chunks are removed.
     pub(crate) async fn commit(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
         head: &Head,
     ) -> Result<()> {
@@ -642,12 +637,12 @@ impl Inner {
             .await;
         if let Err(e) = written {
             let _ = self.remove_chunks(&head.gen, n, false).await;
-            return Err(err("put_content", path, e));
+            return Err(err(Operation::PutContent, path, e));
         }
-        if let Err(e) = self.commit("put_content", path, &head).await {
+        if let Err(e) = self.commit(Operation::PutContent, path, &head).await {
             // Only when the head was not swapped are the chunks ours to remove.
             if self
-                .head("put_content", path)
+                .head(Operation::PutContent, path)
                 .await
                 .ok()
                 .flatten()
@@ -666,7 +661,9 @@ impl Inner {
     fn delete_tree<'a>(&'a self, dir: StoragePath) -> futures::future::BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             loop {
-                let (page, _) = self.entries_page("delete", &dir, "", OMAP_PAGE).await?;
+                let (page, _) = self
+                    .entries_page(Operation::Delete, &dir, "", OMAP_PAGE)
+                    .await?;
                 if page.is_empty() {
                     break;
                 }
@@ -674,7 +671,7 @@ impl Inner {
                 self.io
                     .operate(&self.dir_oid(&dir), vec![WriteAction::OmapRemove(names)])
                     .await
-                    .map_err(|e| err("delete", &dir, e))?;
+                    .map_err(|e| err(Operation::Delete, &dir, e))?;
                 let children: Vec<(StoragePath, bool)> = page
                     .iter()
                     .filter_map(|(k, v)| {
@@ -697,14 +694,14 @@ impl Inner {
             match self.io.remove(&self.dir_oid(&dir)).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.is_not_found() => Ok(()),
-                Err(e) => Err(err("delete", &dir, e)),
+                Err(e) => Err(err(Operation::Delete, &dir, e)),
             }
         })
     }
 
     /// Removes a file's head, then its chunks (its entry is already gone).
     async fn remove_file(&self, path: &StoragePath) -> Result<()> {
-        let Some(head) = self.head("delete", path).await? else {
+        let Some(head) = self.head(Operation::Delete, path).await? else {
             return Ok(());
         };
         let guarded = vec![
@@ -715,11 +712,11 @@ impl Inner {
             Ok(()) => {}
             // Replaced meanwhile: the new content is someone else's to keep.
             Err(e) if e.is_guard_failure() || e.is_not_found() => return Ok(()),
-            Err(e) => return Err(err("delete", path, e)),
+            Err(e) => return Err(err(Operation::Delete, path, e)),
         }
         self.remove_chunks(&head.gen, head.chunks(), false)
             .await
-            .map_err(|e| err("delete", path, e))
+            .map_err(|e| err(Operation::Delete, path, e))
     }
 
     fn info(&self, dir: &StoragePath, name: &str, e: &Entry) -> Option<FileInfo> {
@@ -752,7 +749,7 @@ impl StorageDriver for RadosDriver {
         let mut attempt = 0;
         loop {
             let head = s
-                .head("get_content", path)
+                .head(Operation::GetContent, path)
                 .await?
                 .ok_or_else(|| StorageError::not_found(DRIVER, path))?;
             let mut buf = BytesMut::with_capacity(head.size as usize);
@@ -771,7 +768,7 @@ impl StorageDriver for RadosDriver {
                 None => return Ok(buf.freeze()),
                 // Replaced while read: read the new content.
                 Some(RadosDriverError::Replaced) if attempt < 10 => attempt += 1,
-                Some(e) => return Err(err("get_content", path, e)),
+                Some(e) => return Err(err(Operation::GetContent, path, e)),
             }
         }
     }
@@ -783,7 +780,7 @@ impl StorageDriver for RadosDriver {
     async fn reader(&self, path: &StoragePath, offset: u64) -> Result<ByteStream> {
         let s = &self.inner;
         let head = s
-            .head("reader", path)
+            .head(Operation::Reader, path)
             .await?
             .ok_or_else(|| StorageError::not_found(DRIVER, path))?;
         if offset > head.size {
@@ -793,7 +790,7 @@ impl StorageDriver for RadosDriver {
         }
         let p = path.clone();
         Ok(s.stream(&head, offset)
-            .map_err(move |e| err("reader", &p, e))
+            .map_err(move |e| err(Operation::Reader, &p, e))
             .boxed())
     }
 
@@ -806,7 +803,7 @@ impl StorageDriver for RadosDriver {
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo> {
         let s = &self.inner;
         if !path.is_root() {
-            if let Some(h) = s.head("stat", path).await? {
+            if let Some(h) = s.head(Operation::Stat, path).await? {
                 return Ok(FileInfo {
                     path: path.clone(),
                     size: h.size,
@@ -814,7 +811,7 @@ impl StorageDriver for RadosDriver {
                     is_dir: false,
                 });
             }
-            if !s.dir_exists("stat", path).await? {
+            if !s.dir_exists(Operation::Stat, path).await? {
                 return Err(StorageError::not_found(DRIVER, path));
             }
         }
@@ -827,7 +824,7 @@ impl StorageDriver for RadosDriver {
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>> {
-        let entries = self.inner.entries("list", path).await?;
+        let entries = self.inner.entries(Operation::List, path).await?;
         if entries.is_empty() && !path.is_root() {
             return Err(StorageError::not_found(DRIVER, path));
         }
@@ -839,16 +836,16 @@ impl StorageDriver for RadosDriver {
     async fn rename(&self, src: &StoragePath, dst: &StoragePath) -> Result<()> {
         let s = &self.inner;
         let head = s
-            .head("move", src)
+            .head(Operation::Rename, src)
             .await?
             .ok_or_else(|| StorageError::not_found(DRIVER, src))?;
         if src == dst {
             return Ok(());
         }
         // The destination's head names the source's chunks: no byte is copied.
-        let old = s.install_head("move", dst, &head).await?;
-        s.link("move", dst, &head).await?;
-        s.unlink("move", src).await?;
+        let old = s.install_head(Operation::Rename, dst, &head).await?;
+        s.link(Operation::Rename, dst, &head).await?;
+        s.unlink(Operation::Rename, src).await?;
         let guarded = vec![
             WriteAction::AssertXattr("gen".into(), head.gen.as_bytes().to_vec()),
             WriteAction::Remove,
@@ -856,10 +853,10 @@ impl StorageDriver for RadosDriver {
         match s.io.operate(&s.head_oid(src), guarded).await {
             Ok(()) => {}
             Err(e) if e.is_guard_failure() || e.is_not_found() => {}
-            Err(e) => return Err(err("move", src, e)),
+            Err(e) => return Err(err(Operation::Rename, src, e)),
         }
         if let Some(parent) = src.parent() {
-            s.prune("move", parent).await?;
+            s.prune(Operation::Rename, parent).await?;
         }
         s.drop_old(old, &head.gen).await;
         Ok(())
@@ -868,17 +865,17 @@ impl StorageDriver for RadosDriver {
     async fn delete(&self, path: &StoragePath) -> Result<()> {
         let s = &self.inner;
         let parent = path.parent().unwrap_or_else(StoragePath::root);
-        if s.head("delete", path).await?.is_some() {
-            s.unlink("delete", path).await?;
+        if s.head(Operation::Delete, path).await?.is_some() {
+            s.unlink(Operation::Delete, path).await?;
             s.remove_file(path).await?;
-        } else if s.dir_exists("delete", path).await? {
+        } else if s.dir_exists(Operation::Delete, path).await? {
             // Unlinking first hides the whole tree from listings at once.
-            s.unlink("delete", path).await?;
+            s.unlink(Operation::Delete, path).await?;
             s.delete_tree(path.clone()).await?;
         } else {
             return Err(StorageError::not_found(DRIVER, path));
         }
-        s.prune("delete", parent).await
+        s.prune(Operation::Delete, parent).await
     }
 
     async fn walk(
@@ -893,7 +890,7 @@ impl StorageDriver for RadosDriver {
             let s = s.clone();
             let is_top = dir == top;
             async move {
-                let entries = s.entries("walk", &dir).await?;
+                let entries = s.entries(Operation::Walk, &dir).await?;
                 // A subdirectory emptied during the walk is just empty.
                 if entries.is_empty() && is_top && !dir.is_root() {
                     return Err(StorageError::not_found(DRIVER, &dir));

@@ -1,6 +1,7 @@
 //! The resumable writer: chunk objects written as the data comes (memory: one chunk),
 //! the upload's state in `u/<key>` after `close`, the head swapped in on `commit`.
 
+use driver_api::Operation;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -43,7 +44,7 @@ impl Inner {
         match self.io.read(&oid, 0, 64 << 10).await {
             Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
                 err(
-                    "writer",
+                    Operation::Writer,
                     path,
                     RadosDriverError::Corrupt {
                         what: "upload state",
@@ -53,11 +54,11 @@ impl Inner {
                 )
             }),
             Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(err("writer", path, e)),
+            Err(e) => Err(err(Operation::Writer, path, e)),
         }
     }
 
-    async fn save_upload(&self, op: &'static str, path: &StoragePath, up: &Upload) -> Result<()> {
+    async fn save_upload(&self, op: Operation, path: &StoragePath, up: &Upload) -> Result<()> {
         let body = serde_json::to_vec(up).map_err(|e| {
             err(
                 op,
@@ -77,12 +78,7 @@ impl Inner {
 
     /// Discards an upload: its chunks (probing past the saved size, for uploads whose
     /// process died before `close`), then its state.
-    async fn discard_upload(
-        &self,
-        op: &'static str,
-        path: &StoragePath,
-        up: &Upload,
-    ) -> Result<()> {
+    async fn discard_upload(&self, op: Operation, path: &StoragePath, up: &Upload) -> Result<()> {
         self.remove_chunks(&up.gen, up.size.div_ceil(up.chunk.max(1)), true)
             .await
             .map_err(|e| err(op, path, e))?;
@@ -98,7 +94,7 @@ impl RadosWriter {
         let existing = s.read_upload(path).await?;
         let up = match (append, existing) {
             (true, Some(up)) => up,
-            (true, None) => match s.head("writer", path).await? {
+            (true, None) => match s.head(Operation::Writer, path).await? {
                 None => return Err(StorageError::not_found(DRIVER, path)),
                 Some(h) if h.size > 0 => {
                     return Err(StorageError::append_to_committed(DRIVER, path, h.size))
@@ -107,7 +103,7 @@ impl RadosWriter {
             },
             (false, old) => {
                 if let Some(old) = old {
-                    s.discard_upload("writer", path, &old).await?;
+                    s.discard_upload(Operation::Writer, path, &old).await?;
                 }
                 Self::start(&s, path).await?
             }
@@ -130,7 +126,7 @@ impl RadosWriter {
             chunk: s.p.chunk_size,
             size: 0,
         };
-        s.save_upload("writer", path, &up).await?;
+        s.save_upload(Operation::Writer, path, &up).await?;
         Ok(up)
     }
 
@@ -147,7 +143,7 @@ impl RadosWriter {
             .io
             .write(&oid, off, data)
             .await
-            .map_err(|e| err("write", &self.path, e))?;
+            .map_err(|e| err(Operation::Write, &self.path, e))?;
         self.flushed += len;
         Ok(())
     }
@@ -193,7 +189,9 @@ impl FileWriter for RadosWriter {
         }
         self.flush().await?;
         self.up.size = self.flushed;
-        self.s.save_upload("close", &self.path, &self.up).await?;
+        self.s
+            .save_upload(Operation::Close, &self.path, &self.up)
+            .await?;
         self.state = State::Closed;
         Ok(())
     }
@@ -202,7 +200,7 @@ impl FileWriter for RadosWriter {
         self.buf.clear();
         self.up.size = self.flushed;
         self.s
-            .discard_upload("cancel", &self.path, &self.up)
+            .discard_upload(Operation::Cancel, &self.path, &self.up)
             .await?;
         self.state = State::Cancelled;
         Ok(())
@@ -216,7 +214,7 @@ impl FileWriter for RadosWriter {
             gen: self.up.gen.clone(),
             mtime_ns: now_ns(),
         };
-        self.s.commit("commit", &self.path, &head).await?;
+        self.s.commit(Operation::Commit, &self.path, &head).await?;
         match self.s.io.remove(&self.s.upload_oid(&self.path)).await {
             Err(e) if !e.is_not_found() => {
                 tracing::warn!(path = %self.path, error = %e, "rados: upload state left behind")

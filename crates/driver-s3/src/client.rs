@@ -10,6 +10,7 @@ use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecks
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::tls;
+use driver_api::Operation;
 use driver_api::{Result, StorageError, StoragePath};
 use driver_objectstore::auth::AuthFailure;
 
@@ -157,7 +158,7 @@ pub fn classify<E: ProvideErrorMetadata>(
 /// uploads are `PathNotFound`; throttling, 5xx, timeouts and connection failures are
 /// retryable backend errors; authentication failures say so.
 pub fn map_err<E>(
-    operation: &'static str,
+    operation: Operation,
     path: &StoragePath,
     e: SdkError<E, HttpResponse>,
 ) -> StorageError

@@ -32,6 +32,7 @@ mod idle;
 pub mod params;
 mod writer;
 
+use driver_api::Operation;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -225,7 +226,7 @@ impl S3Backend {
 
 /// The SDK's body as the driver API's stream; a failure mid-body is retryable (the core
 /// resumes the read) and keeps its cause in the message.
-fn body_stream(op: &'static str, path: &StoragePath, body: SdkStream) -> ByteStream {
+fn body_stream(op: Operation, path: &StoragePath, body: SdkStream) -> ByteStream {
     let path = path.clone();
     futures::stream::unfold(Some(body), move |state| {
         let path = path.clone();
@@ -394,7 +395,7 @@ impl ObjectBackend for S3Backend {
             Ok(_) => Ok(true),
             Err(e) => match map_err(cx.op, cx.path, e) {
                 StorageError::PathNotFound { .. } => Ok(false),
-                other if !report && other.is_retryable() && cx.op == "delete" => {
+                other if !report && other.is_retryable() && cx.op == Operation::Delete => {
                     // After its subtree: servers that store keys as files (s3s-fs) answer
                     // a server error for the emptied "directory" key itself; on S3 this
                     // is only reached after the SDK's retries.

@@ -12,6 +12,7 @@
 //!
 //! Tokens, passwords and TempURL keys are never logged and never in `Debug` output.
 
+use driver_api::Operation;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -265,9 +266,9 @@ impl Client {
     fn auth_error(&self, e: AuthError) -> StorageError {
         match e {
             AuthError::Rejected { .. } => {
-                StorageError::unauthenticated(DRIVER, "authenticate", &auth_path(), e)
+                StorageError::unauthenticated(DRIVER, Operation::Authenticate, &auth_path(), e)
             }
-            _ => StorageError::backend(DRIVER, "authenticate", &auth_path(), e),
+            _ => StorageError::backend(DRIVER, Operation::Authenticate, &auth_path(), e),
         }
     }
 
@@ -289,7 +290,7 @@ impl Client {
         let parse = |u: &str| Url::parse(u).map_err(|e| bad(format!("bad URL {u:?}: {e}")));
         match p.auth_version {
             AuthVersion::V1 => {
-                let call = Call::new("authenticate", &path, Method::GET, parse(&url)?)
+                let call = Call::new(Operation::Authenticate, &path, Method::GET, parse(&url)?)
                     .header("x-auth-user", p.username.clone())
                     .header("x-auth-key", p.password.expose().to_owned());
                 let resp = self.send_raw(&call).await?;
@@ -321,9 +322,14 @@ impl Client {
                 }
                 let body = json!({ "auth": auth }).to_string();
                 let endpoint = format!("{}/tokens", url.trim_end_matches('/'));
-                let call = Call::new("authenticate", &path, Method::POST, parse(&endpoint)?)
-                    .header("content-type", "application/json")
-                    .body(body.into());
+                let call = Call::new(
+                    Operation::Authenticate,
+                    &path,
+                    Method::POST,
+                    parse(&endpoint)?,
+                )
+                .header("content-type", "application/json")
+                .body(body.into());
                 let resp = self.send_raw(&call).await?;
                 self.check_auth(&resp)?;
                 let a: V2Answer = resp
@@ -359,9 +365,14 @@ impl Client {
             AuthVersion::V3 => {
                 let body = self.v3_body().to_string();
                 let endpoint = format!("{}/auth/tokens", url.trim_end_matches('/'));
-                let call = Call::new("authenticate", &path, Method::POST, parse(&endpoint)?)
-                    .header("content-type", "application/json")
-                    .body(body.into());
+                let call = Call::new(
+                    Operation::Authenticate,
+                    &path,
+                    Method::POST,
+                    parse(&endpoint)?,
+                )
+                .header("content-type", "application/json")
+                .body(body.into());
                 let resp = self.send_raw(&call).await?;
                 self.check_auth(&resp)?;
                 let token = resp
@@ -631,7 +642,7 @@ impl RestClient for Client {
         call.request(DRIVER, parts)
     }
 
-    async fn error(&self, op: &'static str, path: &StoragePath, resp: Response) -> StorageError {
+    async fn error(&self, op: Operation, path: &StoragePath, resp: Response) -> StorageError {
         error(op, path, resp).await
     }
 
@@ -652,7 +663,7 @@ impl RestClient for Client {
         let session = if used == Some(session.token.expose()) {
             tracing::debug!(
                 driver = DRIVER,
-                op = call.op,
+                op = %call.op,
                 "token refused (401): renewing"
             );
             self.renew(session.generation).await?
@@ -672,7 +683,7 @@ impl RestClient for Client {
     }
 }
 
-pub(crate) async fn error(op: &'static str, path: &StoragePath, resp: Response) -> StorageError {
+pub(crate) async fn error(op: Operation, path: &StoragePath, resp: Response) -> StorageError {
     if resp.status() == StatusCode::NOT_FOUND {
         return StorageError::not_found(DRIVER, path);
     }
@@ -682,7 +693,7 @@ pub(crate) async fn error(op: &'static str, path: &StoragePath, resp: Response) 
 /// Maps an unsuccessful answer whatever its status (a 404 here means a missing
 /// container, not a missing path).
 pub(crate) async fn status_error(
-    op: &'static str,
+    op: Operation,
     path: &StoragePath,
     resp: Response,
 ) -> StorageError {

@@ -51,6 +51,7 @@ mod client;
 pub mod params;
 mod writer;
 
+use driver_api::Operation;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -178,7 +179,7 @@ impl SwiftBackend {
             let url = s.client.url(&[c], &[]).await?;
             s.client
                 .expect(
-                    Call::new("create container", &root, Method::PUT, url),
+                    Call::new(Operation::Connect, &root, Method::PUT, url),
                     &[201, 202, 204],
                 )
                 .await?;
@@ -212,7 +213,12 @@ impl SwiftBackend {
         };
         let current = match self
             .client
-            .send(Call::new("redirect key", &root, Method::HEAD, url.clone()))
+            .send(Call::new(
+                Operation::Connect,
+                &root,
+                Method::HEAD,
+                url.clone(),
+            ))
             .await
         {
             Ok(r) => r
@@ -225,7 +231,7 @@ impl SwiftBackend {
         if current.as_deref() == Some(key.expose()) {
             return;
         }
-        let call = Call::new("redirect key", &root, Method::POST, url)
+        let call = Call::new(Operation::Connect, &root, Method::POST, url)
             .header(header, key.expose().to_owned());
         match self.client.expect(call, &[200, 202, 204]).await {
             Ok(_) => tracing::debug!(driver = DRIVER, "TempURL key set"),
@@ -236,7 +242,7 @@ impl SwiftBackend {
     /// HEAD of object `name` in `container`: `None` when missing.
     pub(crate) async fn head_object(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
         container: &str,
         name: &str,
@@ -257,7 +263,7 @@ impl SwiftBackend {
     /// is missing or not a large object.
     async fn slo_segments(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
         name: &str,
     ) -> Result<Option<Vec<String>>> {
@@ -272,7 +278,7 @@ impl SwiftBackend {
 
     async fn manifest_segments(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
         name: &str,
     ) -> Result<Vec<String>> {
@@ -313,7 +319,7 @@ impl SwiftBackend {
     /// timestamp), and a winner that came later removes what it replaced itself.
     pub(crate) async fn replace<F>(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
         name: &str,
         put: F,
@@ -332,7 +338,7 @@ impl SwiftBackend {
     /// A plain PUT of `data` as `container/name`.
     pub(crate) async fn put_object(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
         container: &str,
         name: &str,
@@ -377,7 +383,7 @@ impl SwiftBackend {
     /// The whole object `container/name`, if it exists.
     pub(crate) async fn get_object(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
         container: &str,
         name: &str,
@@ -392,7 +398,7 @@ impl SwiftBackend {
     /// ones are fine).
     pub(crate) async fn bulk_delete(
         &self,
-        op: &'static str,
+        op: Operation,
         path: &StoragePath,
         names: Vec<String>,
     ) -> Result<()> {
@@ -416,7 +422,7 @@ impl SwiftBackend {
     }
 
     /// One bulk-delete request (`body`: encoded names, one a line).
-    async fn bulk_request(&self, op: &'static str, path: &StoragePath, body: String) -> Result<()> {
+    async fn bulk_request(&self, op: Operation, path: &StoragePath, body: String) -> Result<()> {
         let url = self.client.url(&[], &[("bulk-delete", "")]).await?;
         let call = Call::new(op, path, Method::POST, url)
             .header("content-type", "text/plain")
@@ -742,7 +748,7 @@ impl ObjectBackend for SwiftBackend {
     ) -> Result<Box<dyn FileWriter>> {
         if !append {
             // An earlier uncommitted upload at the path goes first, with its segments.
-            writer::discard_parked(&this, Cx::new("writer", path), &key).await?;
+            writer::discard_parked(&this, Cx::new(Operation::Writer, path), &key).await?;
         }
         MultipartWriter::open(this, path, key, append).await
     }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use driver_api::{Driver, Parameters, RedirectRequest, StorageError, WalkControl, WalkOptions};
+use driver_api::{
+    Driver, Operation, Parameters, RedirectRequest, StorageError, WalkControl, WalkOptions,
+};
 use driver_swift::{AuthError, SwiftDriver};
 use driver_testsuite::data::DataGen;
 use driver_testsuite::runtime as rt;
@@ -470,7 +472,7 @@ fn a_wrong_password_fails_clearly() {
         else {
             panic!("expected an Unauthenticated error, got {e:?}");
         };
-        assert_eq!(*operation, "authenticate");
+        assert_eq!(*operation, Operation::Authenticate);
         assert!(!e.is_retryable() && e.is_auth());
         match source.downcast_ref::<AuthError>() {
             Some(AuthError::Rejected { status, .. }) => assert_eq!(*status, 401),

@@ -882,7 +882,8 @@ impl driver_api::FileWriter for FailingCommit {
         self.0.close().await?;
         Err(StorageError::Unsupported {
             driver: "meddler".into(),
-            operation: "commit (staged failure)".into(),
+            operation: driver_api::Operation::Commit,
+            feature: "commit (staged failure)".into(),
             path: None,
         })
     }

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use bytes::Bytes;
-use driver_api::{Driver, StorageError};
+use driver_api::{Driver, Operation, StorageError};
 use futures::StreamExt;
 
 use crate::data::DataGen;
@@ -66,7 +66,8 @@ pub struct Report {
     pub ops: BTreeMap<&'static str, (usize, usize)>,
     /// Every failure: the operation and the error's text.
     pub failures: Vec<String>,
-    /// Failures that are not typed as they must be (no driver, no path, no cause).
+    /// Failures that are not typed as they must be (no driver, no path, no cause, or
+    /// another operation than the one that failed).
     pub untyped: Vec<String>,
     /// Successful reads whose bytes were wrong.
     pub corrupt: Vec<String>,
@@ -182,6 +183,34 @@ struct Run<'a> {
     next_name: usize,
 }
 
+/// The operations an error of the workload's operation `op` may name: the call itself,
+/// or (for the whole-object calls and a streamed put) the writer or reader steps a
+/// driver carries them out with.
+fn reported_as(op: &str) -> &'static [Operation] {
+    match op {
+        "put_content" => &[
+            Operation::PutContent,
+            Operation::Writer,
+            Operation::Write,
+            Operation::Commit,
+        ],
+        "writer" => &[
+            Operation::Writer,
+            Operation::Write,
+            Operation::Commit,
+            Operation::Close,
+        ],
+        "get_content" => &[Operation::GetContent, Operation::Reader],
+        "reader" => &[Operation::Reader],
+        "stat" => &[Operation::Stat],
+        "list" => &[Operation::List],
+        "walk" => &[Operation::Walk],
+        "rename" => &[Operation::Rename],
+        "delete" => &[Operation::Delete],
+        _ => &[],
+    }
+}
+
 impl Run<'_> {
     fn pick(&mut self, n: usize) -> usize {
         let mut b = [0u8; 8];
@@ -240,7 +269,8 @@ impl Run<'_> {
         let typed = e.driver() == self.d.name()
             && e.path().is_some_and(|p| !p.is_empty())
             && (!matches!(e, StorageError::Backend { .. })
-                || std::error::Error::source(e).is_some());
+                || std::error::Error::source(e).is_some())
+            && e.operation().is_none_or(|o| reported_as(op).contains(&o));
         if !typed {
             self.report.untyped.push(format!("{op} {path}: {e:?}"));
         }
