@@ -175,9 +175,18 @@ pub enum Command {
         /// Files copied at once.
         #[arg(long, short = 'j', default_value_t = 8)]
         jobs: usize,
-        /// Only report what would be copied.
+        /// Only report what would be copied (and deleted).
         #[arg(long, short = 'n')]
         dry_run: bool,
+        /// Compare the content of every file of equal size (both sides are read), not
+        /// only small ones; otherwise a large file that is not a content-addressed blob
+        /// counts as unchanged when the destination's copy is at least as new.
+        #[arg(long)]
+        checksum: bool,
+        /// Delete destination files the source does not have (after every copy
+        /// succeeded).
+        #[arg(long)]
+        delete: bool,
     },
     /// Run the conformance suite against the configured storage, under a random prefix
     /// that is removed afterwards.

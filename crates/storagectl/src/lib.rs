@@ -171,14 +171,26 @@ pub async fn run(cli: Cli, env: Vec<(String, String)>) -> CliResult {
         use_env: !g.no_env,
     };
     let (config, used_default) = StorageConfig::load(&sources, env)?;
-    if used_default && !g.quiet && !std::path::Path::new(config::DEFAULT_ROOT).exists() {
+    // `sync` between two other storages never touches the configured one: say nothing
+    // about it then.
+    let uses_config = match &cli.command {
+        Command::Sync { src, dst, .. } => [src, dst]
+            .into_iter()
+            .any(|s| sync::Spec::parse(s).map_or(true, |s| s.store == sync::Store::Configured)),
+        _ => true,
+    };
+    if used_default
+        && uses_config
+        && !g.quiet
+        && !std::path::Path::new(config::DEFAULT_ROOT).exists()
+    {
         eprintln!(
             "storagectl: no configuration given; using the filesystem driver at {} \
              (pass --config, --driver or set REGISTRY_STORAGE to choose)",
             config::DEFAULT_ROOT
         );
     }
-    if !config.middleware.is_empty() && !g.quiet {
+    if !config.middleware.is_empty() && uses_config && !g.quiet {
         eprintln!(
             "storagectl: warning: storage middleware {} not applied (no storage middleware \
              is implemented yet)",
@@ -239,6 +251,8 @@ pub async fn run(cli: Cli, env: Vec<(String, String)>) -> CliResult {
             dst_params,
             jobs,
             dry_run,
+            checksum,
+            delete,
         } => {
             sync::command(
                 &app,
@@ -249,6 +263,8 @@ pub async fn run(cli: Cli, env: Vec<(String, String)>) -> CliResult {
                     dst_params: &dst_params,
                     jobs,
                     dry_run,
+                    checksum,
+                    delete,
                 },
             )
             .await

@@ -736,7 +736,7 @@ fn sync_copies_a_tree_and_resumes() {
     run(&[])
         .assert()
         .success()
-        .stdout(contains("copied 0 files (0 bytes").and(contains("skipped 12 already present")));
+        .stdout(contains("copied 0 files (0 bytes").and(contains("skipped 12 unchanged")));
     // An interrupted earlier run (a missing file) or a changed size is copied again.
     std::fs::remove_file(dst_root.join("mirror/registry/v2/blobs/sha256/03/data")).unwrap();
     std::fs::write(
@@ -746,6 +746,10 @@ fn sync_copies_a_tree_and_resumes() {
     .unwrap();
     let r = json_of(&run(&["--json"]).output().unwrap().stdout);
     assert_eq!(r["copied_files"], 2);
+    assert_eq!(
+        (r["new_files"].clone(), r["updated_files"].clone()),
+        (1.into(), 1.into())
+    );
     assert_eq!(r["skipped_files"], 10);
     assert_eq!(r["copied_bytes"], (1u64 << 20) + (3 << 20));
     // The configured storage (here: --driver/--param) works as a side too.
@@ -773,6 +777,163 @@ fn sync_copies_a_tree_and_resumes() {
         .code(2)
         .stderr(contains("nosuchdriver: no storage driver registered"));
     sc(dir).args(["sync", "relative", "/x"]).assert().code(2);
+}
+
+/// Distribution's path of a blob's data.
+fn blob_path(data: &[u8]) -> String {
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2])
+}
+
+/// The second pass of a two-phase migration: a moved tag (a link of the same size), a
+/// same-size rewrite of a large file and a deleted blob at the source all reach the
+/// destination, and nothing else is copied.
+#[test]
+fn sync_carries_every_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (src_root, dst_root) = (dir.join("src"), dir.join("dst"));
+    let yml = |name: &str, root: &Path| {
+        let f = dir.join(name);
+        let text = format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}\n",
+            root.display()
+        );
+        std::fs::write(&f, text).unwrap();
+        f
+    };
+    let (a, b) = (yml("a.yml", &src_root), yml("b.yml", &dst_root));
+    let put = |rel: &str, data: &[u8]| {
+        let p = src_root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    };
+    let layers: Vec<Vec<u8>> = (0..3u8).map(|i| payload(100_000 + i as usize, i)).collect();
+    for l in &layers {
+        put(&blob_path(l), l);
+    }
+    let link = |data: &[u8]| {
+        let p = blob_path(data);
+        let hex = p.rsplit('/').nth(1).unwrap().to_owned();
+        format!("sha256:{hex}")
+    };
+    let tag = "docker/registry/v2/repositories/app/_manifests/tags/latest/current/link";
+    put(tag, link(&layers[0]).as_bytes());
+    let big = "docker/registry/v2/repositories/app/_uploads/u1/data";
+    put(big, &payload(200_000, 7));
+    let sync = |extra: &[&str]| {
+        let mut c = sc(dir);
+        c.args([
+            "sync",
+            &format!("{}:/docker", a.display()),
+            &format!("{}:/docker", b.display()),
+            "--json",
+        ])
+        .args(extra);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Both sides come from files: nothing is said about a default configuration.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("no configuration given"), "{err}");
+        json_of(&out.stdout)
+    };
+    let dst = |rel: &str| std::fs::read(dst_root.join(rel)).ok();
+    let r = sync(&[]);
+    assert_eq!(
+        (r["copied_files"].clone(), r["new_files"].clone()),
+        (5.into(), 5.into())
+    );
+
+    // Nothing changed: nothing copied (the link is compared by content, the blobs by
+    // path and size, the large file by size and age).
+    let r = sync(&[]);
+    assert_eq!(r["copied_files"], 0, "{r}");
+    assert_eq!(
+        (r["skipped_files"].clone(), r["compared_files"].clone()),
+        (5.into(), 1.into())
+    );
+
+    // Phase two's changes: the tag moves (same 71 bytes), the large file is rewritten
+    // with its size kept, a blob is deleted.
+    put(tag, link(&layers[1]).as_bytes());
+    assert_eq!(link(&layers[0]).len(), link(&layers[1]).len());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    put(big, &payload(200_000, 8));
+    std::fs::remove_file(src_root.join(blob_path(&layers[2]))).unwrap();
+
+    let r = sync(&["--dry-run"]);
+    assert_eq!(
+        (r["planned_files"].clone(), r["updated_files"].clone()),
+        (2.into(), 2.into())
+    );
+    assert_eq!(
+        dst(tag).unwrap(),
+        link(&layers[0]).as_bytes(),
+        "a dry run writes nothing"
+    );
+
+    let r = sync(&[]);
+    assert_eq!(
+        (r["copied_files"].clone(), r["updated_files"].clone()),
+        (2.into(), 2.into())
+    );
+    assert_eq!(
+        (r["extra_files"].clone(), r["deleted_files"].clone()),
+        (1.into(), 0.into())
+    );
+    assert_eq!(dst(tag).unwrap(), link(&layers[1]).as_bytes());
+    assert_eq!(dst(big).unwrap(), payload(200_000, 8));
+    assert!(
+        dst(&blob_path(&layers[2])).is_some(),
+        "kept without --delete"
+    );
+
+    let r = sync(&["--delete"]);
+    assert_eq!(
+        (r["copied_files"].clone(), r["deleted_files"].clone()),
+        (0.into(), 1.into())
+    );
+    assert!(dst(&blob_path(&layers[2])).is_none());
+    for l in &layers[..2] {
+        assert_eq!(dst(&blob_path(l)).unwrap(), *l);
+    }
+
+    // A same-size change at the destination that is newer than the source is only seen
+    // with --checksum.
+    std::fs::write(dst_root.join(big), payload(200_000, 9)).unwrap();
+    assert_eq!(sync(&[])["copied_files"], 0);
+    let r = sync(&["--checksum"]);
+    assert_eq!(
+        (r["copied_files"].clone(), r["compared_files"].clone()),
+        (1.into(), 2.into())
+    );
+    assert_eq!(dst(big).unwrap(), payload(200_000, 8));
+
+    // The text summary says what was updated.
+    std::fs::write(src_root.join(tag), link(&layers[0])).unwrap();
+    let out = sc(dir)
+        .args([
+            "sync",
+            &format!("{}:/docker", a.display()),
+            &format!("{}:/docker", b.display()),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "copied 1 files (71 bytes, 71 B: 0 new, 1 updated), skipped 3 unchanged, 0 failed"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
