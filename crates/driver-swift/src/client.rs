@@ -103,6 +103,32 @@ pub(crate) fn encode(s: &str) -> String {
     out
 }
 
+/// Undoes percent-encoding (as `X-Object-Manifest` values come); a malformed escape is
+/// kept as it is.
+pub(crate) fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).and_then(|&c| hex(c)),
+            b.get(i + 2).and_then(|&c| hex(c)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// One entry of a container listing (`format=json`).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Entry {
@@ -711,6 +737,14 @@ pub(crate) async fn status_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(decode("c/reg/segments/a%20b%2Fc/"), "c/reg/segments/a b/c/");
+        assert_eq!(decode(&encode("ünï code/x y")), "ünï code/x y");
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz%4"), "%zz%4");
+    }
 
     #[test]
     fn hmac_matches_rfc4231_case_2() {

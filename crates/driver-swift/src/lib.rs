@@ -8,8 +8,11 @@
 //! one Swift request per step; the core owns `stat`, `list`, `walk`, the paging and the
 //! streaming tree delete.
 //!
-//! * a path `/a/b` is the object `<prefix>/a/b` in `container`; directories are
+//! * a path `/a/b` is the object `<prefix>/files/a/b` in `container`, as in
+//!   Distribution's swift driver (`layout: flat` gives `<prefix>/a/b`); directories are
 //!   implicit (a name prefix);
+//! * Distribution's Dynamic Large Objects are read, sized (a HEAD for each 0-byte
+//!   listing entry), moved by their manifest and deleted with their segments;
 //! * `put_content` is one PUT; `reader` a ranged GET, streamed;
 //! * the writer is the core's resumable writer ([`MultipartWriter`]) over
 //!   [`SwiftBackend`]'s [`MultipartBackend`](driver_objectstore::MultipartBackend)
@@ -22,7 +25,7 @@
 //!   bytes) then a DELETE (see [`SwiftBackend`]'s `move_object`);
 //! * `delete` streams: page by page of the listing (`limit` + `marker`), plain objects
 //!   go with the bulk-delete middleware (1,000 names a request), large objects one by
-//!   one with `multipart-manifest=delete`, parked uploads with their segments; then the
+//!   one (`multipart-manifest=delete`, or a DLO's segments by prefix), parked uploads with their segments; then the
 //!   upload parked for the path itself;
 //! * `list` lists with the `/` delimiter; `walk` is one flat paginated listing
 //!   ([`driver_api::walk::flat`]);
@@ -85,6 +88,8 @@ const LIST_LIMIT: u32 = 10_000;
 const BULK_DELETE: usize = 1_000;
 /// Bulk-delete requests in flight when one call has more than [`BULK_DELETE`] names.
 const BULK_CONCURRENCY: usize = 4;
+/// HEADs at once when a listing page has 0-byte objects that may be Dynamic Large Objects.
+const DLO_HEADS: usize = 16;
 
 /// What Swift did with a write of an object (a PUT, or a COPY to it).
 ///
@@ -169,7 +174,7 @@ impl SwiftBackend {
     pub async fn new(p: SwiftParams) -> Result<Self> {
         let s = Self {
             client: Client::new(&p)?,
-            keys: KeySpace::new(&p.root),
+            keys: KeySpace::new(&p.key_root()),
             seg_container: p.segments_container(),
             p,
         };
@@ -260,8 +265,10 @@ impl SwiftBackend {
     }
 
     /// The segments (`/container/object`) of the large object `name`, or `None` when it
-    /// is missing or not a large object.
-    async fn slo_segments(
+    /// is missing or not a large object: a Static Large Object's from its manifest, a
+    /// Dynamic Large Object's (what Distribution's driver writes) by listing the prefix
+    /// its `X-Object-Manifest` names.
+    async fn large_segments(
         &self,
         op: Operation,
         path: &StoragePath,
@@ -270,10 +277,45 @@ impl SwiftBackend {
         let Some(h) = self.head_object(op, path, &self.p.container, name).await? else {
             return Ok(None);
         };
-        if !is_slo(&h) {
-            return Ok(None);
+        if is_slo(&h) {
+            return self.manifest_segments(op, path, name).await.map(Some);
         }
-        self.manifest_segments(op, path, name).await.map(Some)
+        match dlo_manifest(&h) {
+            Some((container, prefix)) => self
+                .names_under(Cx::new(op, path), &container, &prefix)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every object (`/container/object`) under `prefix` in `container`: a Dynamic Large
+    /// Object's segments, an upload's.
+    pub(crate) async fn names_under(
+        &self,
+        cx: Cx<'_>,
+        container: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let req = ListRequest {
+                prefix,
+                start_after: marker.as_deref(),
+                ..ListRequest::default()
+            };
+            let page = self.list_container(cx, container, &req).await?;
+            names.extend(
+                page.objects
+                    .into_iter()
+                    .map(|o| format!("/{container}/{}", o.key)),
+            );
+            match page.next {
+                Some(last) => marker = Some(last),
+                None => return Ok(names),
+            }
+        }
     }
 
     async fn manifest_segments(
@@ -327,7 +369,7 @@ impl SwiftBackend {
     where
         F: std::future::Future<Output = Result<Put>>,
     {
-        let old = self.slo_segments(op, path, name).await?;
+        let old = self.large_segments(op, path, name).await?;
         let put = put.await?;
         if let (Put::Stored(_), Some(old)) = (&put, old) {
             self.bulk_delete(op, path, old).await?;
@@ -462,6 +504,27 @@ impl SwiftBackend {
         Ok(())
     }
 
+    /// Deletes object `name` whatever it is, after a HEAD: a Static Large Object with
+    /// `multipart-manifest=delete` (Swift removes its segments), a Dynamic Large Object
+    /// (Distribution's) by its manifest and then the segments under the prefix it named
+    /// (in that order: a failure leaves unreferenced segments, never a manifest whose
+    /// segments are gone, which would read as a shorter object), anything else with a
+    /// plain DELETE. Whether it existed.
+    async fn delete_any(&self, cx: Cx<'_>, name: &str) -> Result<bool> {
+        let Some(h) = self
+            .head_object(cx.op, cx.path, &self.p.container, name)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let existed = self.delete_object(cx, name, is_slo(&h)).await?;
+        if let Some((container, prefix)) = dlo_manifest(&h) {
+            let segments = self.names_under(cx, &container, &prefix).await?;
+            self.bulk_delete(cx.op, cx.path, segments).await?;
+        }
+        Ok(existed)
+    }
+
     /// Deletes object `name`: a large object with its segments. Whether it existed.
     async fn delete_object(&self, cx: Cx<'_>, name: &str, slo: bool) -> Result<bool> {
         let (op, path) = (cx.op, cx.path);
@@ -538,8 +601,58 @@ impl SwiftBackend {
             }
         }
         page.next = last.filter(|_| full);
+        if container == self.p.container {
+            self.size_dlos(cx, &mut page.objects).await?;
+        }
         Ok(page)
     }
+
+    /// Gives the Dynamic Large Objects among `objects` their true size. A container
+    /// listing shows a DLO's manifest, 0 bytes and nothing that tells it from an empty
+    /// object, so every 0-byte object (but parked upload states) gets a HEAD, which says
+    /// whether it is a DLO and its whole size: one HEAD per empty object or DLO, none
+    /// for anything else.
+    async fn size_dlos(&self, cx: Cx<'_>, objects: &mut [ObjectMeta]) -> Result<()> {
+        let park = park_key("");
+        let candidates: Vec<usize> = (0..objects.len())
+            .filter(|&i| {
+                let o = &objects[i];
+                o.size == 0 && !o.segmented && !o.key.ends_with(&park)
+            })
+            .collect();
+        let heads = futures::stream::iter(candidates)
+            .map(|i| {
+                let key = objects[i].key.clone();
+                async move {
+                    let h = self
+                        .head_object(cx.op, cx.path, &self.p.container, &key)
+                        .await?;
+                    Ok::<_, StorageError>((
+                        i,
+                        h.filter(|h| dlo_manifest(h).is_some())
+                            .map(|h| content_length(&h)),
+                    ))
+                }
+            })
+            .buffer_unordered(DLO_HEADS)
+            .try_collect::<Vec<_>>()
+            .await?;
+        for (i, size) in heads {
+            if let Some(size) = size {
+                objects[i].size = size;
+                objects[i].segmented = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The container and object prefix of a Dynamic Large Object's segments
+/// (`X-Object-Manifest: <container>/<prefix>`, percent-encoded), if `resp` is one's.
+fn dlo_manifest(resp: &reqwest::Response) -> Option<(String, String)> {
+    let v = client::decode(resp.headers().get("x-object-manifest")?.to_str().ok()?);
+    let (container, prefix) = v.split_once('/')?;
+    Some((container.to_owned(), prefix.to_owned()))
 }
 
 fn is_slo(resp: &reqwest::Response) -> bool {
@@ -584,7 +697,7 @@ impl ObjectBackend for SwiftBackend {
             key: key.to_owned(),
             size: content_length(&h),
             mod_time: client::x_timestamp(&h),
-            segmented: is_slo(&h),
+            segmented: is_slo(&h) || dlo_manifest(&h).is_some(),
         }))
     }
 
@@ -644,20 +757,16 @@ impl ObjectBackend for SwiftBackend {
             .map(drop)
     }
 
-    /// A HEAD tells a large object (deleted with `multipart-manifest=delete`, its
-    /// segments with it) and whether there is anything; then one DELETE.
+    /// A HEAD tells a large object and whether there is anything; then one DELETE (see
+    /// [`delete_any`](SwiftBackend::delete_any)).
     async fn delete(&self, cx: Cx<'_>, key: &str, _report: bool) -> Result<bool> {
-        match self
-            .head_object(cx.op, cx.path, &self.p.container, key)
-            .await?
-        {
-            None => Ok(false),
-            Some(h) => self.delete_object(cx, key, is_slo(&h)).await,
-        }
+        self.delete_any(cx, key).await
     }
 
     /// The plain objects in one bulk-delete request; each large object (the listing's
-    /// `slo_etag`) with its own DELETE `?multipart-manifest=delete`, at the same time. A
+    /// `slo_etag`, or a Dynamic Large Object the listing found) with its own HEAD and
+    /// DELETE (`delete_any`: the HEAD says which kind, and a DLO's segment prefix), at the
+    /// same time. A
     /// parked upload (`<name>#upload`, see the `writer` module) is read first and its
     /// segments, in the segments container, bulk-deleted before the batch.
     async fn delete_batch(&self, cx: Cx<'_>, objects: &[ObjectMeta]) -> Result<()> {
@@ -687,7 +796,7 @@ impl ObjectBackend for SwiftBackend {
             .map(|o| o.key.as_str())
             .collect();
         let large = futures::stream::iter(0..large.len())
-            .map(|i| self.delete_object(cx, large[i], true))
+            .map(|i| self.delete_any(cx, large[i]))
             .buffer_unordered(self.delete_concurrency())
             .try_collect::<Vec<bool>>();
         futures::try_join!(self.bulk_delete(cx.op, cx.path, plain), large).map(drop)

@@ -33,6 +33,7 @@ pub static PARAMS: &[ParamSpec] = driver_objectstore::network_params![
     ParamSpec::new("container", ParamKind::String, "container holding the objects (created if missing); segments go to <container>_segments").required(),
     ParamSpec::new("prefix", ParamKind::String, "object name prefix under which everything is stored (alias: rootdirectory)").default_value(""),
     ParamSpec::new("rootdirectory", ParamKind::String, "alias of prefix"),
+    ParamSpec::new("layout", ParamKind::String, "where a path's object is: distribution (<prefix>/files/<path>, as Distribution's swift driver) or flat (<prefix>/<path>, this driver's layout before 0.2)").default_value("distribution"),
     ParamSpec::new("insecureskipverify", ParamKind::Bool, "accept any TLS certificate (test servers only)").default_value("false"),
     ParamSpec::new("chunksize", ParamKind::Integer { min: Some(MIN_CHUNK), max: Some(MAX_CHUNK) }, "segment size in bytes (memory per writer is about maxconcurrency + 1 segments)").default_value("20971520"),
     ParamSpec::new("maxconcurrency", ParamKind::Integer { min: Some(1), max: Some(1_000) }, "parts (segments) a writer uploads at once (memory per writer is about maxconcurrency + 1 chunks)").default_value("4"),
@@ -118,6 +119,8 @@ pub struct SwiftParams {
     pub container: String,
     /// `prefix`, without surrounding slashes.
     pub root: String,
+    /// `layout`: whether paths live under `<prefix>/files/` (Distribution's layout).
+    pub files_layout: bool,
     /// `insecureskipverify`.
     pub insecure_skip_verify: bool,
     /// Segment size.
@@ -163,6 +166,17 @@ fn methods(v: Option<Value>) -> Result<Vec<String>> {
 }
 
 impl SwiftParams {
+    /// The key prefix of the path `/`: `<prefix>/files` in Distribution's layout (as its
+    /// swift driver's `swiftPath`: `files` alone for an empty prefix), `<prefix>` in the
+    /// flat one.
+    pub fn key_root(&self) -> String {
+        match (self.files_layout, self.root.is_empty()) {
+            (false, _) => self.root.clone(),
+            (true, true) => "files".to_owned(),
+            (true, false) => format!("{}/files", self.root),
+        }
+    }
+
     /// Parses and checks `params` (unknown keys are errors).
     pub fn parse(params: Parameters) -> Result<Self> {
         let mut r = params.reader(DRIVER, PARAMS);
@@ -184,6 +198,7 @@ impl SwiftParams {
         let container = opt("container")?;
         let prefix = opt("prefix")?;
         let rootdirectory = opt("rootdirectory")?;
+        let layout = opt("layout")?;
         let secret_key = opt("secretkey")?;
         let access_key = opt("accesskey")?;
         let auth_version = r.u64("authversion")?;
@@ -222,6 +237,11 @@ impl SwiftParams {
         if !matches!(endpoint_type.as_str(), "public" | "internal" | "admin") {
             return Err(invalid("endpointtype", "public, internal or admin"));
         }
+        let files_layout = match layout.as_deref() {
+            None | Some("distribution") => true,
+            Some("flat") => false,
+            Some(_) => return Err(invalid("layout", "distribution or flat")),
+        };
         let root = match (prefix, rootdirectory) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -249,6 +269,7 @@ impl SwiftParams {
             endpoint_type,
             container,
             root: root.trim_matches('/').to_owned(),
+            files_layout,
             insecure_skip_verify,
             chunk_size: chunk_size as usize,
             max_concurrency,
@@ -286,6 +307,10 @@ mod tests {
         assert_eq!(p.endpoint_type, "public");
         assert_eq!(p.temp_url_methods, ["GET", "HEAD"]);
         assert_eq!(p.segments_container(), "c_segments");
+        assert_eq!(p.key_root(), "files", "Distribution's layout by default");
+        let flat = SwiftParams::parse(base().with("layout", "flat").with("prefix", "r")).unwrap();
+        assert_eq!(flat.key_root(), "r");
+        assert!(SwiftParams::parse(base().with("layout", "nested")).is_err());
         assert_eq!(
             AuthVersion::detect("https://keystone.example/v3"),
             AuthVersion::V3
@@ -305,6 +330,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.auth_version, AuthVersion::V3);
         assert_eq!(p.root, "reg");
+        assert_eq!(p.key_root(), "reg/files");
         assert_eq!(p.chunk_size, 5 << 20);
         assert_eq!(p.temp_url_methods, ["GET"]);
         assert_eq!(p.endpoint_type, "internal");

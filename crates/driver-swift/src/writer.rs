@@ -31,7 +31,7 @@ use bytes::Bytes;
 use driver_api::{async_trait, Result, StorageError, StoragePath};
 use driver_http::Call;
 use driver_objectstore::upload::park_key;
-use driver_objectstore::{Cx, ListRequest, MultipartBackend, ParkedUpload, Part};
+use driver_objectstore::{Cx, MultipartBackend, ParkedUpload, Part};
 use reqwest::Method;
 
 use crate::{Put, SwiftBackend, DRIVER};
@@ -95,24 +95,7 @@ impl SwiftBackend {
     ) -> Result<Vec<String>> {
         let mut names: Vec<String> = numbers.map(|n| self.segment_path(upload, n)).collect();
         let prefix = self.upload_prefix(upload);
-        let mut marker: Option<String> = None;
-        loop {
-            let req = ListRequest {
-                prefix: &prefix,
-                start_after: marker.as_deref(),
-                ..ListRequest::default()
-            };
-            let page = self.list_container(cx, &self.seg_container, &req).await?;
-            names.extend(
-                page.objects
-                    .iter()
-                    .map(|o| format!("/{}/{}", self.seg_container, o.key)),
-            );
-            match page.next {
-                Some(last) => marker = Some(last),
-                None => break,
-            }
-        }
+        names.extend(self.names_under(cx, &self.seg_container, &prefix).await?);
         names.sort();
         names.dedup();
         Ok(names)

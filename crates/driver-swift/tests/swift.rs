@@ -159,6 +159,168 @@ fn no_orphaned_segments_after_overwrite_delete_cancel_and_restart() {
     });
 }
 
+/// Object names under `prefix` in the test container, listed by hand.
+async fn raw_names(token: &str, storage: &str, prefix: &str) -> Vec<String> {
+    let v: serde_json::Value = driver_testsuite::http_client()
+        .get(format!(
+            "{storage}/{}?format=json&prefix={prefix}",
+            common::container()
+        ))
+        .header("x-auth-token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(serde_json::Value::Array(vec![]));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Writes a Dynamic Large Object as Distribution's swift driver does: segments under
+/// `<root>/segments/<id>/` in the same container, then a 0-byte manifest at `name` whose
+/// `X-Object-Manifest` names them. Returns the content.
+async fn put_dlo(token: &str, storage: &str, root: &str, name: &str, id: &str) -> Vec<u8> {
+    let http = driver_testsuite::http_client();
+    let c = common::container();
+    let parts = [
+        DataGen::new(7).bytes(300_000),
+        DataGen::new(8).bytes(123_457),
+    ];
+    for (i, part) in parts.iter().enumerate() {
+        let url = format!("{storage}/{c}/{root}/segments/{id}/{:016}", i + 1);
+        let r = http
+            .put(url)
+            .header("x-auth-token", token)
+            .body(part.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "segment: {}", r.status());
+    }
+    let r = http
+        .put(format!("{storage}/{c}/{root}/files{name}"))
+        .header("x-auth-token", token)
+        .header("x-object-manifest", format!("{c}/{root}/segments/{id}/"))
+        .header("content-length", "0")
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "manifest: {}", r.status());
+    parts.concat()
+}
+
+/// What Distribution's registry wrote to Swift is read, stat'ed, walked (true sizes, not
+/// the listing's 0), moved and deleted through Distribution's layout
+/// (`<prefix>/files/<path>`); deleting or overwriting a Dynamic Large Object removes its
+/// segments, and a truly empty object stays 0 bytes.
+#[test]
+fn distribution_written_dynamic_large_objects() {
+    rt().block_on(async {
+        let Some((token, storage)) = common::raw_auth().await else {
+            return;
+        };
+        let root = common::root("dlo");
+        // Creating the driver creates the container.
+        let d = driver(&root).await;
+        let blob = put_dlo(&token, &storage, &root, "/docker/blob/data", "abc").await;
+        put_dlo(&token, &storage, &root, "/docker/other", "def").await;
+        put_dlo(&token, &storage, &root, "/tree/sub/x", "ghi").await;
+        let r = driver_testsuite::http_client()
+            .put(format!(
+                "{storage}/{}/{root}/files/empty",
+                common::container()
+            ))
+            .header("x-auth-token", &token)
+            .header("content-length", "0")
+            .body(Vec::new())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        let segments = |id: &'static str| {
+            let (token, storage, root) = (token.clone(), storage.clone(), root.clone());
+            async move { raw_names(&token, &storage, &format!("{root}/segments/{id}/")).await }
+        };
+        assert_eq!(segments("abc").await.len(), 2);
+
+        assert_eq!(
+            d.stat("/docker/blob/data").await.unwrap().size,
+            blob.len() as u64
+        );
+        let mut sizes = std::collections::BTreeMap::new();
+        d.walk("/", &WalkOptions::default(), |fi| {
+            if !fi.is_dir {
+                sizes.insert(fi.path.to_string(), fi.size);
+            }
+            WalkControl::Continue
+        })
+        .await
+        .unwrap();
+        assert_eq!(sizes["/docker/blob/data"], blob.len() as u64, "{sizes:?}");
+        assert_eq!(sizes["/docker/other"], blob.len() as u64);
+        assert_eq!(sizes["/empty"], 0);
+        assert_eq!(sizes.len(), 4, "only the files/ tree: {sizes:?}");
+        assert_eq!(d.list("/").await.unwrap().len(), 3);
+        assert_eq!(
+            &d.get_content("/docker/blob/data").await.unwrap()[..],
+            &blob[..]
+        );
+        let mut tail = Vec::new();
+        let mut stream = d.reader("/docker/blob/data", 299_990).await.unwrap();
+        while let Some(chunk) = stream.next().await {
+            tail.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(&tail[..], &blob[299_990..]);
+
+        // Moved by its manifest: the segments stay (the destination names them) ...
+        d.rename("/docker/blob/data", "/moved").await.unwrap();
+        assert_eq!(&d.get_content("/moved").await.unwrap()[..], &blob[..]);
+        assert_eq!(segments("abc").await.len(), 2);
+        assert!(d
+            .stat("/docker/blob/data")
+            .await
+            .unwrap_err()
+            .is_not_found());
+        // ... and go with it.
+        d.delete("/moved").await.unwrap();
+        assert_eq!(segments("abc").await, Vec::<String>::new());
+        // Overwritten: the old segments go.
+        d.put_content("/docker/other", "small").await.unwrap();
+        assert_eq!(&d.get_content("/docker/other").await.unwrap()[..], b"small");
+        assert_eq!(segments("def").await, Vec::<String>::new());
+        let ours = raw_names(&token, &storage, &format!("{root}/files/docker/other")).await;
+        assert_eq!(ours.len(), 1, "written in Distribution's layout: {ours:?}");
+        // A tree delete takes a DLO's segments.
+        d.delete("/tree").await.unwrap();
+        assert_eq!(segments("ghi").await, Vec::<String>::new());
+
+        // The flat layout sees the prefix itself: Distribution's two top directories.
+        let flat = common::create(params(&root).with("layout", "flat"))
+            .await
+            .unwrap();
+        let top: Vec<String> = flat
+            .list("/")
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert!(top.contains(&"/files".to_owned()), "{top:?}");
+        for top in ["/docker", "/empty"] {
+            d.delete(top).await.unwrap();
+        }
+        assert_eq!(
+            raw_names(&token, &storage, &format!("{root}/files/")).await,
+            Vec::<String>::new()
+        );
+    });
+}
+
 #[test]
 fn a_large_segmented_object_is_moved_by_its_manifest() {
     rt().block_on(async {
@@ -230,7 +392,8 @@ fn walk_pages_through_more_than_ten_thousand_objects() {
         let http = driver_testsuite::http_client();
         futures::stream::iter(0..n)
             .map(|i| {
-                let url = format!("{storage}/{}/{root}/{}", common::container(), name(i));
+                // Distribution's layout: the driver's `/` is `<prefix>/files/`.
+                let url = format!("{storage}/{}/{root}/files/{}", common::container(), name(i));
                 let req = http.put(url).header("x-auth-token", &token).body("x");
                 async move {
                     let r = req.send().await.unwrap();
@@ -580,7 +743,8 @@ async fn stamped(
     driver_testsuite::http_client()
         .request(
             method,
-            format!("{storage}/{}/{root}{path}", common::container()),
+            // Distribution's layout: the driver's `/` is `<prefix>/files/`.
+            format!("{storage}/{}/{root}/files{path}", common::container()),
         )
         .header("x-auth-token", token)
         .header("x-timestamp", ts)
