@@ -16,7 +16,7 @@
 //! * `put_content` is one PUT; `reader` a ranged GET, streamed;
 //! * the writer is the core's resumable writer ([`MultipartWriter`]) over
 //!   [`SwiftBackend`]'s [`MultipartBackend`](driver_objectstore::MultipartBackend)
-//!   steps: `chunksize` segments uploaded to `<container>_segments` (`maxconcurrency` at
+//!   steps: `chunksize` segments uploaded beside `files/` (`maxconcurrency` at
 //!   once) and joined by a Static Large Object manifest on commit (see the `writer`
 //!   module); resumable from another process after `close`, the upload's state parked
 //!   as `<name>#upload` in the main container;
@@ -142,13 +142,13 @@ pub type SwiftDriver = driver_objectstore::ObjectStore<SwiftBackend>;
 /// Swift's requests, one per step of the object-store core (see
 /// [`ObjectBackend`], and of the resumable writer,
 /// [`MultipartBackend`](driver_objectstore::MultipartBackend)): the client
-/// (authentication, token cache), the container and the `<container>_segments`
-/// container of large objects' and uploads' segments.
+/// (authentication, token cache), the container and the container of large objects'
+/// and uploads' segments (the same one in Distribution's layout).
 pub struct SwiftBackend {
     client: Client,
     keys: KeySpace,
     p: SwiftParams,
-    /// `<container>_segments`.
+    /// Where segments go: the container itself, or `<container>_segments` (flat layout).
     seg_container: String,
 }
 
@@ -180,7 +180,11 @@ impl SwiftBackend {
         };
         s.client.login().await?;
         let root = StoragePath::root();
-        for c in [s.p.container.as_str(), s.seg_container.as_str()] {
+        let mut containers = vec![s.p.container.as_str()];
+        if s.seg_container != s.p.container {
+            containers.push(s.seg_container.as_str());
+        }
+        for c in containers {
             let url = s.client.url(&[c], &[]).await?;
             s.client
                 .expect(

@@ -280,9 +280,32 @@ impl SwiftParams {
         })
     }
 
-    /// The container the segments of large objects live in.
+    /// The container the segments of large objects live in: the objects' own in
+    /// Distribution's layout (a TempURL signed with a container key, as Distribution
+    /// sets one, reads a large object only when its segments are in the same
+    /// container), `<container>_segments` in the flat one.
     pub fn segments_container(&self) -> String {
-        format!("{}_segments", self.container)
+        if self.files_layout {
+            self.container.clone()
+        } else {
+            format!("{}_segments", self.container)
+        }
+    }
+
+    /// The name prefix of every upload's segments: `<prefix>/segments/#` in
+    /// Distribution's layout (beside `files/`, where Distribution keeps its own segments;
+    /// the `#` keeps ours apart from its names), `<prefix>/#segments/` in the flat one.
+    pub fn segments_prefix(&self) -> String {
+        let root = if self.root.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.root)
+        };
+        if self.files_layout {
+            format!("{root}segments/#")
+        } else {
+            format!("{root}#segments/")
+        }
     }
 }
 
@@ -306,10 +329,13 @@ mod tests {
         assert_eq!(p.max_concurrency, 4);
         assert_eq!(p.endpoint_type, "public");
         assert_eq!(p.temp_url_methods, ["GET", "HEAD"]);
-        assert_eq!(p.segments_container(), "c_segments");
+        assert_eq!(p.segments_container(), "c");
+        assert_eq!(p.segments_prefix(), "segments/#");
         assert_eq!(p.key_root(), "files", "Distribution's layout by default");
         let flat = SwiftParams::parse(base().with("layout", "flat").with("prefix", "r")).unwrap();
         assert_eq!(flat.key_root(), "r");
+        assert_eq!(flat.segments_container(), "c_segments");
+        assert_eq!(flat.segments_prefix(), "r/#segments/");
         assert!(SwiftParams::parse(base().with("layout", "nested")).is_err());
         assert_eq!(
             AuthVersion::detect("https://keystone.example/v3"),

@@ -2,9 +2,10 @@
 //! ([`driver_objectstore::upload`], which holds the protocol: chunking, parts in flight,
 //! parking the upload's state as `<key>#upload`, resume, commit and cancel).
 //!
-//! * An upload is a random id (no request). Part `n` is a plain PUT of a segment to
-//!   `<container>_segments` as `<prefix>/#segments/<upload id>/<n>` (the `#` keeps
-//!   segment names apart from every valid path; they do not name the object's path, so a
+//! * An upload is a random id (no request). Part `n` is a plain PUT of a segment as
+//!   `<prefix>/segments/#<upload id>/<n>` in the container (`<prefix>/#segments/...` in
+//!   `<container>_segments` with `layout: flat`); segment names are outside every path's
+//!   key and apart from Distribution's, and they do not name the object's path, so a
 //!   large object moved by its manifest keeps them). Swift takes segments of any size, so
 //!   `close` sends the whole tail as a segment and parks only the state.
 //! * Swift cannot list an upload's parts reliably (container listings may lag), so the
@@ -28,7 +29,7 @@
 //! one object is at most 1,000 × `chunksize` (20 GB by default).
 
 use bytes::Bytes;
-use driver_api::{async_trait, Result, StorageError, StoragePath};
+use driver_api::{async_trait, Result, StorageError};
 use driver_http::Call;
 use driver_objectstore::upload::park_key;
 use driver_objectstore::{Cx, MultipartBackend, ParkedUpload, Part};
@@ -63,10 +64,11 @@ fn upload_id() -> String {
 }
 
 impl SwiftBackend {
-    /// Where the segments of upload `upload` are named: `<prefix>/#segments/<id>/`.
+    /// Where the segments of upload `upload` are named: `<prefix>/segments/#<id>/`
+    /// (`<prefix>/#segments/<id>/` in the flat layout; see
+    /// [`SwiftParams::segments_prefix`](crate::params::SwiftParams::segments_prefix)).
     fn upload_prefix(&self, upload: &str) -> String {
-        let root = self.keys.dir_prefix(&StoragePath::root());
-        format!("{root}#segments/{upload}/")
+        format!("{}{upload}/", self.p.segments_prefix())
     }
 
     /// The name of segment `number` of upload `upload` in the segments container.

@@ -82,13 +82,15 @@ pub async fn raw_auth() -> Option<(String, String)> {
     Some((h("x-auth-token"), h("x-storage-url")))
 }
 
-/// Every object name under `root/` in the segments container (segments), listed by
-/// hand.
+/// Every segment of the driver at prefix `root` (Distribution's layout: objects under
+/// `root/segments/` in the container), listed by hand.
+/// `no_orphaned_segments_after_overwrite_delete_cancel_and_restart` counts what it finds
+/// for a live object, so this cannot pass by looking in the wrong place.
 pub async fn segment_names(root: &str) -> Option<Vec<String>> {
     let (token, storage) = raw_auth().await?;
     let v: serde_json::Value = driver_testsuite::http_client()
         .get(format!(
-            "{storage}/{}_segments?format=json&prefix={root}/",
+            "{storage}/{}?format=json&prefix={root}/segments/",
             container()
         ))
         .header("x-auth-token", token)
