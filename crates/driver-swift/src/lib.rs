@@ -762,7 +762,7 @@ impl ObjectBackend for SwiftBackend {
     }
 
     /// A HEAD tells a large object and whether there is anything; then one DELETE (see
-    /// [`delete_any`](SwiftBackend::delete_any)).
+    /// `delete_any`).
     async fn delete(&self, cx: Cx<'_>, key: &str, _report: bool) -> Result<bool> {
         self.delete_any(cx, key).await
     }
