@@ -103,6 +103,13 @@ pub(crate) fn encode(s: &str) -> String {
     out
 }
 
+/// A POST of the JSON `body` to the identity service's `endpoint`.
+fn json_post(path: &StoragePath, endpoint: Url, body: String) -> Call<'_> {
+    Call::new(Operation::Authenticate, path, Method::POST, endpoint)
+        .header("content-type", "application/json")
+        .body(body.into())
+}
+
 /// Undoes percent-encoding (as `X-Object-Manifest` values come); a malformed escape is
 /// kept as it is.
 pub(crate) fn decode(s: &str) -> String {
@@ -348,14 +355,7 @@ impl Client {
                 }
                 let body = json!({ "auth": auth }).to_string();
                 let endpoint = format!("{}/tokens", url.trim_end_matches('/'));
-                let call = Call::new(
-                    Operation::Authenticate,
-                    &path,
-                    Method::POST,
-                    parse(&endpoint)?,
-                )
-                .header("content-type", "application/json")
-                .body(body.into());
+                let call = json_post(&path, parse(&endpoint)?, body);
                 let resp = self.send_raw(&call).await?;
                 self.check_auth(&resp)?;
                 let a: V2Answer = resp
@@ -391,14 +391,7 @@ impl Client {
             AuthVersion::V3 => {
                 let body = self.v3_body().to_string();
                 let endpoint = format!("{}/auth/tokens", url.trim_end_matches('/'));
-                let call = Call::new(
-                    Operation::Authenticate,
-                    &path,
-                    Method::POST,
-                    parse(&endpoint)?,
-                )
-                .header("content-type", "application/json")
-                .body(body.into());
+                let call = json_post(&path, parse(&endpoint)?, body);
                 let resp = self.send_raw(&call).await?;
                 self.check_auth(&resp)?;
                 let token = resp

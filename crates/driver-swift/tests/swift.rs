@@ -159,27 +159,6 @@ fn no_orphaned_segments_after_overwrite_delete_cancel_and_restart() {
     });
 }
 
-/// Object names under `prefix` in the test container, listed by hand.
-async fn raw_names(token: &str, storage: &str, prefix: &str) -> Vec<String> {
-    let v: serde_json::Value = driver_testsuite::http_client()
-        .get(format!(
-            "{storage}/{}?format=json&prefix={prefix}",
-            common::container()
-        ))
-        .header("x-auth-token", token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap_or(serde_json::Value::Array(vec![]));
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// Writes a Dynamic Large Object as Distribution's swift driver does: segments under
 /// `<root>/segments/<id>/` in the same container, then a 0-byte manifest at `name` whose
 /// `X-Object-Manifest` names them. Returns the content.
@@ -244,7 +223,7 @@ fn distribution_written_dynamic_large_objects() {
         assert!(r.status().is_success());
         let segments = |id: &'static str| {
             let (token, storage, root) = (token.clone(), storage.clone(), root.clone());
-            async move { raw_names(&token, &storage, &format!("{root}/segments/{id}/")).await }
+            async move { common::raw_names(&token, &storage, &format!("{root}/segments/{id}/")).await }
         };
         assert_eq!(segments("abc").await.len(), 2);
 
@@ -293,7 +272,7 @@ fn distribution_written_dynamic_large_objects() {
         d.put_content("/docker/other", "small").await.unwrap();
         assert_eq!(&d.get_content("/docker/other").await.unwrap()[..], b"small");
         assert_eq!(segments("def").await, Vec::<String>::new());
-        let ours = raw_names(&token, &storage, &format!("{root}/files/docker/other")).await;
+        let ours = common::raw_names(&token, &storage, &format!("{root}/files/docker/other")).await;
         assert_eq!(ours.len(), 1, "written in Distribution's layout: {ours:?}");
         // A tree delete takes a DLO's segments.
         d.delete("/tree").await.unwrap();
@@ -315,7 +294,7 @@ fn distribution_written_dynamic_large_objects() {
             d.delete(top).await.unwrap();
         }
         assert_eq!(
-            raw_names(&token, &storage, &format!("{root}/files/")).await,
+            common::raw_names(&token, &storage, &format!("{root}/files/")).await,
             Vec::<String>::new()
         );
     });

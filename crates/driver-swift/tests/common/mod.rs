@@ -82,15 +82,11 @@ pub async fn raw_auth() -> Option<(String, String)> {
     Some((h("x-auth-token"), h("x-storage-url")))
 }
 
-/// Every segment of the driver at prefix `root` (Distribution's layout: objects under
-/// `root/segments/` in the container), listed by hand.
-/// `no_orphaned_segments_after_overwrite_delete_cancel_and_restart` counts what it finds
-/// for a live object, so this cannot pass by looking in the wrong place.
-pub async fn segment_names(root: &str) -> Option<Vec<String>> {
-    let (token, storage) = raw_auth().await?;
+/// Object names under `prefix` in the test container, listed by hand.
+pub async fn raw_names(token: &str, storage: &str, prefix: &str) -> Vec<String> {
     let v: serde_json::Value = driver_testsuite::http_client()
         .get(format!(
-            "{storage}/{}?format=json&prefix={root}/segments/",
+            "{storage}/{}?format=json&prefix={prefix}",
             container()
         ))
         .header("x-auth-token", token)
@@ -100,13 +96,20 @@ pub async fn segment_names(root: &str) -> Option<Vec<String>> {
         .json()
         .await
         .unwrap_or(serde_json::Value::Array(vec![]));
-    Some(
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|o| o["name"].as_str().unwrap().to_owned())
-            .collect(),
-    )
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every segment of the driver at prefix `root` (Distribution's layout: objects under
+/// `root/segments/` in the container), listed by hand.
+/// `no_orphaned_segments_after_overwrite_delete_cancel_and_restart` counts what it finds
+/// for a live object, so this cannot pass by looking in the wrong place.
+pub async fn segment_names(root: &str) -> Option<Vec<String>> {
+    let (token, storage) = raw_auth().await?;
+    Some(raw_names(&token, &storage, &format!("{root}/segments/")).await)
 }
 
 pub async fn assert_no_segments(root: &str, when: &str) {
