@@ -14,6 +14,16 @@ pub struct Emulator {
     pub dirs: Vec<std::path::PathBuf>,
 }
 
+impl Emulator {
+    /// Takes over `other`'s environment, processes and directories (one row needing
+    /// several backends).
+    pub fn absorb(&mut self, mut other: Emulator) {
+        self.env.append(&mut other.env);
+        self.children.append(&mut other.children);
+        self.dirs.append(&mut other.dirs);
+    }
+}
+
 impl Drop for Emulator {
     fn drop(&mut self) {
         for c in &mut self.children {
@@ -39,6 +49,27 @@ pub struct DriverSuite {
     pub emulator: Option<StartEmulator>,
     /// `bench-baselines` has a bench of this name comparing the driver with references.
     pub compare: bool,
+    /// Only this test target of `package` (a row that is not a driver, such as `interop`);
+    /// `None`: every test target of the package not claimed by another row.
+    pub test_target: Option<&'static str>,
+}
+
+impl DriverSuite {
+    /// Whether this row runs `exe`.
+    pub fn runs(&self, exe: &crate::libtest::Executable) -> bool {
+        exe.package == self.package
+            && match self.test_target {
+                Some(t) => exe.target == t,
+                None => !claimed(exe),
+            }
+    }
+}
+
+/// Whether a row with a `test_target` runs `exe` (the other rows of its package leave it).
+pub fn claimed(exe: &crate::libtest::Executable) -> bool {
+    DRIVERS
+        .iter()
+        .any(|d| d.package == exe.package && d.test_target == Some(exe.target.as_str()))
 }
 
 /// Every driver crate in the workspace.
@@ -48,48 +79,56 @@ pub const DRIVERS: &[DriverSuite] = &[
         package: "driver-inmemory",
         emulator: None,
         compare: true,
+        test_target: None,
     },
     DriverSuite {
         name: "filesystem",
         package: "driver-filesystem",
         emulator: None,
         compare: true,
+        test_target: None,
     },
     DriverSuite {
         name: "s3",
         package: "driver-s3",
         emulator: Some(crate::emulators::start_s3),
         compare: false,
+        test_target: None,
     },
     DriverSuite {
         name: "azure",
         package: "driver-azure",
         emulator: Some(crate::emulators::start_azure),
         compare: false,
+        test_target: None,
     },
     DriverSuite {
         name: "gcs",
         package: "driver-gcs",
         emulator: Some(crate::emulators::start_gcs),
         compare: false,
+        test_target: None,
     },
     DriverSuite {
         name: "swift",
         package: "driver-swift",
         emulator: Some(crate::emulators::start_swift),
         compare: false,
+        test_target: None,
     },
     DriverSuite {
         name: "oss",
         package: "driver-oss",
         emulator: Some(crate::emulators::start_oss),
         compare: false,
+        test_target: None,
     },
     DriverSuite {
         name: "rados",
         package: "driver-rados",
         emulator: Some(crate::emulators::start_rados),
         compare: false,
+        test_target: None,
     },
     // Out-of-process drivers: the suite over IPC for the inmemory and filesystem
     // executables and the Python example driver, plus the fault, fallback and codec tests.
@@ -98,5 +137,15 @@ pub const DRIVERS: &[DriverSuite] = &[
         package: "driver-ipc",
         emulator: None,
         compare: false,
+        test_target: None,
+    },
+    // Not a driver: Distribution's registry and skopeo against our drivers on the
+    // filesystem, S3 (moto) and Swift (storagectl's `tests/interop.rs`).
+    DriverSuite {
+        name: "interop",
+        package: "storagectl",
+        emulator: Some(crate::emulators::start_interop),
+        compare: false,
+        test_target: Some("interop"),
     },
 ];

@@ -441,6 +441,38 @@ pub(crate) fn apt_get_install(dir: &Path, packages: &[&str]) -> Result<(), Error
     )
 }
 
+/// Distribution's registry and skopeo from Debian (bookworm: Distribution 2.8.2, skopeo
+/// 1.9.3), with moto and a Swift node, for storagectl's `tests/interop.rs`. Where the
+/// Debian packages cannot be installed (not root, no apt, no network), the backends are
+/// not started and `INTEROP_SKIP_REASON` says why: each interop test then skips with that
+/// reason instead of failing.
+pub fn start_interop() -> Result<Emulator, Error> {
+    let dir = cache_dir("interop")?;
+    let mut em = Emulator::default();
+    let tools = apt_install(&dir, "docker-registry", &["/usr/bin/docker-registry"])
+        .and_then(|registry| Ok((registry, apt_install(&dir, "skopeo", &["/usr/bin/skopeo"])?)));
+    let (registry, skopeo) = match tools {
+        Ok(t) => t,
+        Err(e) => {
+            let reason = format!("Distribution's registry or skopeo is not installed: {e}");
+            eprintln!("interop: {reason}; the interop tests skip");
+            em.env.insert("INTEROP_SKIP_REASON".into(), reason);
+            return Ok(em);
+        }
+    };
+    em.env.insert(
+        "INTEROP_REGISTRY".into(),
+        registry.to_string_lossy().into_owned(),
+    );
+    em.env.insert(
+        "INTEROP_SKOPEO".into(),
+        skopeo.to_string_lossy().into_owned(),
+    );
+    em.absorb(start_s3()?);
+    em.absorb(start_swift()?);
+    Ok(em)
+}
+
 /// One HTTP/1.1 GET with extra headers; returns the status and the response head.
 fn http_get_head(port: u16, path: &str, headers: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;

@@ -2,8 +2,10 @@
 //!
 //! * `test-all [--only a,b] [--no-lint]`: the docs check, fmt check, clippy `-D warnings`,
 //!   rustdoc, cargo-deny (when installed), then every driver's suite (starting the emulators
-//!   it needs) and every other test; prints a table and `N passed, N failed`; exits non-zero
-//!   on any failure. `--only` takes driver names and `docs` (the docs check alone).
+//!   it needs), the `interop` row (Distribution's registry and skopeo, installed from
+//!   Debian, against our drivers) and every other test; prints a table and
+//!   `N passed, N failed`; exits non-zero on any failure. `--only` takes driver names,
+//!   `interop` and `docs` (the docs check alone).
 //! * `bench [driver...] [-- criterion args]`: the criterion benchmarks.
 //! * `lint`: the docs check, fmt check, clippy, rustdoc and cargo-deny only.
 //! * `docs`: the docs check alone: the conformance case count and the MSRV stated in
@@ -311,7 +313,7 @@ fn run_driver(suite: &DriverSuite, executables: &[libtest::Executable]) -> Resul
             "DRIVER_TESTSUITE_SKIP_LOG".into(),
             skip_log.to_string_lossy().into_owned(),
         );
-        for exe in executables.iter().filter(|e| e.package == suite.package) {
+        for exe in executables.iter().filter(|e| suite.runs(e)) {
             counts += libtest::run(exe, &env, &xtask_dir())?;
         }
     }
@@ -332,7 +334,10 @@ const TOOLS: &[&str] = &["storagectl"];
 fn run_tool(package: &str, executables: &[libtest::Executable]) -> Result<Row, Error> {
     let start = Instant::now();
     let mut counts = Counts::default();
-    for exe in executables.iter().filter(|e| e.package == package) {
+    for exe in executables
+        .iter()
+        .filter(|e| e.package == package && !drivers::claimed(e))
+    {
         counts += libtest::run(exe, &BTreeMap::new(), &xtask_dir())?;
     }
     Ok(Row {
@@ -434,14 +439,14 @@ fn bench(args: &[String]) -> Result<bool, Error> {
     let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
     let (names, extra) = (&args[..split], &args[split.min(args.len())..]);
     let selected: Vec<&DriverSuite> = if names.is_empty() {
-        DRIVERS.iter().collect()
+        DRIVERS.iter().filter(|d| d.test_target.is_none()).collect()
     } else {
         names
             .iter()
             .map(|n| {
                 DRIVERS
                     .iter()
-                    .find(|d| d.name == n)
+                    .find(|d| d.name == n && d.test_target.is_none())
                     .ok_or_else(|| format!("unknown driver {n:?}"))
             })
             .collect::<Result<_, _>>()?
@@ -473,7 +478,14 @@ fn emulators(args: &[String]) -> Result<bool, Error> {
     let names: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     let with: Vec<&DriverSuite> = DRIVERS
         .iter()
-        .filter(|d| d.emulator.is_some() && (names.is_empty() || names.contains(&d.name)))
+        .filter(|d| {
+            d.emulator.is_some()
+                && if names.is_empty() {
+                    d.test_target.is_none()
+                } else {
+                    names.contains(&d.name)
+                }
+        })
         .collect();
     match action {
         "start" => {
