@@ -87,6 +87,7 @@ pub async fn build(p: &S3Params, endpoint: Option<&str>) -> Result<Client> {
     if p.log_requests {
         b = b.interceptor(RequestLog);
     }
+    b = b.interceptor(EmptyBodyLength);
     Ok(Client::from_conf(b.build()))
 }
 
@@ -106,6 +107,38 @@ pub fn long_call(p: &S3Params) -> aws_sdk_s3::config::Builder {
                 .disable_operation_timeout()
                 .build(),
         )
+}
+
+/// States `Content-Length: 0` on a PUT or POST without a body (UploadPartCopy,
+/// CopyObject, CreateMultipartUpload, an empty PutObject): the SDK sends such requests
+/// with neither Content-Length nor Transfer-Encoding, which AWS accepts but strict
+/// S3 implementations refuse (Ceph's RADOS Gateway answers 411 MissingContentLength, so
+/// a move above `multipartcopythresholdsize` failed there). Added before signing, so the
+/// header is signed like the others.
+#[derive(Debug)]
+struct EmptyBodyLength;
+
+impl aws_sdk_s3::config::Intercept for EmptyBodyLength {
+    fn name(&self) -> &'static str {
+        "storage-driver-empty-body-length"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let r = context.request_mut();
+        let bodiless_write = matches!(r.method(), "PUT" | "POST")
+            && r.body().content_length() == Some(0)
+            && !r.headers().contains_key("content-length")
+            && !r.headers().contains_key("transfer-encoding");
+        if bodiless_write {
+            r.headers_mut().insert("content-length", "0");
+        }
+        Ok(())
+    }
 }
 
 /// `loglevel` other than off: every request and response status at INFO through tracing
