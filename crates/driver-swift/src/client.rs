@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::params::{AuthVersion, Secret, SwiftParams};
+use crate::params::{AuthVersion, Secret, SwiftParams, TempUrlDigest};
 use crate::DRIVER;
 
 /// Why authentication failed (the source of the `Backend` error of operation
@@ -155,15 +155,24 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// `last_modified` (UTC without a zone, microseconds), epoch when unparsable.
+    /// `last_modified`, epoch when unparsable. Swift sends UTC without a zone and with
+    /// microseconds (`2026-12-03T15:04:05.123456`); Ceph's RADOS Gateway milliseconds and
+    /// a `Z` (`2026-12-03T15:04:05.123Z`); any RFC 3339 offset is honoured.
     pub fn mod_time(&self) -> SystemTime {
-        self.last_modified
-            .parse::<jiff::civil::DateTime>()
-            .ok()
-            .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC).ok())
-            .map(|z| SystemTime::from(z.timestamp()))
-            .unwrap_or(SystemTime::UNIX_EPOCH)
+        parse_listing_time(&self.last_modified).unwrap_or(SystemTime::UNIX_EPOCH)
     }
+}
+
+/// A listing's `last_modified` in any of the forms Swift implementations send: with a
+/// zone or offset (an instant), or without (UTC).
+pub(crate) fn parse_listing_time(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Some(SystemTime::from(ts));
+    }
+    let civil = text.parse::<jiff::civil::DateTime>().ok()?;
+    let zoned = civil.to_zoned(jiff::tz::TimeZone::UTC).ok()?;
+    Some(SystemTime::from(zoned.timestamp()))
 }
 
 /// `X-Timestamp` (seconds with a fraction) as a time.
@@ -505,11 +514,12 @@ impl Client {
         Ok(join(&s.storage_url, segments, query))
     }
 
-    /// A TempURL (HMAC-SHA256) for `method` on `container/object`, valid until `expires`
-    /// (Unix seconds).
+    /// A TempURL for `method` on `container/object`, valid until `expires` (Unix
+    /// seconds), signed with HMAC-`digest` (`Auto` signs with SHA-1).
     pub async fn temp_url(
         &self,
         key: &Secret,
+        digest: TempUrlDigest,
         method: &str,
         container: &str,
         object: &str,
@@ -523,7 +533,8 @@ impl Client {
             s.storage_url.path().trim_end_matches('/')
         );
         let path = percent_decode(&path);
-        let mut sig = hex(&hmac_sha256(
+        let mut sig = hex(&hmac(
+            digest,
             key.expose().as_bytes(),
             format!("{method}\n{expires}\n{path}").as_bytes(),
         ));
@@ -536,6 +547,42 @@ impl Client {
             .append_pair("temp_url_expires", &expires.to_string());
         Ok(url.into())
     }
+}
+
+impl Client {
+    /// The cluster's capabilities: `GET /info`, found beside the API version of the
+    /// storage URL (`/v1/AUTH_x` → `/info`; radosgw's `/swift/v1` → `/swift/info`).
+    pub async fn info(&self) -> Result<Value> {
+        let s = self.session().await?;
+        let url = info_url(&s.storage_url);
+        let root = StoragePath::root();
+        let answer = self
+            .fetch(
+                Call::new(Operation::Connect, &root, Method::GET, url),
+                &[200],
+            )
+            .await?;
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| StorageError::backend(DRIVER, Operation::Connect, &root, e))
+    }
+}
+
+/// `/info` of the cluster whose storage URL is `storage`.
+fn info_url(storage: &Url) -> Url {
+    let segments: Vec<&str> = storage
+        .path_segments()
+        .map(|s| s.collect())
+        .unwrap_or_default();
+    let version = segments.iter().position(|s| *s == "v1").unwrap_or(0);
+    let mut path: String = segments[..version]
+        .iter()
+        .map(|s| format!("/{s}"))
+        .collect();
+    path.push_str("/info");
+    let mut url = storage.clone();
+    url.set_path(&path);
+    url.set_query(None);
+    url
 }
 
 /// Internal: failures of the authentication steps before mapping.
@@ -589,6 +636,23 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// HMAC of `msg` under `key` with `digest` (`Auto`: SHA-1, what a cluster that does not
+/// say verifies).
+pub fn hmac(digest: TempUrlDigest, key: &[u8], msg: &[u8]) -> Vec<u8> {
+    match digest {
+        TempUrlDigest::Sha256 => hmac_sha256(key, msg),
+        TempUrlDigest::Sha1 | TempUrlDigest::Auto => {
+            match <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key) {
+                Ok(mut m) => {
+                    m.update(msg);
+                    m.finalize().into_bytes().to_vec()
+                }
+                Err(_) => Vec::new(),
+            }
+        }
+    }
 }
 
 /// HMAC-SHA256 of `msg` under `key`.
@@ -737,6 +801,41 @@ mod tests {
         assert_eq!(decode(&encode("ünï code/x y")), "ünï code/x y");
         assert_eq!(decode("100%"), "100%");
         assert_eq!(decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn listing_times_in_every_form() {
+        let at = |t: &str| {
+            parse_listing_time(t)
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis())
+        };
+        // 2026-12-03T15:04:05.123 UTC.
+        let want = Some(1_796_310_245_123);
+        assert_eq!(at("2026-12-03T15:04:05.123456"), want, "OpenStack Swift");
+        assert_eq!(at("2026-12-03T15:04:05.123Z"), want, "radosgw");
+        assert_eq!(at("2026-12-03T16:04:05.123+01:00"), want, "an offset");
+        assert_eq!(at(" 2026-12-03T15:04:05.123 "), want, "spaces");
+        assert_eq!(at("yesterday"), None);
+    }
+
+    #[test]
+    fn info_beside_the_api_version() {
+        let at = |u: &str| info_url(&Url::parse(u).unwrap()).to_string();
+        assert_eq!(at("http://h:8080/v1/AUTH_test"), "http://h:8080/info");
+        assert_eq!(at("http://h:8080/swift/v1"), "http://h:8080/swift/info");
+        assert_eq!(at("http://h/swift/v1/AUTH_x?q=1"), "http://h/swift/info");
+        assert_eq!(at("http://h/other"), "http://h/info");
+    }
+
+    #[test]
+    fn hmac_sha1_matches_rfc2202_case_2() {
+        let mac = hmac(
+            TempUrlDigest::Sha1,
+            b"Jefe",
+            b"what do ya want for nothing?",
+        );
+        assert_eq!(hex(&mac), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
     }
 
     #[test]

@@ -150,6 +150,9 @@ pub struct SwiftBackend {
     p: SwiftParams,
     /// Where segments go: the container itself, or `<container>_segments` (flat layout).
     seg_container: String,
+    /// The TempURL digest, resolved at construction (`tempurldigest`, or the cluster's
+    /// `/info` for `auto`).
+    temp_url_digest: params::TempUrlDigest,
 }
 
 impl std::fmt::Debug for SwiftBackend {
@@ -172,10 +175,11 @@ impl SwiftBackend {
     /// and the segments container when missing, and sets the TempURL key when one is
     /// configured and differs.
     pub async fn new(p: SwiftParams) -> Result<Self> {
-        let s = Self {
+        let mut s = Self {
             client: Client::new(&p)?,
             keys: KeySpace::new(&p.key_root()),
             seg_container: p.segments_container(),
+            temp_url_digest: p.temp_url_digest,
             p,
         };
         s.client.login().await?;
@@ -195,8 +199,31 @@ impl SwiftBackend {
         }
         if let Some(key) = &s.p.secret_key {
             s.ensure_temp_url_key(key).await;
+            if s.temp_url_digest == params::TempUrlDigest::Auto {
+                s.temp_url_digest = s.allowed_digest().await;
+            }
         }
         Ok(s)
+    }
+
+    /// The digest `auto` signs TempURLs with: SHA-256 where the cluster's `/info` allows
+    /// it, else SHA-1 (radosgw and Swift before 2.17 list no digests and verify SHA-1;
+    /// a cluster whose `/info` cannot be read is taken to be one of those).
+    async fn allowed_digest(&self) -> params::TempUrlDigest {
+        let allowed: Option<Vec<String>> = match self.client.info().await {
+            Ok(info) => info["tempurl"]["allowed_digests"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str().map(str::to_owned))
+                    .collect()
+            }),
+            Err(e) => {
+                tracing::debug!(driver = DRIVER, error = %e, "no /info; TempURLs signed with SHA-1");
+                None
+            }
+        };
+        let digest = params::TempUrlDigest::strongest_allowed(allowed.as_deref());
+        tracing::debug!(driver = DRIVER, digest = digest.as_str(), "TempURL digest");
+        digest
     }
 
     /// Authentications made so far (the first one at construction): a metric, and how
@@ -848,7 +875,14 @@ impl ObjectBackend for SwiftBackend {
             .as_secs()
             + expiry.as_secs().max(1);
         self.client
-            .temp_url(secret, "GET", &self.p.container, key, expires)
+            .temp_url(
+                secret,
+                self.temp_url_digest,
+                "GET",
+                &self.p.container,
+                key,
+                expires,
+            )
             .await
             .map(Some)
     }

@@ -30,7 +30,7 @@ pub static PARAMS: &[ParamSpec] = driver_objectstore::network_params![
     ParamSpec::new("trustid", ParamKind::String, "Keystone v3: a trust to scope the token to"),
     ParamSpec::new("region", ParamKind::String, "Keystone: region of the object-store endpoint (default: the first one)"),
     ParamSpec::new("endpointtype", ParamKind::String, "Keystone: endpoint interface: public, internal or admin").default_value("public"),
-    ParamSpec::new("container", ParamKind::String, "container holding the objects (created if missing); segments go to <container>_segments").required(),
+    ParamSpec::new("container", ParamKind::String, "container holding the objects (created if missing); segments of large objects go to the same container (layout distribution) or <container>_segments (layout flat)").required(),
     ParamSpec::new("prefix", ParamKind::String, "object name prefix under which everything is stored (alias: rootdirectory)").default_value(""),
     ParamSpec::new("rootdirectory", ParamKind::String, "alias of prefix"),
     ParamSpec::new("layout", ParamKind::String, "where a path's object is: distribution (<prefix>/files/<path>, as Distribution's swift driver) or flat (<prefix>/<path>, this driver's layout before 0.2)").default_value("distribution"),
@@ -40,6 +40,7 @@ pub static PARAMS: &[ParamSpec] = driver_objectstore::network_params![
     ParamSpec::new("secretkey", ParamKind::String, "TempURL key: redirect URLs are signed with it (and it is set on the account, or the container, when it differs)").secret(),
     ParamSpec::new("tempurlcontainerkey", ParamKind::Bool, "keep the TempURL key on the container (X-Container-Meta-Temp-URL-Key) instead of the account").default_value("false"),
     ParamSpec::new("tempurlmethods", ParamKind::Any, "methods redirect URLs are made for (a list or a comma-separated string)").default_value("GET,HEAD"),
+    ParamSpec::new("tempurldigest", ParamKind::String, "TempURL signature digest: auto (sha256 where the cluster's /info lists it in tempurl allowed_digests, else sha1: Ceph's RADOS Gateway and Swift before 2.17 list none and verify sha1 only), sha1 or sha256").default_value("auto"),
     ParamSpec::new("accesskey", ParamKind::String, "HP Cloud style TempURL: the signature is sent as tenantid:accesskey:signature"),
 ];
 
@@ -133,8 +134,54 @@ pub struct SwiftParams {
     pub temp_url_container_key: bool,
     /// `tempurlmethods`, upper case.
     pub temp_url_methods: Vec<String>,
+    /// `tempurldigest`.
+    pub temp_url_digest: TempUrlDigest,
     /// `accesskey`.
     pub access_key: Option<String>,
+}
+
+/// The HMAC digest of TempURL signatures (`tempurldigest`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TempUrlDigest {
+    /// SHA-256 where the cluster's `/info` allows it (`tempurl.allowed_digests`), else
+    /// SHA-1.
+    Auto,
+    /// HMAC-SHA1: every Swift and radosgw accepts it unless an operator removed it.
+    Sha1,
+    /// HMAC-SHA256.
+    Sha256,
+}
+
+impl TempUrlDigest {
+    /// The name `/info` and the parameter use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TempUrlDigest::Auto => "auto",
+            TempUrlDigest::Sha1 => "sha1",
+            TempUrlDigest::Sha256 => "sha256",
+        }
+    }
+
+    /// Parses a name (any case).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Auto, Self::Sha1, Self::Sha256]
+            .into_iter()
+            .find(|d| d.as_str().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The digest to sign with given the `allowed_digests` of a cluster's `/info`
+    /// (`None`: the cluster does not say, so it is a Swift before 2.17 or radosgw, which
+    /// verify SHA-1): SHA-256 where allowed, else SHA-1.
+    pub fn strongest_allowed(allowed: Option<&[String]>) -> Self {
+        let has = |d: TempUrlDigest| {
+            allowed.is_some_and(|l| l.iter().any(|a| a.eq_ignore_ascii_case(d.as_str())))
+        };
+        if has(TempUrlDigest::Sha256) {
+            TempUrlDigest::Sha256
+        } else {
+            TempUrlDigest::Sha1
+        }
+    }
 }
 
 fn invalid(key: &str, expected: impl Into<String>) -> StorageError {
@@ -201,12 +248,18 @@ impl SwiftParams {
         let layout = opt("layout")?;
         let secret_key = opt("secretkey")?;
         let access_key = opt("accesskey")?;
+        let digest_name = opt("tempurldigest")?;
         let auth_version = r.u64("authversion")?;
         let insecure_skip_verify = r.bool("insecureskipverify")?.unwrap_or(false);
         let chunk_size = r.u64("chunksize")?.unwrap_or(DEFAULT_CHUNK);
         let max_concurrency = r.u64("maxconcurrency")?.unwrap_or(4) as usize;
         let temp_url_container_key = r.bool("tempurlcontainerkey")?.unwrap_or(false);
         let temp_url_methods = methods(r.value("tempurlmethods")?)?;
+        let temp_url_digest = match digest_name {
+            None => TempUrlDigest::Auto,
+            Some(d) => TempUrlDigest::parse(&d)
+                .ok_or_else(|| invalid("tempurldigest", "auto, sha1 or sha256"))?,
+        };
         let network = driver_objectstore::Network::read(&mut r, DRIVER)?;
         r.finish()?;
 
@@ -276,6 +329,7 @@ impl SwiftParams {
             secret_key: secret_key.map(Secret),
             temp_url_container_key,
             temp_url_methods,
+            temp_url_digest,
             access_key,
         })
     }
@@ -371,6 +425,29 @@ mod tests {
     }
 
     #[test]
+    fn tempurl_digest_from_info() {
+        let p = SwiftParams::parse(base()).unwrap();
+        assert_eq!(p.temp_url_digest, TempUrlDigest::Auto);
+        let p = SwiftParams::parse(base().with("tempurldigest", "SHA1")).unwrap();
+        assert_eq!(p.temp_url_digest, TempUrlDigest::Sha1);
+        let list = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let pick = |names: Option<&[&str]>| {
+            let l = names.map(list);
+            TempUrlDigest::strongest_allowed(l.as_deref())
+        };
+        // OpenStack Swift 2.38's default, and an operator who dropped SHA-1.
+        assert_eq!(
+            pick(Some(&["sha1", "sha256", "sha512"])),
+            TempUrlDigest::Sha256
+        );
+        assert_eq!(pick(Some(&["sha256", "sha512"])), TempUrlDigest::Sha256);
+        assert_eq!(pick(Some(&["sha1"])), TempUrlDigest::Sha1);
+        // radosgw and Swift before 2.17 say nothing: SHA-1 is what they verify.
+        assert_eq!(pick(None), TempUrlDigest::Sha1);
+        assert_eq!(pick(Some(&[])), TempUrlDigest::Sha1);
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let cases = [
             (base().with("chunksize", 1000), "chunksize"),
@@ -384,6 +461,7 @@ mod tests {
                 "rootdirectory",
             ),
             (base().with("tempurlmethods", 5), "tempurlmethods"),
+            (base().with("tempurldigest", "md5"), "tempurldigest"),
             (base().with("container", ""), "container"),
         ];
         for (p, k) in cases {

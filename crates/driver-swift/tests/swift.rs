@@ -549,6 +549,11 @@ fn temp_urls_are_fetched_by_a_plain_client() {
         let bad = url.replacen("temp_url_sig=", "temp_url_sig=0", 1);
         assert_eq!(http.get(&bad).send().await.unwrap().status(), 401);
 
+        match common::info_url().await {
+            Some(info) => check_digests(&http, &info, &root, &url, &data).await,
+            None => eprintln!("SKIP digest checks: no TempAuth to find /info with"),
+        }
+
         // The key kept on the container instead (set by the driver), and methods limited.
         let c = common::create(
             params(&root)
@@ -616,6 +621,70 @@ fn temp_urls_are_fetched_by_a_plain_client() {
         );
         d.delete("/t").await.unwrap();
     });
+}
+
+/// `auto` took what the cluster's `/info` allows; each digest the cluster allows, forced
+/// by `tempurldigest`, gives a URL it honours.
+async fn check_digests(
+    http: &reqwest::Client,
+    info_url: &str,
+    root: &str,
+    auto_url: &str,
+    data: &bytes::Bytes,
+) {
+    let sig_len = |u: &str| {
+        u.split("temp_url_sig=")
+            .nth(1)
+            .and_then(|r| r.split('&').next())
+            .map(str::len)
+    };
+    let info: serde_json::Value = http
+        .get(info_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let allowed: Vec<String> = info["tempurl"]["allowed_digests"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let allows = |d: &str| allowed.iter().any(|a| a == d);
+    let auto_len = if allows("sha256") { 64 } else { 40 };
+    assert_eq!(
+        sig_len(auto_url),
+        Some(auto_len),
+        "auto with {allowed:?}: {auto_url}"
+    );
+    for (digest, len) in [("sha1", 40), ("sha256", 64)] {
+        // A cluster that lists nothing verifies SHA-1 only.
+        let honoured = if allowed.is_empty() {
+            digest == "sha1"
+        } else {
+            allows(digest)
+        };
+        if !honoured {
+            eprintln!("SKIP {digest}: this cluster does not allow it ({allowed:?})");
+            continue;
+        }
+        let forced = common::create(params(root).with("tempurldigest", digest))
+            .await
+            .unwrap();
+        let u = forced
+            .redirect_url(&RedirectRequest::get(), "/t/obj")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sig_len(&u), Some(len), "{digest}: {u}");
+        let resp = http.get(&u).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{digest} TempURL");
+        assert!(resp.bytes().await.unwrap() == data);
+    }
 }
 
 #[test]

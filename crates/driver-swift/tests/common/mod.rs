@@ -82,6 +82,13 @@ pub async fn raw_auth() -> Option<(String, String)> {
     Some((h("x-auth-token"), h("x-storage-url")))
 }
 
+/// The cluster's `/info`, beside the API version of the storage URL (TempAuth only).
+pub async fn info_url() -> Option<String> {
+    let (_, storage) = raw_auth().await?;
+    let base = storage.split("/v1").next()?.to_owned();
+    Some(format!("{base}/info"))
+}
+
 /// Object names under `prefix` in the test container, listed by hand.
 pub async fn raw_names(token: &str, storage: &str, prefix: &str) -> Vec<String> {
     let v: serde_json::Value = driver_testsuite::http_client()
