@@ -149,7 +149,11 @@ pub(crate) struct Entry {
     pub bytes: u64,
     #[serde(default)]
     pub last_modified: String,
-    /// Present on SLO manifests.
+    /// The object's MD5 (a large object's: its manifest's, or on radosgw that of empty
+    /// content).
+    #[serde(default)]
+    pub hash: Option<String>,
+    /// Present on SLO manifests (OpenStack Swift; radosgw lists none).
     #[serde(default)]
     pub slo_etag: Option<String>,
 }

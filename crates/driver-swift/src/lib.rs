@@ -84,6 +84,14 @@ pub const DRIVER: &str = "swift";
 
 /// Objects per listing page (Swift's default `container_listing_limit`).
 const LIST_LIMIT: u32 = 10_000;
+/// A listing page this long may not be the last even when shorter than asked: Ceph's
+/// RADOS Gateway caps pages at `rgw_max_listing_results` (1,000 by default) whatever
+/// `limit` asks and whatever its `/info` says, and Swift has no truncation flag. So a
+/// page ends the listing only when it is shorter than this (or than `limit`, if smaller);
+/// a page of 1,000 to 9,999 entries costs one more request on OpenStack Swift, which
+/// honours the limit. A radosgw with `rgw_max_listing_results` below 1,000 is not
+/// supported (its listings would end early).
+const SHORTEST_CAPPED_PAGE: u32 = 1_000;
 /// Names per bulk-delete request (Swift's default `max_deletes_per_request` is 10,000).
 const BULK_DELETE: usize = 1_000;
 /// Bulk-delete requests in flight when one call has more than [`BULK_DELETE`] names.
@@ -161,6 +169,15 @@ impl std::fmt::Debug for SwiftBackend {
             .field("params", &self.p)
             .finish_non_exhaustive()
     }
+}
+
+/// What a write replaces (see `SwiftBackend::prepare_replace`).
+enum Replaced {
+    /// The replaced large object's segments, removed once the write has landed.
+    Segments(Vec<String>),
+    /// A copy of the replaced SLO's manifest under this name (the service does not show
+    /// manifests): deleted after the write, with the segments once it has landed.
+    Aside(String),
 }
 
 /// One segment of a manifest as `?multipart-manifest=get` shows it.
@@ -295,29 +312,53 @@ impl SwiftBackend {
         }
     }
 
-    /// The segments (`/container/object`) of the large object `name`, or `None` when it
-    /// is missing or not a large object: a Static Large Object's from its manifest, a
-    /// Dynamic Large Object's (what Distribution's driver writes) by listing the prefix
-    /// its `X-Object-Manifest` names.
-    async fn large_segments(
+    /// What a write to `name` replaces, found before the write: `None` when `name` is
+    /// missing or not a large object; a Static Large Object's segments from its
+    /// manifest, a Dynamic Large Object's (what Distribution's driver writes) by listing
+    /// the prefix its `X-Object-Manifest` names. Where the service does not show an SLO's
+    /// manifest (Ceph's RADOS Gateway answers `?multipart-manifest=get` with an empty
+    /// body), the manifest is copied aside instead ([`Replaced::Aside`]): one COPY now
+    /// and one DELETE after the write, only for such large objects.
+    async fn prepare_replace(
         &self,
         op: Operation,
         path: &StoragePath,
         name: &str,
-    ) -> Result<Option<Vec<String>>> {
+    ) -> Result<Option<Replaced>> {
         let Some(h) = self.head_object(op, path, &self.p.container, name).await? else {
             return Ok(None);
         };
         if is_slo(&h) {
-            return self.manifest_segments(op, path, name).await.map(Some);
+            return match self.manifest_segments(op, path, name).await? {
+                Some(segments) => Ok(Some(Replaced::Segments(segments))),
+                None => self.set_aside(op, path, name).await.map(Some),
+            };
         }
         match dlo_manifest(&h) {
             Some((container, prefix)) => self
                 .names_under(Cx::new(op, path), &container, &prefix)
                 .await
-                .map(Some),
+                .map(|s| Some(Replaced::Segments(s))),
             None => Ok(None),
         }
+    }
+
+    /// Copies the manifest of the SLO `name` to `<name>#replaced.<id>` (a name the path
+    /// grammar cannot hold, so no listing shows it; a tree delete of the parent removes
+    /// it with its segments if a crash leaves it). The copy names the same segments.
+    async fn set_aside(&self, op: Operation, path: &StoragePath, name: &str) -> Result<Replaced> {
+        let aside = format!("{name}#replaced.{}", writer::upload_id());
+        let c = self.p.container.as_str();
+        let url = self
+            .client
+            .url(&[c, name], &[("multipart-manifest", "get")])
+            .await?;
+        let method = Method::from_bytes(b"COPY")
+            .map_err(|e| StorageError::backend(DRIVER, op, path, format!("method: {e}")))?;
+        let call = Call::new(op, path, method, url)
+            .header("destination", client::encode(&format!("{c}/{aside}")));
+        self.send_write(call).await?;
+        Ok(Replaced::Aside(aside))
     }
 
     /// Every object (`/container/object`) under `prefix` in `container`: a Dynamic Large
@@ -349,12 +390,14 @@ impl SwiftBackend {
         }
     }
 
+    /// The segments (`/container/object`) an SLO's manifest names; `None` when the
+    /// service answers without the manifest (radosgw: 200 and an empty body).
     async fn manifest_segments(
         &self,
         op: Operation,
         path: &StoragePath,
         name: &str,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Option<Vec<String>>> {
         let url = self
             .client
             .url(
@@ -365,31 +408,36 @@ impl SwiftBackend {
         let call = Call::new(op, path, Method::GET, url);
         let answer = self.client.fetch(call, &[200, 404]).await?;
         if answer.status == StatusCode::NOT_FOUND {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
+        }
+        if answer.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
         }
         // format=raw answers in the PUT form (`path`); older servers give `name`.
         let v: serde_json::Value = answer.json(DRIVER, op, path)?;
         let list = v.as_array().cloned().unwrap_or_default();
-        Ok(list
-            .into_iter()
-            .filter_map(|e| {
-                e.get("path")
-                    .and_then(|p| p.as_str().map(str::to_owned))
-                    .or_else(|| {
-                        serde_json::from_value::<ManifestEntry>(e)
-                            .ok()
-                            .map(|m| m.name)
-                    })
-            })
-            .collect())
+        Ok(Some(
+            list.into_iter()
+                .filter_map(|e| {
+                    e.get("path")
+                        .and_then(|p| p.as_str().map(str::to_owned))
+                        .or_else(|| {
+                            serde_json::from_value::<ManifestEntry>(e)
+                                .ok()
+                                .map(|m| m.name)
+                        })
+                })
+                .collect(),
+        ))
     }
 
     /// Replaces object `name` by what `put` writes, then removes the segments of the
     /// large object it replaced (if it was one).
     ///
-    /// When the write is [superseded](Put::Superseded), the segments stay: they may
-    /// belong to the write that won (read here before it landed, with the same
-    /// timestamp), and a winner that came later removes what it replaced itself.
+    /// When the write is [superseded](Put::Superseded) or fails, the segments stay: they
+    /// may belong to the write that won (read here before it landed, with the same
+    /// timestamp), and a winner that came later removes what it replaced itself. A
+    /// manifest set aside is then deleted alone.
     pub(crate) async fn replace<F>(
         &self,
         op: Operation,
@@ -400,12 +448,28 @@ impl SwiftBackend {
     where
         F: std::future::Future<Output = Result<Put>>,
     {
-        let old = self.large_segments(op, path, name).await?;
-        let put = put.await?;
-        if let (Put::Stored(_), Some(old)) = (&put, old) {
-            self.bulk_delete(op, path, old).await?;
+        let old = self.prepare_replace(op, path, name).await?;
+        let put = put.await;
+        let landed = matches!(put, Ok(Put::Stored(_)));
+        match old {
+            Some(Replaced::Segments(old)) if landed => {
+                self.bulk_delete(op, path, old).await?;
+            }
+            Some(Replaced::Aside(aside)) => {
+                let cleanup = self.delete_object(Cx::new(op, path), &aside, landed).await;
+                match (&put, cleanup) {
+                    (Ok(_), Err(e)) => return Err(e),
+                    (Err(_), Err(e)) => tracing::warn!(
+                        driver = DRIVER,
+                        error = %e,
+                        "the copy of a replaced manifest was not removed"
+                    ),
+                    _ => {}
+                }
+            }
+            _ => {}
         }
-        Ok(put)
+        put
     }
 
     /// A plain PUT of `data` as `container/name`.
@@ -613,18 +677,32 @@ impl SwiftBackend {
         let entries: Vec<Entry> = serde_json::from_slice(&answer.body).map_err(|e| {
             StorageError::backend(DRIVER, op, path, format!("unexpected listing: {e}"))
         })?;
-        let full = entries.len() >= limit as usize;
+        let full = entries.len() >= limit.min(SHORTEST_CAPPED_PAGE) as usize;
         let mut page = ListPage::default();
+        let mut unknown = Vec::new();
         let mut last = None;
+        let park = park_key("");
         for e in entries {
             let mod_time = e.mod_time();
             if let Some(name) = e.name {
                 last = Some(name.clone());
+                let segmented = e.slo_etag.is_some();
+                // What the listing cannot tell from a plain object: a Dynamic Large
+                // Object (listed at 0 bytes, like an empty object), and where the
+                // service lists no `slo_etag` (radosgw), a Static Large Object: listed
+                // with the hash of empty content, which no plain object of that size
+                // has, at its manifest's size (or 0, a manifest copy).
+                let maybe_large = !segmented
+                    && !name.ends_with(&park)
+                    && (e.bytes == 0 || e.hash.as_deref() == Some(EMPTY_MD5));
+                if maybe_large {
+                    unknown.push(page.objects.len());
+                }
                 page.objects.push(ObjectMeta {
                     key: name,
                     size: e.bytes,
                     mod_time,
-                    segmented: e.slo_etag.is_some(),
+                    segmented,
                 });
             } else if let Some(dir) = e.subdir {
                 last = Some(dir.clone());
@@ -633,25 +711,23 @@ impl SwiftBackend {
         }
         page.next = last.filter(|_| full);
         if container == self.p.container {
-            self.size_dlos(cx, &mut page.objects).await?;
+            self.size_large(cx, &mut page.objects, unknown).await?;
         }
         Ok(page)
     }
 
-    /// Gives the Dynamic Large Objects among `objects` their true size. A container
-    /// listing shows a DLO's manifest, 0 bytes and nothing that tells it from an empty
-    /// object, so every 0-byte object (but parked upload states) gets a HEAD, which says
-    /// whether it is a DLO and its whole size: one HEAD per empty object or DLO, none
-    /// for anything else.
-    async fn size_dlos(&self, cx: Cx<'_>, objects: &mut [ObjectMeta]) -> Result<()> {
-        let park = park_key("");
-        let candidates: Vec<usize> = (0..objects.len())
-            .filter(|&i| {
-                let o = &objects[i];
-                o.size == 0 && !o.segmented && !o.key.ends_with(&park)
-            })
-            .collect();
-        let heads = futures::stream::iter(candidates)
+    /// Gives the large objects among `objects[unknown]` (entries the listing cannot
+    /// tell from plain objects, see `list_container`) their true size and marks them
+    /// segmented, after a HEAD each, which says whether it is an SLO or a DLO and its
+    /// whole size: one HEAD per empty object, DLO or (on radosgw) SLO; none for anything
+    /// else.
+    async fn size_large(
+        &self,
+        cx: Cx<'_>,
+        objects: &mut [ObjectMeta],
+        unknown: Vec<usize>,
+    ) -> Result<()> {
+        let heads = futures::stream::iter(unknown)
             .map(|i| {
                 let key = objects[i].key.clone();
                 async move {
@@ -660,7 +736,7 @@ impl SwiftBackend {
                         .await?;
                     Ok::<_, StorageError>((
                         i,
-                        h.filter(|h| dlo_manifest(h).is_some())
+                        h.filter(|h| is_slo(h) || dlo_manifest(h).is_some())
                             .map(|h| content_length(&h)),
                     ))
                 }
@@ -677,6 +753,9 @@ impl SwiftBackend {
         Ok(())
     }
 }
+
+/// MD5 of empty content: the `hash` radosgw lists for an SLO manifest.
+const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 
 /// The container and object prefix of a Dynamic Large Object's segments
 /// (`X-Object-Manifest: <container>/<prefix>`, percent-encoded), if `resp` is one's.

@@ -42,7 +42,7 @@ const MAX_SEGMENTS: u32 = 1000;
 
 /// A random upload id (128 bits from the std hasher's random keys, the time and a
 /// counter).
-fn upload_id() -> String {
+pub(crate) fn upload_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -59,6 +59,12 @@ pub async fn create(params: Parameters) -> driver_api::Result<driver_api::Driver
     driver_api::factory::create("swift", params).await
 }
 
+/// Whether the tests run on Ceph's RADOS Gateway (`cargo xtask test-all` sets
+/// `STORAGE_TEST_IMPLEMENTATION=radosgw` in its `radosgw` row).
+pub fn radosgw() -> bool {
+    var("STORAGE_TEST_IMPLEMENTATION").as_deref() == Some("radosgw")
+}
+
 /// A unique root for one test.
 pub fn root(name: &str) -> String {
     format!("tests/{name}-{}", driver_testsuite::data::random_name(10))
