@@ -52,12 +52,20 @@ pub struct DriverSuite {
     /// Only this test target of `package` (a row that is not a driver, such as `interop`);
     /// `None`: every test target of the package not claimed by another row.
     pub test_target: Option<&'static str>,
+    /// Packages whose tests also run in this row, against the same backend (radosgw
+    /// serves both the s3 and the swift tests).
+    pub also: &'static [&'static str],
 }
 
 impl DriverSuite {
+    /// Whether this row is one driver's own (its benchmarks, its emulator by default).
+    pub fn is_driver(&self) -> bool {
+        self.test_target.is_none() && self.also.is_empty()
+    }
+
     /// Whether this row runs `exe`.
     pub fn runs(&self, exe: &crate::libtest::Executable) -> bool {
-        exe.package == self.package
+        (exe.package == self.package || self.also.contains(&exe.package.as_str()))
             && match self.test_target {
                 Some(t) => exe.target == t,
                 None => !claimed(exe),
@@ -80,6 +88,7 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: None,
         compare: true,
         test_target: None,
+        also: &[],
     },
     DriverSuite {
         name: "filesystem",
@@ -87,6 +96,7 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: None,
         compare: true,
         test_target: None,
+        also: &[],
     },
     DriverSuite {
         name: "s3",
@@ -94,6 +104,7 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: Some(crate::emulators::start_s3),
         compare: false,
         test_target: None,
+        also: &[],
     },
     DriverSuite {
         name: "azure",
@@ -101,6 +112,7 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: Some(crate::emulators::start_azure),
         compare: false,
         test_target: None,
+        also: &[],
     },
     DriverSuite {
         name: "gcs",
@@ -108,6 +120,7 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: Some(crate::emulators::start_gcs),
         compare: false,
         test_target: None,
+        also: &[],
     },
     DriverSuite {
         name: "swift",
@@ -115,6 +128,7 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: Some(crate::emulators::start_swift),
         compare: false,
         test_target: None,
+        also: &[],
     },
     DriverSuite {
         name: "oss",
@@ -122,6 +136,7 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: Some(crate::emulators::start_oss),
         compare: false,
         test_target: None,
+        also: &[],
     },
     DriverSuite {
         name: "rados",
@@ -129,6 +144,7 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: Some(crate::emulators::start_rados),
         compare: false,
         test_target: None,
+        also: &[],
     },
     // Out-of-process drivers: the suite over IPC for the inmemory and filesystem
     // executables and the Python example driver, plus the fault, fallback and codec tests.
@@ -138,6 +154,7 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: None,
         compare: false,
         test_target: None,
+        also: &[],
     },
     // Not a driver: Distribution's registry and skopeo against our drivers on the
     // filesystem, S3 (moto) and Swift (storagectl's `tests/interop.rs`).
@@ -147,5 +164,16 @@ pub const DRIVERS: &[DriverSuite] = &[
         emulator: Some(crate::emulators::start_interop),
         compare: false,
         test_target: Some("interop"),
+        also: &[],
+    },
+    // Not a driver: the s3 and swift tests again, on Ceph's RADOS Gateway (a production
+    // S3 and Swift implementation) on the rados row's single-node cluster.
+    DriverSuite {
+        name: "radosgw",
+        package: "driver-s3",
+        emulator: Some(crate::emulators::start_radosgw),
+        compare: false,
+        test_target: None,
+        also: &["driver-swift"],
     },
 ];

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::drivers::Emulator;
 
 mod ceph;
-pub use ceph::start_rados;
+pub use ceph::{start_rados, start_radosgw};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -482,6 +482,23 @@ pub fn start_interop() -> Result<Emulator, Error> {
     em.absorb(start_s3()?);
     em.absorb(start_swift()?);
     Ok(em)
+}
+
+/// One HTTP/1.1 PUT without a body, with extra headers; returns the status.
+fn http_put_with(port: u16, path: &str, headers: &str) -> std::io::Result<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
 }
 
 /// One HTTP/1.1 GET with extra headers; returns the status and the response head.

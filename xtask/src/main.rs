@@ -3,9 +3,10 @@
 //! * `test-all [--only a,b] [--no-lint]`: the docs check, fmt check, clippy `-D warnings`,
 //!   rustdoc, cargo-deny (when installed), then every driver's suite (starting the emulators
 //!   it needs), the `interop` row (Distribution's registry and skopeo, installed from
-//!   Debian, against our drivers) and every other test; prints a table and
+//!   Debian, against our drivers), the `radosgw` row (the s3 and swift tests on Ceph's
+//!   RADOS Gateway) and every other test; prints a table and
 //!   `N passed, N failed`; exits non-zero on any failure. `--only` takes driver names,
-//!   `interop` and `docs` (the docs check alone).
+//!   `interop`, `radosgw` and `docs` (the docs check alone).
 //! * `bench [driver...] [-- criterion args]`: the criterion benchmarks.
 //! * `lint`: the docs check, fmt check, clippy, rustdoc and cargo-deny only.
 //! * `docs`: the docs check alone: the conformance case count and the MSRV stated in
@@ -265,9 +266,12 @@ fn test_all(args: &[String]) -> Result<bool, Error> {
 
     // Build every test binary once; run them per driver below (nothing to build when
     // `--only` names no driver).
-    let packages: Option<Vec<&str>> = only
-        .as_ref()
-        .map(|_| selected.iter().map(|d| d.package).collect());
+    let packages: Option<Vec<&str>> = only.as_ref().map(|_| {
+        selected
+            .iter()
+            .flat_map(|d| std::iter::once(d.package).chain(d.also.iter().copied()))
+            .collect()
+    });
     let executables = match &packages {
         Some(p) if p.is_empty() => Vec::new(),
         _ => libtest::build_tests(packages.as_deref())?,
@@ -439,14 +443,14 @@ fn bench(args: &[String]) -> Result<bool, Error> {
     let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
     let (names, extra) = (&args[..split], &args[split.min(args.len())..]);
     let selected: Vec<&DriverSuite> = if names.is_empty() {
-        DRIVERS.iter().filter(|d| d.test_target.is_none()).collect()
+        DRIVERS.iter().filter(|d| d.is_driver()).collect()
     } else {
         names
             .iter()
             .map(|n| {
                 DRIVERS
                     .iter()
-                    .find(|d| d.name == n && d.test_target.is_none())
+                    .find(|d| d.name == n && d.is_driver())
                     .ok_or_else(|| format!("unknown driver {n:?}"))
             })
             .collect::<Result<_, _>>()?
@@ -481,7 +485,7 @@ fn emulators(args: &[String]) -> Result<bool, Error> {
         .filter(|d| {
             d.emulator.is_some()
                 && if names.is_empty() {
-                    d.test_target.is_none()
+                    d.is_driver()
                 } else {
                     names.contains(&d.name)
                 }

@@ -293,12 +293,20 @@ fn presigned_urls_fetched_by_a_plain_http_client() {
     });
 }
 
+/// A server that checks signatures (s3s-fs, or radosgw in its row) and its endpoint.
+fn verifying() -> (Parameters, String) {
+    common::verifying_params().expect(
+        "s3s-fs (S3S_ENDPOINT) or radosgw (STORAGE_TEST_IMPLEMENTATION) is started by cargo \
+         xtask test-all",
+    )
+}
+
 fn s3s() -> Parameters {
-    common::s3s_params().expect("s3s-fs is started by cargo xtask test-all (S3S_ENDPOINT)")
+    verifying().0
 }
 
 #[test]
-fn sigv4_is_verified_by_s3s_fs() {
+fn sigv4_is_verified_by_a_verifying_server() {
     rt().block_on(async {
         // The right keys: everything works, signatures included (s3s-fs checks them).
         let root = common::root("sigv4");
@@ -341,7 +349,7 @@ fn redirectendpoint_signs_for_the_public_host() {
     rt().block_on(async {
         // s3s-fs checks the signature, which covers the Host header: the URL works only if
         // it was signed for the redirect host (localhost instead of 127.0.0.1).
-        let endpoint = std::env::var("S3S_ENDPOINT").expect("S3S_ENDPOINT");
+        let endpoint = verifying().1;
         let public = endpoint.replace("127.0.0.1", "localhost");
         let d = factory::create(
             "s3",

@@ -336,3 +336,161 @@ pub fn start_rados() -> Result<Emulator, Error> {
         .insert("CEPH_TEST_OSD_PID".into(), osd_pid.to_string());
     Ok(em)
 }
+
+/// The bucket (S3) and container (Swift) of the suites on radosgw: one name, as radosgw
+/// keeps both in one namespace.
+const RGW_BUCKET: &str = "storage-driver-tests";
+/// The radosgw user's S3 keys and Swift subuser key (a local test service only).
+const RGW_ACCESS_KEY: &str = "STORAGEDRIVERSRGW000";
+const RGW_SECRET_KEY: &str = "storage-drivers-rgw-secret-key-000000000";
+const RGW_SWIFT_USER: &str = "storage-drivers:swift";
+const RGW_SWIFT_KEY: &str = "storage-drivers-rgw-swift-key";
+/// The TempURL key the swift suite sets on the account.
+const RGW_TEMPURL_KEY: &str = "storage-drivers-rgw-tempurl-key";
+
+/// Ceph's RADOS Gateway (Debian's `radosgw`, the S3 and Swift service most deployed
+/// on-premises) on the single-node cluster of [`start_rados`], on 127.0.0.1: one user
+/// with S3 keys and a Swift subuser, the suites' bucket created through Swift (radosgw
+/// keeps buckets and containers in one namespace). Sets the `S3_*` and `SWIFT_*`
+/// variables the s3 and swift tests read, and `STORAGE_TEST_IMPLEMENTATION=radosgw` for
+/// the tests that must skip what radosgw lacks.
+pub fn start_radosgw() -> Result<Emulator, Error> {
+    let mut em = start_rados()?;
+    let conf_path = PathBuf::from(em.env.get("CEPH_CONF").ok_or("no CEPH_CONF")?);
+    let dir = conf_path
+        .parent()
+        .ok_or("the cluster has no directory")?
+        .to_path_buf();
+    let log_dir = dir.join("log");
+    if !on_path("radosgw") || !on_path("radosgw-admin") {
+        let t0 = Instant::now();
+        super::apt_get_install(&log_dir, &["radosgw"])?;
+        eprintln!(
+            "radosgw: package installed in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    let t0 = Instant::now();
+    let keyring = dir.join("client.rgw.keyring");
+    let keyring_s = keyring.to_string_lossy().into_owned();
+    ceph(
+        &conf_path,
+        &[
+            "auth",
+            "get-or-create",
+            "client.rgw.x",
+            "mon",
+            "allow rw",
+            "osd",
+            "allow rwx",
+            "-o",
+            &keyring_s,
+        ],
+    )?;
+    let port = free_port()?;
+    let data = dir.join("rgw");
+    std::fs::create_dir_all(&data)?;
+    let log = log_dir.join("rgw.stdout");
+    let mut child = spawn(
+        Command::new("radosgw")
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-n", "client.rgw.x", "--keyring", &keyring_s, "-f"])
+            .args([
+                "--rgw-frontends",
+                &format!("beast endpoint=127.0.0.1:{port}"),
+            ])
+            .arg("--log-file")
+            .arg(log_dir.join("rgw.log"))
+            .arg("--rgw-data")
+            .arg(&data),
+        &log,
+    )?;
+    let ready = super::wait_http(port, &mut child, &log);
+    em.children.push(child);
+    ready.map_err(|e| format!("radosgw: {e}"))?;
+    let admin = |args: &[&str], what: &str| -> Result<(), Error> {
+        run(
+            Command::new("radosgw-admin")
+                .arg("-c")
+                .arg(&conf_path)
+                .args(["-n", "client.admin"])
+                .args(args),
+            what,
+            &log_dir.join("rgw-admin.log"),
+        )
+    };
+    let uid = RGW_SWIFT_USER
+        .split(':')
+        .next()
+        .unwrap_or("storage-drivers");
+    admin(
+        &[
+            "user",
+            "create",
+            &format!("--uid={uid}"),
+            "--display-name=storage drivers",
+            &format!("--access-key={RGW_ACCESS_KEY}"),
+            &format!("--secret={RGW_SECRET_KEY}"),
+        ],
+        "radosgw-admin user create",
+    )?;
+    admin(
+        &[
+            "subuser",
+            "create",
+            &format!("--uid={uid}"),
+            &format!("--subuser={RGW_SWIFT_USER}"),
+            "--access=full",
+            &format!("--secret={RGW_SWIFT_KEY}"),
+            "--key-type=swift",
+        ],
+        "radosgw-admin subuser create",
+    )?;
+    // The bucket, through Swift (no S3 signature needed): a token, then a PUT.
+    let (status, head) = super::http_get_head(
+        port,
+        "/auth/v1.0",
+        &format!("X-Auth-User: {RGW_SWIFT_USER}\r\nX-Auth-Key: {RGW_SWIFT_KEY}\r\n"),
+    )?;
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    let (Some(token), 200 | 204) = (header("x-auth-token"), status) else {
+        return Err(format!("radosgw: Swift authentication answered {status}").into());
+    };
+    let status = super::http_put_with(
+        port,
+        &format!("/swift/v1/{RGW_BUCKET}"),
+        &format!("X-Auth-Token: {token}\r\n"),
+    )?;
+    if !matches!(status, 201 | 202) {
+        return Err(format!("radosgw: creating {RGW_BUCKET} answered {status}").into());
+    }
+    eprintln!(
+        "radosgw: ready in {:.1} s on 127.0.0.1:{port}",
+        t0.elapsed().as_secs_f64()
+    );
+    let endpoint = format!("http://127.0.0.1:{port}");
+    for (k, v) in [
+        ("STORAGE_TEST_IMPLEMENTATION", "radosgw".to_owned()),
+        ("S3_ENDPOINT", endpoint.clone()),
+        ("S3_BUCKET", RGW_BUCKET.into()),
+        ("S3_REGION", "us-east-1".into()),
+        ("S3_ACCESS_KEY", RGW_ACCESS_KEY.into()),
+        ("S3_SECRET_KEY", RGW_SECRET_KEY.into()),
+        ("SWIFT_AUTH_URL", format!("{endpoint}/auth/v1.0")),
+        ("SWIFT_USERNAME", RGW_SWIFT_USER.into()),
+        ("SWIFT_PASSWORD", RGW_SWIFT_KEY.into()),
+        ("SWIFT_CONTAINER", RGW_BUCKET.into()),
+        ("SWIFT_SECRET_KEY", RGW_TEMPURL_KEY.into()),
+    ] {
+        em.env.insert(k.into(), v);
+    }
+    Ok(em)
+}

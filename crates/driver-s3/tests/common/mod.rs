@@ -37,6 +37,22 @@ pub fn params() -> Result<Parameters, StorageError> {
     Ok(p)
 }
 
+/// Whether the tests run on Ceph's RADOS Gateway (`cargo xtask test-all` sets
+/// `STORAGE_TEST_IMPLEMENTATION=radosgw` in its `radosgw` row).
+pub fn radosgw() -> bool {
+    var("STORAGE_TEST_IMPLEMENTATION").as_deref() == Some("radosgw")
+}
+
+/// A server that verifies signatures: s3s-fs where it runs (the `s3` row, beside moto,
+/// which checks none), else radosgw itself in the `radosgw` row; with its endpoint.
+pub fn verifying_params() -> Option<(Parameters, String)> {
+    if radosgw() {
+        let p = params().ok()?;
+        return Some((p, var("S3_ENDPOINT")?));
+    }
+    Some((s3s_params()?, var("S3S_ENDPOINT")?))
+}
+
 /// Parameters for s3s-fs (signature-checking server), if it is running.
 pub fn s3s_params() -> Option<Parameters> {
     Some(
