@@ -7,7 +7,10 @@ mod common;
 driver_testsuite::conformance_tests!(|root: String| async move {
     let params = common::params()?
         .with("rootdirectory", format!("suite/{root}"))
-        // The smallest part, so the suite's streams cross many part boundaries.
-        .with("chunksize", 5u64 << 20);
+        // The smallest part, so the suite's streams cross many part boundaries, and moves
+        // of the suite's large files (12 MiB) part by part, in 5 MiB parts.
+        .with("chunksize", 5u64 << 20)
+        .with("multipartcopythreshold", 5u64 << 20)
+        .with("multipartcopychunksize", 5u64 << 20);
     common::create(params).await
 });

@@ -124,25 +124,39 @@ pub struct Sizes {
     pub concurrent_streams: usize,
     /// Bytes per stream in `concurrent_file_streams`.
     pub concurrent_stream_size: usize,
+    /// Bytes of the large files in `move_large_file`, `overwrite_and_move_onto_large` and
+    /// `walk_sizes_and_times_match_stat`: above the part, segment and multipart-copy
+    /// thresholds a driver's harness sets (12 MiB by default; a harness lowers its
+    /// driver's thresholds below it, as s3's sets `multipartcopythresholdsize` to 5 MiB).
+    pub large_object: usize,
 }
 
 impl Sizes {
-    /// From `DRIVER_TESTSUITE_FULL` and `DRIVER_TESTSUITE_LARGE_STREAM_MIB`.
+    /// Distribution's full sizes (`DRIVER_TESTSUITE_FULL=1`, `storagectl check --full`),
+    /// and 64 MiB large files (above every default part and copy threshold).
+    pub fn full() -> Self {
+        Sizes {
+            large_stream: 5 << 30,
+            concurrent_read_file: 128 << 20,
+            concurrent_streams: 32,
+            concurrent_stream_size: 32 << 20,
+            large_object: 64 << 20,
+        }
+    }
+
+    /// From `DRIVER_TESTSUITE_FULL`, `DRIVER_TESTSUITE_LARGE_STREAM_MIB` and
+    /// `DRIVER_TESTSUITE_LARGE_OBJECT_MIB`.
     pub fn from_env() -> Self {
         let full = std::env::var("DRIVER_TESTSUITE_FULL").is_ok_and(|v| v == "1" || v == "true");
         let mut s = if full {
-            Sizes {
-                large_stream: 5 << 30,
-                concurrent_read_file: 128 << 20,
-                concurrent_streams: 32,
-                concurrent_stream_size: 32 << 20,
-            }
+            Sizes::full()
         } else {
             Sizes {
                 large_stream: 256 << 20,
                 concurrent_read_file: 32 << 20,
                 concurrent_streams: 8,
                 concurrent_stream_size: 12 << 20,
+                large_object: 12 << 20,
             }
         };
         if let Some(mib) = std::env::var("DRIVER_TESTSUITE_LARGE_STREAM_MIB")
@@ -150,6 +164,12 @@ impl Sizes {
             .and_then(|v| v.parse::<u64>().ok())
         {
             s.large_stream = mib << 20;
+        }
+        if let Some(mib) = std::env::var("DRIVER_TESTSUITE_LARGE_OBJECT_MIB")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            s.large_object = mib << 20;
         }
         s
     }
@@ -422,7 +442,8 @@ macro_rules! __for_each_case {
             append_to_missing_path, append_to_committed_content, errors_name_driver,
             implicit_directories, files_and_directories_not_confused,
             concurrent_put_content_never_torn, cancellation_safety,
-            async_adapters, list_root_of_fresh_driver, list_many_files, same_name_nesting
+            async_adapters, list_root_of_fresh_driver, list_many_files, same_name_nesting,
+            move_large_file, overwrite_and_move_onto_large, walk_sizes_and_times_match_stat
         );
     };
     (@list $cb:path, $arg:expr; $($case:ident),* $(,)?) => {

@@ -65,12 +65,7 @@ pub async fn check(
     });
     let mut sizes = Sizes::from_env();
     if full {
-        sizes = Sizes {
-            large_stream: 5 << 30,
-            concurrent_read_file: 128 << 20,
-            concurrent_streams: 32,
-            concurrent_stream_size: 32 << 20,
-        };
+        sizes = Sizes::full();
     }
     let cases: Vec<_> = all_cases()
         .into_iter()
