@@ -460,7 +460,9 @@ pub async fn move_large_file(ctx: Ctx) -> CaseResult {
 /// Writing over and moving onto a large (segmented, multipart) file: a small file
 /// replaces a large one, a large one a small one, a small file moved onto a large one
 /// and a large one onto a large one replace it; each read back byte-exact, with the size
-/// `stat` gives; the tree then deletes cleanly.
+/// `stat` gives. The tree, with an upload parked in it, then deletes cleanly: no upload
+/// state is left where the driver lists uploads (`uploads`; state it keeps elsewhere,
+/// such as Swift's segments, is each driver's own tests' to check).
 pub async fn overwrite_and_move_onto_large(ctx: Ctx) -> CaseResult {
     let dir = format!("/{}", random_name(8));
     let (p, q, r) = (format!("{dir}/p"), format!("{dir}/q"), format!("{dir}/r"));
@@ -489,8 +491,20 @@ pub async fn overwrite_and_move_onto_large(ctx: Ctx) -> CaseResult {
     ctx.driver.rename(&q, &r).await?;
     check(r.clone(), large.clone()).await?;
     assert_not_found(&ctx, ctx.driver.stat(&q).await, &q);
+    // An upload closed (parked) over the large file: the tree delete takes its state too.
+    let mut w = ctx.driver.writer(&r, false).await?;
+    w.write(other.slice(..other.len() / 2)).await?;
+    w.close().await?;
     ctx.driver.delete(&dir).await?;
     assert_not_found(&ctx, ctx.driver.stat(&dir).await, &dir);
+    match ctx.driver.uploads(&dir).await {
+        Ok(left) => assert!(
+            left.is_empty(),
+            "upload state left after the tree delete: {left:?}"
+        ),
+        Err(StorageError::Unsupported { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 
