@@ -315,7 +315,7 @@ async fn keystone_v3_real_end_to_end() {
         driver_testsuite::skip_test(
             "swift",
             "keystone_v3_real_end_to_end",
-            "SWIFT_KS_AUTH_URL is not set (a real Keystone; `cargo xtask test-all` starts one)",
+            "SWIFT_KS_AUTH_URL is not set (a real Keystone; the swift row of `cargo xtask test-all` starts one beside its Swift node)",
         );
         return;
     };
