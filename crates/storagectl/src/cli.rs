@@ -221,6 +221,28 @@ pub enum Command {
         #[arg(long, default_value_t = 1000, value_name = "N")]
         walk_files: usize,
     },
+    /// Garbage collection: delete blobs no manifest references, as Distribution's
+    /// `registry garbage-collect` does, with concurrent reads and flat walks, and safe
+    /// while the registry runs (see --min-age).
+    ///
+    /// Prints Distribution's lines (marking, eligible for deletion, the summary) so the two
+    /// tools' answers can be compared.
+    Gc {
+        /// Only report what would be deleted; write nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// Also delete manifests that no tag names (and what only they reference); a
+        /// manifest an image index references is kept.
+        #[arg(long, short = 'm')]
+        delete_untagged: bool,
+        /// Spare blobs and manifests changed more recently than this (uploads, mounts and
+        /// pushes in flight); `0s` collects everything unreferenced, as Distribution does.
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_age)]
+        min_age: std::time::Duration,
+        /// Manifests read and paths deleted at once.
+        #[arg(long, short = 'j', default_value_t = 16)]
+        jobs: usize,
+    },
     /// Uploads that never completed: resumable uploads left closed, uploads whose writer
     /// was killed or whose answer was lost, temporary files of interrupted writes.
     Uploads {

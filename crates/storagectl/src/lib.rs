@@ -4,16 +4,19 @@
 //! `REGISTRY_STORAGE*` environment overrides, plus `--driver`/`--param` flags), creates the
 //! driver through the factory, and runs one command: put/get/cat/ls/stat/mv/rm/walk/du/url
 //! on single paths, `sync` between two storages, `check` (the conformance suite under a
-//! random prefix) and `bench` (the shared benchmarks). See `docs/storagectl.md`.
+//! random prefix), `bench` (the shared benchmarks) and `gc` (Distribution's garbage
+//! collection, safe while the registry runs). See `docs/storagectl.md`.
 //!
 //! The binary is a thin `main` over [`run`]; the modules are usable on their own:
-//! [`config`] for Distribution-compatible configuration, [`sync`] for tree copies.
+//! [`config`] for Distribution-compatible configuration, [`sync`] for tree copies, [`gc`]
+//! for garbage collection.
 //!
 //! Exit codes: 0 success, 1 an operation failed, 2 usage or configuration error,
 //! 130 interrupted by Ctrl-C (uploads in flight are cancelled first).
 
 pub mod cli;
 pub mod config;
+pub mod gc;
 pub mod interrupt;
 pub mod output;
 pub mod progress;
@@ -280,6 +283,23 @@ pub async fn run(cli: Cli, env: Vec<(String, String)>) -> CliResult {
             sizes,
             walk_files,
         } => checkcmd::bench(&app, time, &sizes, walk_files).await,
+        Command::Gc {
+            dry_run,
+            delete_untagged,
+            min_age,
+            jobs,
+        } => {
+            gc::command(
+                &app,
+                gc::GcArgs {
+                    dry_run,
+                    delete_untagged,
+                    min_age,
+                    jobs,
+                },
+            )
+            .await
+        }
         Command::Drivers | Command::Completions { .. } | Command::Man => Ok(()),
     }
 }

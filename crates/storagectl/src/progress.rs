@@ -34,6 +34,18 @@ impl Progress {
         bar
     }
 
+    /// A spinner counting items of unknown total (entries walked).
+    pub fn counter(&self, message: &str) -> ProgressBar {
+        if !self.enabled {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+            .with_style(style("{spinner} {pos} {elapsed} {wide_msg}"));
+        bar.set_message(message.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+
     /// A counter bar for items (files, cases).
     pub fn items(&self, total: u64, message: &str) -> ProgressBar {
         if !self.enabled {

@@ -26,6 +26,10 @@
 //! the configurations below set).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// `storagectl gc` against Distribution's `garbage-collect` on the same registries.
+#[path = "interop/gc.rs"]
+mod gc;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -325,12 +329,15 @@ fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {
 
 /// One image in an OCI layout directory: its tag, manifest digest and every blob digest
 /// (manifest, config, layers).
+#[derive(Clone)]
 struct Image {
     repo: String,
     tag: String,
     layout: PathBuf,
     manifest: String,
     blobs: Vec<String>,
+    /// An image index: pushed and pulled with every platform (`--all`).
+    all: bool,
 }
 
 /// Writes an OCI image layout at `dir` holding one image whose layers have these sizes.
@@ -395,6 +402,7 @@ fn build_image(dir: &Path, repo: &str, tag: &str, layers: &[(usize, u64)]) -> Im
         layout: dir.into(),
         manifest: manifest_hex,
         blobs,
+        all: false,
     }
 }
 
@@ -616,6 +624,7 @@ fn push(tools: &Tools, home: &Path, reg: &Registry, img: &Image) {
     run_ok(
         skopeo(tools, home)
             .args(["copy", "--preserve-digests", "--dest-tls-verify=false"])
+            .args(img.all.then_some("--all"))
             .arg(format!("oci:{}:{}", img.layout.display(), img.tag))
             .arg(reg.reference(&img.repo, &img.tag)),
         &format!("skopeo push {}:{}", img.repo, img.tag),
@@ -629,6 +638,7 @@ fn pull_equal(tools: &Tools, home: &Path, reg: &Registry, img: &Image, into: &Pa
     let out = run_ok(
         skopeo(tools, home)
             .args(["copy", "--preserve-digests", "--src-tls-verify=false"])
+            .args(img.all.then_some("--all"))
             .arg(reg.reference(&img.repo, &img.tag))
             .arg(format!("oci:{}:{}", into.display(), img.tag)),
         &format!("skopeo pull {}:{}", img.repo, img.tag),
