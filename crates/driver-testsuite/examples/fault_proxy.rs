@@ -3,10 +3,14 @@
 //! ```text
 //! fault_proxy <upstream host:port> [--seed N] [--rate 0.2]
 //!             [--kinds reset,status,delay,stall,corrupt] [--statuses 500,503,429]
+//! fault_proxy <upstream host:port> --delay MS
 //! ```
 //!
 //! Prints `http://127.0.0.1:<port>` (point the driver there), then the counters every 10 s
-//! and on Ctrl-C. `--kinds` takes groups (`reset`: the three resets, `stall`: both stalls,
+//! and on Ctrl-C. `--delay MS` runs a latency proxy instead of the fault plan
+//! ([`Proxy::delay`]): no faults, every byte arrives `MS` later in each direction, so each
+//! request's round trip takes `2 × MS` longer (`--delay 10` adds 20 ms per request); it
+//! takes none of the fault flags and has no counters to print. `--kinds` takes groups (`reset`: the three resets, `stall`: both stalls,
 //! `corrupt`: both directions, `status`, `delay`) or single kinds (`reset-after-response`,
 //! …); without it, the seeded plan's defaults (resets, status, delay). Without `--seed`, one
 //! is picked and printed, to replay the run. `RUST_LOG=driver_testsuite::proxy=debug`
@@ -20,7 +24,8 @@ use driver_testsuite::proxy::{FaultKind, FaultPlan, Proxy};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: fault_proxy <upstream host:port> [--seed N] [--rate 0.2] \
-                     [--kinds reset,status,delay,stall,corrupt] [--statuses 500,503]";
+                     [--kinds reset,status,delay,stall,corrupt] [--statuses 500,503]\n       \
+                     fault_proxy <upstream host:port> --delay MS";
 
 fn usage(why: &str) -> ! {
     eprintln!("{why}\n{USAGE}");
@@ -81,11 +86,15 @@ fn main() {
     let mut rate: f64 = 0.2;
     let mut only: Option<Vec<FaultKind>> = None;
     let mut statuses: Vec<u16> = Vec::new();
+    let mut delay: Option<u64> = None;
+    let mut fault_flags = false;
     while let Some(flag) = args.next() {
         let value = args
             .next()
             .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        fault_flags |= flag != "--delay";
         match flag.as_str() {
+            "--delay" => delay = Some(value.parse().unwrap_or_else(|_| bad(&flag, &value))),
             "--seed" => seed = Some(value.parse().unwrap_or_else(|_| bad(&flag, &value))),
             "--rate" => rate = value.parse().unwrap_or_else(|_| bad(&flag, &value)),
             "--kinds" => only = Some(kinds(&value)),
@@ -97,6 +106,13 @@ fn main() {
             }
             _ => usage(&format!("unknown flag {flag}")),
         }
+    }
+    if let Some(ms) = delay {
+        if fault_flags {
+            usage("--delay takes no fault flags (--seed, --rate, --kinds, --statuses)");
+        }
+        run_delay(upstream, Duration::from_millis(ms));
+        return;
     }
     let seed = seed.unwrap_or_else(|| {
         SystemTime::now()
@@ -129,5 +145,21 @@ fn main() {
                 }
             }
         }
+    });
+}
+
+/// `--delay MS`: a latency proxy until Ctrl-C.
+fn run_delay(upstream: SocketAddr, delay: Duration) {
+    driver_testsuite::runtime().block_on(async {
+        let proxy = Proxy::delay(upstream, delay)
+            .await
+            .expect("start the proxy");
+        println!("{}", proxy.url());
+        eprintln!(
+            "to {upstream}: --delay {} ms each way, {} ms per round trip",
+            delay.as_millis(),
+            2 * delay.as_millis()
+        );
+        tokio::signal::ctrl_c().await.expect("wait for Ctrl-C");
     });
 }
