@@ -1015,7 +1015,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(s.files().await, before, "a dry run wrote");
-        assert_eq!(names(&dry.eligible_blobs), names(std::slice::from_ref(&orphan)));
+        assert_eq!(
+            names(&dry.eligible_blobs),
+            names(std::slice::from_ref(&orphan))
+        );
         assert_eq!(
             dry.eligible_links,
             vec![("team/app".into(), orphan.clone())]
