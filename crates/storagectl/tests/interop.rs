@@ -22,8 +22,13 @@
 //!    wrote and pulls it back; runs Distribution's `garbage-collect --dry-run` on that tree:
 //!    nothing is eligible for deletion.
 //!
+//! The `gc` module (`tests/interop/gc.rs`) compares `storagectl gc` with Distribution's
+//! `registry garbage-collect` on registries built the same way, and collects one while
+//! skopeo pushes into it.
+//!
 //! `INTEROP_LARGE_LAYER_MIB` sets the large layer's size (default 6, above the 5 MiB chunk
-//! the configurations below set).
+//! the configurations below set); `INTEROP_GC_PUSHES` the pushes during a collection
+//! (default 20).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 /// `storagectl gc` against Distribution's `garbage-collect` on the same registries.
