@@ -1,6 +1,6 @@
 //! The `storagectl` binary, run as an operator would: every command over the filesystem
 //! driver (and what can be shown in one process over inmemory), Distribution config
-//! files, environment overrides, bad configuration, `check`, `sync` resume and Ctrl-C.
+//! files, environment overrides, bad configuration, `check`, `sync` resume, `gc` and Ctrl-C.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -1103,4 +1103,122 @@ fn walkdir(root: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// `gc` from a Distribution config: Distribution's lines, the summary, what a dry run
+/// and a real run do to the tree, and usage errors.
+#[test]
+fn gc_prints_distributions_lines_and_collects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = dir.join("registry");
+    let cfg = dir.join("config.yml");
+    std::fs::write(&cfg, distribution_config(&root, true, false)).unwrap();
+    let write = |rel: &str, data: &[u8]| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    };
+    let digest_of = |p: &str| {
+        let hex = p.rsplit('/').nth(1).unwrap().to_owned();
+        format!("sha256:{hex}")
+    };
+    let (layer, config, orphan) = (b"layer".as_slice(), b"{}".as_slice(), b"orphan".as_slice());
+    let (lp, cp, op) = (blob_path(layer), blob_path(config), blob_path(orphan));
+    for (p, data) in [(&lp, layer), (&cp, config), (&op, orphan)] {
+        write(p, data);
+    }
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"digest":"{}","size":2}},"layers":[{{"digest":"{}","size":5}}]}}"#,
+        digest_of(&cp),
+        digest_of(&lp)
+    );
+    let mp = blob_path(manifest.as_bytes());
+    write(&mp, manifest.as_bytes());
+    let m = digest_of(&mp);
+    let repo = "docker/registry/v2/repositories/app";
+    let hex = |d: &str| d.trim_start_matches("sha256:").to_owned();
+    write(
+        &format!("{repo}/_manifests/revisions/sha256/{}/link", hex(&m)),
+        m.as_bytes(),
+    );
+    write(
+        &format!("{repo}/_manifests/tags/v1/current/link"),
+        m.as_bytes(),
+    );
+    for d in [digest_of(&lp), digest_of(&cp), digest_of(&op)] {
+        write(
+            &format!("{repo}/_layers/sha256/{}/link", hex(&d)),
+            d.as_bytes(),
+        );
+    }
+    let orphan_digest = digest_of(&op);
+
+    let out = sc(dir)
+        .args([
+            "-c",
+            cfg.to_str().unwrap(),
+            "gc",
+            "--dry-run",
+            "--min-age",
+            "0s",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    for line in [
+        "app".to_owned(),
+        format!("app: marking manifest {m}"),
+        format!("app: marking blob {}", digest_of(&lp)),
+        format!("app: marking blob {}", digest_of(&cp)),
+        "3 blobs marked, 1 blobs and 0 manifests eligible for deletion".to_owned(),
+        format!("blob eligible for deletion: {orphan_digest}"),
+        format!("app: layer link eligible for deletion: {orphan_digest}"),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in:\n{text}"
+        );
+    }
+    assert!(root.join(&op).exists(), "a dry run deleted");
+
+    // With the default --min-age, the just-written orphan is spared.
+    sc(dir)
+        .args(["-c", cfg.to_str().unwrap(), "gc"])
+        .assert()
+        .success()
+        .stdout(contains(
+            "1 blobs and 0 manifests unreferenced but changed within --min-age 1h: kept",
+        ))
+        .stdout(contains(
+            "deleted 0 manifests, 0 blobs, 0 layer links; 0 failed",
+        ));
+    assert!(root.join(&op).exists());
+
+    sc(dir)
+        .args(["-c", cfg.to_str().unwrap(), "gc", "--min-age", "0s"])
+        .assert()
+        .success()
+        .stdout(contains(
+            "deleted 0 manifests, 1 blobs, 1 layer links; 0 failed",
+        ));
+    assert!(!root.join(&op).exists());
+    assert!(!root
+        .join(format!(
+            "{repo}/_layers/sha256/{}/link",
+            hex(&orphan_digest)
+        ))
+        .exists());
+    for p in [&lp, &cp, &mp] {
+        assert!(root.join(p).exists(), "{p} was deleted");
+    }
+
+    sc(dir)
+        .args(["-c", cfg.to_str().unwrap(), "gc", "--min-age", "soon"])
+        .assert()
+        .code(2)
+        .stderr(contains("is not a duration"));
 }

@@ -38,7 +38,9 @@ use driver_api::{Driver, FileInfo, StorageError, WalkControl, WalkOptions};
 use futures::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 
-use crate::{emit, emit_json, App, CliError, CliResult};
+use std::io::Write as _;
+
+use crate::{emit_json, App, CliError, CliResult};
 use layout::{Digest, RepoEntry};
 
 /// `storagectl gc` options.
@@ -714,7 +716,12 @@ pub async fn command(app: &App, args: GcArgs) -> CliResult {
     if app.json {
         emit_json(&to_json(&report, &args))?;
     } else {
-        emit(&to_text(&report, &args))?;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        match write_text(&mut out, &report, &args).and_then(|()| out.flush()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => return Err(CliError::io("stdout", e)),
+        }
     }
     if !report.broken.is_empty() {
         for b in &report.broken {
@@ -729,61 +736,66 @@ pub async fn command(app: &App, args: GcArgs) -> CliResult {
     }
 }
 
-fn to_text(r: &Report, args: &GcArgs) -> String {
-    let mut s = String::new();
+/// Distribution's lines, written as they are made (a large registry prints millions).
+fn write_text(out: &mut impl std::io::Write, r: &Report, args: &GcArgs) -> std::io::Result<()> {
     let mut last = "";
     for m in r.marked.iter().filter(|m| m.present) {
         if m.repo != last {
-            s.push_str(&format!("{}\n", m.repo));
+            writeln!(out, "{}", m.repo)?;
             last = &m.repo;
         }
-        s.push_str(&format!("{}: marking manifest {}\n", m.repo, m.manifest));
+        writeln!(out, "{}: marking manifest {}", m.repo, m.manifest)?;
         for b in &m.blobs {
-            s.push_str(&format!("{}: marking blob {b}\n", m.repo));
+            writeln!(out, "{}: marking blob {b}", m.repo)?;
         }
     }
     for m in &r.eligible_manifests {
-        s.push_str(&format!(
-            "manifest eligible for deletion: {} ({})\n",
+        writeln!(
+            out,
+            "manifest eligible for deletion: {} ({})",
             m.digest, m.repo
-        ));
+        )?;
     }
-    s.push_str(&format!(
-        "\n{} blobs marked, {} blobs and {} manifests eligible for deletion\n",
+    writeln!(
+        out,
+        "\n{} blobs marked, {} blobs and {} manifests eligible for deletion",
         r.marked_all.len(),
         r.eligible_blobs.len(),
         r.eligible_manifests.len()
-    ));
+    )?;
     for b in &r.eligible_blobs {
-        s.push_str(&format!("blob eligible for deletion: {b}\n"));
+        writeln!(out, "blob eligible for deletion: {b}")?;
     }
     for (repo, dg) in &r.eligible_links {
-        s.push_str(&format!("{repo}: layer link eligible for deletion: {dg}\n"));
+        writeln!(out, "{repo}: layer link eligible for deletion: {dg}")?;
     }
     if r.young_blobs + r.young_manifests > 0 {
-        s.push_str(&format!(
-            "{} blobs and {} manifests unreferenced but changed within --min-age {}: kept\n",
+        writeln!(
+            out,
+            "{} blobs and {} manifests unreferenced but changed within --min-age {}: kept",
             r.young_blobs,
             r.young_manifests,
             humantime(args.min_age)
-        ));
+        )?;
     }
     if r.remarked > 0 {
-        s.push_str(&format!(
-            "{} manifests pushed during the run were marked before the sweep\n",
+        writeln!(
+            out,
+            "{} manifests pushed during the run were marked before the sweep",
             r.remarked
-        ));
+        )?;
     }
     if !args.dry_run {
-        s.push_str(&format!(
-            "deleted {} manifests, {} blobs, {} layer links; {} failed\n",
+        writeln!(
+            out,
+            "deleted {} manifests, {} blobs, {} layer links; {} failed",
             r.deleted[0],
             r.deleted[1],
             r.deleted[2],
             r.failed.len()
-        ));
+        )?;
     }
-    s
+    Ok(())
 }
 
 fn to_json(r: &Report, args: &GcArgs) -> Value {
