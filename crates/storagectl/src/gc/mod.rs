@@ -623,7 +623,7 @@ impl<'a> Collector<'a> {
     /// deleted (the window --min-age cannot close: a push reusing a blob that was
     /// already unreferenced and old) is reported, so it can be pushed again.
     async fn check_after(&mut self) -> CliResult {
-        if self.unreferenced.is_empty() {
+        if self.unreferenced.is_empty() && self.untagged.is_empty() {
             return Ok(());
         }
         let bar = self.progress.counter("checking new manifests");
