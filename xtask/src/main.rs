@@ -3,7 +3,7 @@
 //! * `test-all [--only a,b] [--no-lint]`: the docs check, fmt check, clippy `-D warnings`,
 //!   rustdoc, cargo-deny (when installed), then every driver's suite (starting the emulators
 //!   it needs), the `interop` row (Distribution's registry and skopeo, installed from
-//!   Debian, against our drivers), the `radosgw` row (the s3 and swift tests on Ceph's
+//!   Debian, against our drivers and storagectl's `sync` and `gc`), the `radosgw` row (the s3 and swift tests on Ceph's
 //!   RADOS Gateway) and every other test; prints a table and
 //!   `N passed, N failed`; exits non-zero on any failure. `--only` takes driver names,
 //!   `interop`, `radosgw` and `docs` (the docs check alone).
