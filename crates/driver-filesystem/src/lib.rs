@@ -733,31 +733,57 @@ impl StorageDriver for FilesystemDriver {
         options: &WalkOptions,
         f: &mut WalkFn<'_>,
     ) -> Result<()> {
-        walk::walk_with(path, options, f, |dir| {
-            let full = self.full(&dir);
-            let d = dir.clone();
+        // Up to WALK_BATCH directories per blocking call: a round trip through the pool
+        // costs more than reading a small directory (a registry's tree is mostly
+        // directories of one file), so a walk reads ahead in batches.
+        walk::walk_batched(path, options, f, WALK_BATCH, |dirs| {
+            let fulls: Vec<(StoragePath, PathBuf)> =
+                dirs.iter().map(|d| (d.clone(), self.full(d))).collect();
+            let first = dirs.first().cloned().unwrap_or_else(StoragePath::root);
             async move {
-                self.run(Operation::Walk, &dir, move || {
-                    let children = match read_children(&full, &d) {
-                        Err(e) if d.is_root() && is_missing(&e) => return Ok(Vec::new()),
-                        other => other?,
-                    };
-                    let mut out = Vec::with_capacity(children.len());
-                    for (child, entry) in children {
-                        match entry.metadata() {
-                            Ok(md) => out.push(file_info(child, &md)),
-                            // Removed since readdir: skip.
-                            Err(e) if is_missing(&e) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Ok(out)
-                })
-                .await
+                let read = self
+                    .run(Operation::Walk, &first, move || {
+                        Ok(fulls
+                            .into_iter()
+                            .map(|(d, full)| {
+                                let res = list_with_metadata(&full, &d);
+                                (d, res)
+                            })
+                            .collect::<Vec<_>>())
+                    })
+                    .await;
+                match read {
+                    Ok(listings) => listings
+                        .into_iter()
+                        .map(|(d, res)| match res {
+                            Err(e) if d.is_root() && is_missing(&e) => Ok(Vec::new()),
+                            other => Self::mapped(Operation::Walk, &d, Ok(other)),
+                        })
+                        .collect(),
+                    Err(e) => vec![Err(e)],
+                }
             }
         })
         .await
     }
+}
+
+/// Directories a walk reads per blocking call.
+const WALK_BATCH: usize = 16;
+
+/// The children of `dir` with their metadata; a child removed since `readdir` is left out.
+fn list_with_metadata(full: &Path, dir: &StoragePath) -> io::Result<Vec<FileInfo>> {
+    let children = read_children(full, dir)?;
+    let mut out = Vec::with_capacity(children.len());
+    for (child, entry) in children {
+        match entry.metadata() {
+            Ok(md) => out.push(file_info(child, &md)),
+            // Removed since readdir: skip.
+            Err(e) if is_missing(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// State of a reader stream: the open file, read one chunk per blocking call.
