@@ -124,7 +124,8 @@ pub fn blob_of(path: &str) -> Option<Digest> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepoEntry {
     /// `<repo>/_layers/...`: the repository exists (Distribution enumerates a repository
-    /// by its `_layers` directory); `Some` for a layer link file.
+    /// by its `_layers` directory); `Some` for a layer link (`<algo>/<hex>` or the `link`
+    /// file in it).
     Layers(Option<Digest>),
     /// `<repo>/_manifests/revisions/<algo>/<hex>/link`.
     Revision(Digest),
@@ -135,7 +136,7 @@ pub enum RepoEntry {
         name: String,
         /// True for `<tag>/current/link`, the digest the tag names.
         current: bool,
-        /// The revision of an `index/<algo>/<hex>/link` entry (the tag's history).
+        /// The revision of an `index/<algo>/<hex>` entry or its `link` (the tag's history).
         index: Option<Digest>,
     },
     /// Anything else (uploads, tag index entries, directories).
@@ -156,13 +157,13 @@ pub fn repo_entry(path: &str) -> Option<(&str, RepoEntry)> {
     let (name, inner) = (&rest[..at - 1], &rest[at..]);
     let parts: Vec<&str> = inner.split('/').collect();
     let entry = match parts.as_slice() {
-        ["_layers"] | ["_layers", ..] if parts.len() != 4 || parts[3] != "link" => {
-            RepoEntry::Layers(None)
+        // A layer link's directory names its digest, like the link inside it (on a flat
+        // listing the directory's time is the link's; on a filesystem, when the link was
+        // created in it): a scan may take either.
+        ["_layers", algo, hex] | ["_layers", algo, hex, "link"] => {
+            RepoEntry::Layers(Digest::from_parts(algo, hex))
         }
-        ["_layers", algo, hex, "link"] => match Digest::from_parts(algo, hex) {
-            Some(d) => RepoEntry::Layers(Some(d)),
-            None => RepoEntry::Layers(None),
-        },
+        ["_layers", ..] => RepoEntry::Layers(None),
         ["_manifests", "revisions", algo, hex, "link"] => match Digest::from_parts(algo, hex) {
             Some(d) => RepoEntry::Revision(d),
             None => RepoEntry::Other,
@@ -171,7 +172,9 @@ pub fn repo_entry(path: &str) -> Option<(&str, RepoEntry)> {
             name: (*tag).into(),
             current: rest == ["current", "link"],
             index: match rest {
-                ["index", algo, hex, "link"] => Digest::from_parts(algo, hex),
+                ["index", algo, hex] | ["index", algo, hex, "link"] => {
+                    Digest::from_parts(algo, hex)
+                }
                 _ => None,
             },
         },

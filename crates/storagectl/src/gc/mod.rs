@@ -77,14 +77,9 @@ struct Repo {
 async fn walk_files(
     d: &Driver,
     root: &str,
-    mut f: impl FnMut(&FileInfo) + Send,
+    f: impl FnMut(&FileInfo) -> WalkControl + Send,
 ) -> Result<(), StorageError> {
-    let res = d
-        .walk(root, &WalkOptions::default(), |fi| {
-            f(fi);
-            WalkControl::Continue
-        })
-        .await;
+    let res = d.walk(root, &WalkOptions::default(), f).await;
     match res {
         Err(StorageError::PathNotFound { .. }) => Ok(()),
         other => other,
@@ -100,17 +95,26 @@ async fn scan_repositories(
     walk_files(d, &layout::repositories_root(), |fi| {
         bar.inc(1);
         let Some((name, entry)) = layout::repo_entry(fi.path.as_str()) else {
-            return;
+            return WalkControl::Continue;
         };
         let repo = match repos.get_mut(name) {
             Some(r) => r,
             None => repos.entry(name.to_owned()).or_default(),
         };
         match entry {
+            // A layer link or tag index entry is taken from its directory, which is not
+            // entered: on a filesystem that saves a directory read and a stat per link,
+            // most of a repository's files (the `link` inside is taken instead where a
+            // walk reports no directories).
             RepoEntry::Layers(link) => {
                 repo.is_repo = true;
-                if let (Some(dg), false) = (link, fi.is_dir) {
-                    repo.layers.push((dg, fi.mod_time));
+                if let Some(dg) = link {
+                    if repo.layers.last().map(|(l, _)| l) != Some(&dg) {
+                        repo.layers.push((dg, fi.mod_time));
+                    }
+                    if fi.is_dir {
+                        return WalkControl::SkipDir;
+                    }
                 }
             }
             RepoEntry::Revision(dg) if !fi.is_dir => {
@@ -121,20 +125,25 @@ async fn scan_repositories(
                 current,
                 index,
             } => {
-                if repo.tags.last() != Some(&name) && !repo.tags.contains(&name) {
+                // A walk reports a tag's entries together.
+                if repo.tags.last() != Some(&name) {
                     repo.tags.push(name.clone());
                 }
-                if fi.is_dir {
-                    return;
-                }
                 if let Some(dg) = index {
-                    repo.tag_index.push((name, dg));
-                } else if current {
+                    let entry = (name, dg);
+                    if repo.tag_index.last() != Some(&entry) {
+                        repo.tag_index.push(entry);
+                    }
+                    if fi.is_dir {
+                        return WalkControl::SkipDir;
+                    }
+                } else if current && !fi.is_dir {
                     repo.current.push((name, fi.mod_time));
                 }
             }
             _ => {}
         }
+        WalkControl::Continue
     })
     .await?;
     repos.retain(|_, r| r.is_repo);
@@ -449,15 +458,15 @@ impl<'a> Collector<'a> {
         let marks = &self.marks;
         walk_files(self.d, &layout::blobs_root(), |fi| {
             bar.inc(1);
-            if fi.is_dir {
-                return;
-            }
-            if let Some(dg) = layout::blob_of(fi.path.as_str()) {
-                seen += 1;
-                if !marks.contains(&dg) {
-                    unreferenced.push((dg, fi.mod_time));
+            if !fi.is_dir {
+                if let Some(dg) = layout::blob_of(fi.path.as_str()) {
+                    seen += 1;
+                    if !marks.contains(&dg) {
+                        unreferenced.push((dg, fi.mod_time));
+                    }
                 }
             }
+            WalkControl::Continue
         })
         .await?;
         bar.finish_and_clear();
@@ -959,6 +968,11 @@ mod tests {
                 for e in std::fs::read_dir(&p).unwrap() {
                     let e = e.unwrap();
                     if e.file_type().unwrap().is_dir() {
+                        // Directories too: a layer link is taken from its directory.
+                        std::fs::File::open(e.path())
+                            .unwrap()
+                            .set_modified(t)
+                            .unwrap();
                         stack.push(e.path());
                     } else {
                         let f = std::fs::File::options().write(true).open(e.path()).unwrap();

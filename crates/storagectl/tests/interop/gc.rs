@@ -482,6 +482,11 @@ fn age_tree(root: &Path) {
         for e in std::fs::read_dir(&p).unwrap() {
             let e = e.unwrap();
             if e.file_type().unwrap().is_dir() {
+                // Directories too: a layer link's directory carries its time.
+                std::fs::File::open(e.path())
+                    .unwrap()
+                    .set_modified(t)
+                    .unwrap();
                 stack.push(e.path());
             } else {
                 let f = std::fs::File::options().write(true).open(e.path()).unwrap();
