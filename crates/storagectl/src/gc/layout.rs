@@ -129,6 +129,8 @@ pub enum RepoEntry {
     Layers(Option<Digest>),
     /// `<repo>/_manifests/revisions/<algo>/<hex>/link`.
     Revision(Digest),
+    /// `<repo>/_manifests/tags`, the tags' directory.
+    Tags,
     /// Below `<repo>/_manifests/tags/<tag>/`: the tag exists (Distribution lists a
     /// repository's tags as the directories there); `current` for its `current/link`.
     Tag {
@@ -168,6 +170,7 @@ pub fn repo_entry(path: &str) -> Option<(&str, RepoEntry)> {
             Some(d) => RepoEntry::Revision(d),
             None => RepoEntry::Other,
         },
+        ["_manifests", "tags"] => RepoEntry::Tags,
         ["_manifests", "tags", tag, rest @ ..] => RepoEntry::Tag {
             name: (*tag).into(),
             current: rest == ["current", "link"],
@@ -295,6 +298,10 @@ mod tests {
         assert_eq!(
             repo_entry(&format!("{r}/a/_manifests/revisions/sha256/{HEX}")),
             Some(("a", RepoEntry::Other))
+        );
+        assert_eq!(
+            repo_entry(&format!("{r}/a/_manifests/tags")),
+            Some(("a", RepoEntry::Tags))
         );
         assert_eq!(
             repo_entry(&format!("{r}/a/_uploads/x/data")),

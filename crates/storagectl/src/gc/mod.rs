@@ -87,9 +87,13 @@ async fn walk_files(
 }
 
 /// Phase 1 (and 6): every repository below `repositories/`.
+///
+/// Tags are read only `with_tags` (`--delete-untagged`: without it no tag matters, and
+/// Distribution reads none either).
 async fn scan_repositories(
     d: &Driver,
     bar: &indicatif::ProgressBar,
+    with_tags: bool,
 ) -> Result<BTreeMap<String, Repo>, StorageError> {
     let mut repos: BTreeMap<String, Repo> = BTreeMap::new();
     walk_files(d, &layout::repositories_root(), |fi| {
@@ -120,6 +124,7 @@ async fn scan_repositories(
             RepoEntry::Revision(dg) if !fi.is_dir => {
                 repo.revisions.insert(dg, fi.mod_time);
             }
+            RepoEntry::Tags if !with_tags && fi.is_dir => return WalkControl::SkipDir,
             RepoEntry::Tag {
                 name,
                 current,
@@ -373,7 +378,7 @@ impl<'a> Collector<'a> {
     /// Phase 1: the repositories.
     async fn scan(&mut self) -> CliResult {
         let bar = self.progress.counter("scanning repositories");
-        self.repos = scan_repositories(self.d, &bar).await?;
+        self.repos = scan_repositories(self.d, &bar, self.args.delete_untagged).await?;
         bar.finish_and_clear();
         self.report.repositories = self.repos.len();
         self.report.manifests = self.repos.values().map(|r| r.revisions.len()).sum();
@@ -501,7 +506,7 @@ impl<'a> Collector<'a> {
             return Ok(());
         }
         let bar = self.progress.counter("re-checking repositories");
-        let now = scan_repositories(self.d, &bar).await?;
+        let now = scan_repositories(self.d, &bar, self.args.delete_untagged).await?;
         bar.finish_and_clear();
         let retagged = if self.args.delete_untagged {
             let moved: BTreeMap<String, Repo> = now
@@ -636,7 +641,7 @@ impl<'a> Collector<'a> {
             return Ok(());
         }
         let bar = self.progress.counter("checking new manifests");
-        let now = scan_repositories(self.d, &bar).await?;
+        let now = scan_repositories(self.d, &bar, self.args.delete_untagged).await?;
         bar.finish_and_clear();
         let deleted: HashSet<(&str, &Digest)> = self
             .untagged
