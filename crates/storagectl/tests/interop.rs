@@ -293,18 +293,12 @@ fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
 
-/// `n` pseudo-random bytes from `seed` (xorshift64*).
+/// `n` pseudo-random bytes from `seed` (the suite's generator; the seed is spread so
+/// small seeds start far apart).
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(n);
-    out
+    driver_testsuite::data::DataGen::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        .bytes(n)
+        .to_vec()
 }
 
 /// A ustar archive holding one regular file.

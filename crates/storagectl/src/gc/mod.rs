@@ -377,9 +377,7 @@ impl<'a> Collector<'a> {
 
     /// Phase 1: the repositories.
     async fn scan(&mut self) -> CliResult {
-        let bar = self.progress.counter("scanning repositories");
-        self.repos = scan_repositories(self.d, &bar, self.args.delete_untagged).await?;
-        bar.finish_and_clear();
+        self.repos = self.rescan("scanning repositories").await?;
         self.report.repositories = self.repos.len();
         self.report.manifests = self.repos.values().map(|r| r.revisions.len()).sum();
         self.phase_done("scan repositories")
@@ -498,6 +496,14 @@ impl<'a> Collector<'a> {
         self.phase_done("scan blobs")
     }
 
+    /// A walk of the repositories (phase 1, and again for phases 6 and 8).
+    async fn rescan(&self, what: &str) -> CliResult<BTreeMap<String, Repo>> {
+        let bar = self.progress.counter(what);
+        let now = scan_repositories(self.d, &bar, self.args.delete_untagged).await?;
+        bar.finish_and_clear();
+        Ok(now)
+    }
+
     /// Phase 6: manifests that appeared, and tags that moved, since the first scan are
     /// marked; blobs linked meanwhile are spared. What changed is told by the first
     /// scan (a link that is new or whose time differs), not by comparing clocks.
@@ -505,9 +511,7 @@ impl<'a> Collector<'a> {
         if self.unreferenced.is_empty() && self.untagged.is_empty() {
             return Ok(());
         }
-        let bar = self.progress.counter("re-checking repositories");
-        let now = scan_repositories(self.d, &bar, self.args.delete_untagged).await?;
-        bar.finish_and_clear();
+        let now = self.rescan("re-checking repositories").await?;
         let retagged = if self.args.delete_untagged {
             let moved: BTreeMap<String, Repo> = now
                 .iter()
@@ -640,9 +644,7 @@ impl<'a> Collector<'a> {
         if self.unreferenced.is_empty() && self.untagged.is_empty() {
             return Ok(());
         }
-        let bar = self.progress.counter("checking new manifests");
-        let now = scan_repositories(self.d, &bar, self.args.delete_untagged).await?;
-        bar.finish_and_clear();
+        let now = self.rescan("checking new manifests").await?;
         let deleted: HashSet<(&str, &Digest)> = self
             .untagged
             .iter()
