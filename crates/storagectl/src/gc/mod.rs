@@ -1147,12 +1147,34 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_manifest_pushed_before_the_re_mark_keeps_an_old_unreferenced_blob() {
+    /// A registry written two hours ago: `app:v1`, and an untagged image whose config and
+    /// layer (returned) nothing else references.
+    async fn aged_with_an_untagged_image() -> (Store, Vec<Digest>) {
         let s = Store::new();
         s.image("app", Some("v1"), &["live"]).await;
         let (_, gone) = s.image("app", None, &["reused"]).await;
         s.age_all(2 * HOUR);
+        (s, gone)
+    }
+
+    /// An image manifest over `gone`'s layer and config (the untagged image's own
+    /// manifest unless `note` makes it another).
+    fn reusing(gone: &[Digest], note: Option<&str>) -> Value {
+        let mut m = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"digest": gone[1].to_string(), "size": 1},
+            "layers": [{"digest": gone[0].to_string(), "size": 1}],
+        });
+        if let Some(n) = note {
+            m["annotations"] = json!({ "pushed": n });
+        }
+        m
+    }
+
+    #[tokio::test]
+    async fn a_manifest_pushed_before_the_re_mark_keeps_an_old_unreferenced_blob() {
+        let (s, gone) = aged_with_an_untagged_image().await;
         let mut c = s.collector(false, true, HOUR);
         c.scan().await.unwrap();
         c.mark().await.unwrap();
@@ -1160,13 +1182,7 @@ mod tests {
         assert!(c.unreferenced.contains(&gone[0]));
         // A push reusing the old layer (its link in this repository is old: the client
         // was told the blob exists and did not upload it) lands now.
-        let reuse = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"digest": gone[1].to_string(), "size": 1},
-            "layers": [{"digest": gone[0].to_string(), "size": 1}],
-        });
-        s.manifest("app", Some("v2"), &reuse).await;
+        s.manifest("app", Some("v2"), &reusing(&gone, None)).await;
         c.remark().await.unwrap();
         c.sweep().await.unwrap();
         c.check_after().await.unwrap();
@@ -1178,36 +1194,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_manifest_pushed_after_the_re_mark_is_reported() {
-        let s = Store::new();
-        s.image("app", Some("v1"), &["live"]).await;
-        let (_, gone) = s.image("app", None, &["reused"]).await;
-        s.age_all(2 * HOUR);
+        let (s, gone) = aged_with_an_untagged_image().await;
         let mut c = s.collector(false, true, HOUR);
         c.scan().await.unwrap();
         c.mark().await.unwrap();
         c.scan_blobs().await.unwrap();
         c.remark().await.unwrap();
         // Another image reusing its blobs, and the untagged manifest tagged again.
-        let reuse = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"digest": gone[1].to_string(), "size": 1},
-            "layers": [{"digest": gone[0].to_string(), "size": 1}],
-            "annotations": {"pushed": "during the sweep"},
-        });
-        let m = s.manifest("app", Some("v2"), &reuse).await;
-        let retagged = s
-            .manifest(
-                "app",
-                Some("v3"),
-                &json!({
-                    "schemaVersion": 2,
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": {"digest": gone[1].to_string(), "size": 1},
-                    "layers": [{"digest": gone[0].to_string(), "size": 1}],
-                }),
-            )
+        let m = s
+            .manifest("app", Some("v2"), &reusing(&gone, Some("during the sweep")))
             .await;
+        let retagged = s.manifest("app", Some("v3"), &reusing(&gone, None)).await;
         c.sweep().await.unwrap();
         c.check_after().await.unwrap();
         let r = c.finish();
